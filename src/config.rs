@@ -1,0 +1,87 @@
+//! The connector's own configuration keys, read from the same figment as
+//! Rocket's (`Rocket.toml`, then `ROCKET_*` environment variables).
+
+use std::path::{Path, PathBuf};
+
+use rocket::figment::providers::{Env, Format, Serialized, Toml};
+use rocket::figment::{Figment, Profile};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ServiceName;
+
+/// Where the connector listens unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7051;
+
+/// The keys the connector adds to Rocket's.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AppConfig {
+    /// The JSON file holding the service definitions.
+    pub data_file: PathBuf,
+    /// Value of the `docker-connector.instance` label: connectors with
+    /// different instances share an engine without touching each other.
+    pub instance: String,
+    /// The docker CLI to run: a path, or a name looked up on `PATH`.
+    pub docker: String,
+    /// Seconds one docker command may take before it is killed.
+    pub docker_timeout: u64,
+    /// The largest `number` a scale accepts.
+    pub max_replicas: u32,
+    /// How many `docker run` one scale may have in flight at once.
+    pub scale_concurrency: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            data_file: PathBuf::from("data/services.json"),
+            instance: "default".to_owned(),
+            docker: "docker".to_owned(),
+            docker_timeout: 30,
+            max_replicas: 100,
+            scale_concurrency: 8,
+        }
+    }
+}
+
+impl AppConfig {
+    /// Extracts and checks the connector's keys.
+    ///
+    /// # Errors
+    /// A message naming the key that is missing its type or breaks its rule.
+    pub fn from_figment(figment: &Figment) -> Result<Self, String> {
+        let config: AppConfig = figment
+            .extract()
+            .map_err(|e| format!("configuration: {e}"))?;
+        ServiceName::parse_field("instance", &config.instance)
+            .map_err(|e| format!("configuration: {e}"))?;
+        if config.docker_timeout == 0 {
+            return Err("configuration: docker_timeout must be at least 1 second".into());
+        }
+        if config.scale_concurrency == 0 {
+            return Err("configuration: scale_concurrency must be at least 1".into());
+        }
+        Ok(config)
+    }
+}
+
+/// Rocket's configuration sources with the connector's defaults underneath:
+/// Rocket's defaults, then ours (port 7051), then the TOML file (`config_file`,
+/// else `ROCKET_CONFIG`, else `Rocket.toml`), then `ROCKET_*` variables.
+pub fn figment(config_file: Option<&Path>) -> Figment {
+    let toml_file = match config_file {
+        Some(path) => path.to_path_buf(),
+        None => PathBuf::from(Env::var_or("ROCKET_CONFIG", "Rocket.toml")),
+    };
+    let profile = Profile::from_env_or("ROCKET_PROFILE", rocket::Config::DEFAULT_PROFILE);
+    Figment::from(rocket::Config::default())
+        .merge(Serialized::defaults(AppConfig::default()))
+        .merge(("port", DEFAULT_PORT))
+        .merge(Toml::file(toml_file).nested())
+        .merge(
+            Env::prefixed("ROCKET_")
+                .ignore(&["PROFILE", "CONFIG"])
+                .global(),
+        )
+        .select(profile)
+}

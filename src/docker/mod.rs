@@ -1,0 +1,81 @@
+//! Everything that knows the docker CLI: the process runner (the only code in
+//! the connector that spawns processes) and the engine built on it.
+//!
+//! The rest of the connector sees the engine only through [`Engine`]: list,
+//! start and remove the containers of a service. Another backend (Swarm
+//! services, say) plugs in by implementing it.
+
+mod cli;
+mod runner;
+
+pub use cli::DockerCli;
+pub use runner::DockerRunner;
+
+use async_trait::async_trait;
+
+use crate::domain::{ServiceDefinition, ServiceName};
+use crate::error::Error;
+
+/// Label naming the connector instance that owns a container.
+pub const LABEL_INSTANCE: &str = "docker-connector.instance";
+/// Label naming the service a container belongs to.
+pub const LABEL_SERVICE: &str = "docker-connector.service";
+/// Label holding [`ServiceDefinition::config_hash`] of the definition a
+/// container was started from.
+pub const LABEL_CONFIG_HASH: &str = "docker-connector.config-hash";
+
+/// One container the connector owns, as the engine last reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    /// Docker's state: created, running, restarting, paused, exited, dead, removing.
+    pub state: String,
+    /// Docker's human status, e.g. `Exited (1) 2 seconds ago`.
+    pub status: String,
+    pub config_hash: String,
+    /// Creation time as docker prints it (`2026-11-28 05:47:28 +0000 UTC`),
+    /// which sorts chronologically as text.
+    pub created: String,
+}
+
+impl Container {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+}
+
+/// What a start attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The container runs; its full id.
+    Started(String),
+    /// Another container already has the name; nothing was created.
+    NameTaken,
+}
+
+/// The operations the connector needs from a container engine.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// Every container of `service` owned by this instance, in any state.
+    ///
+    /// # Errors
+    /// The docker failure, as [`Error`].
+    async fn list(&self, service: &ServiceName) -> Result<Vec<Container>, Error>;
+
+    /// Starts one container of `definition` named `name`.
+    ///
+    /// # Errors
+    /// The docker failure, as [`Error`], other than a name clash.
+    async fn start(
+        &self,
+        definition: &ServiceDefinition,
+        name: &str,
+    ) -> Result<StartOutcome, Error>;
+
+    /// Removes the containers with these ids, whatever their state.
+    ///
+    /// # Errors
+    /// The docker failure, as [`Error`].
+    async fn remove(&self, ids: &[String]) -> Result<(), Error>;
+}

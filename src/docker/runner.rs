@@ -1,0 +1,178 @@
+//! Runs the docker CLI: one argv element per argument, never a shell, a
+//! deadline that kills the child, and failures sorted by cause.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::error::Error;
+
+/// Most of docker's stderr an error message carries.
+const MAX_MESSAGE_CHARS: usize = 600;
+
+/// What docker prints when it cannot reach the engine at all, as opposed to
+/// the engine refusing a request.
+const UNREACHABLE_MARKERS: [&str; 4] = [
+    "Cannot connect to the Docker daemon",
+    "error during connect",
+    "permission denied while trying to connect",
+    "Is the docker daemon running",
+];
+
+/// Runs docker commands with a deadline.
+#[derive(Debug, Clone)]
+pub struct DockerRunner {
+    /// The resolved CLI; `None` when it was not found at start.
+    program: Option<PathBuf>,
+    /// What the configuration asked for, for messages.
+    configured: String,
+    timeout: Duration,
+}
+
+impl DockerRunner {
+    /// Resolves `configured` (a path, or a name looked up on `PATH`). A CLI
+    /// that cannot be found is not fatal: the connector still serves
+    /// definitions, and docker-backed requests answer 503.
+    pub fn new(configured: &str, timeout: Duration) -> Self {
+        let program = match which::which(configured) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                log::warn!("docker CLI {configured:?} not found ({e}); docker-backed requests will answer 503");
+                None
+            }
+        };
+        DockerRunner {
+            program,
+            configured: configured.to_owned(),
+            timeout,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs `docker ARGS...` and returns its stdout.
+    ///
+    /// # Errors
+    /// [`Error::DockerUnavailable`] when the CLI is missing or cannot reach the
+    /// engine, [`Error::DockerTimeout`] when it overran its deadline (it is
+    /// killed), [`Error::DockerFailed`] with its trimmed stderr otherwise.
+    pub async fn run(&self, args: &[String]) -> Result<String, Error> {
+        let Some(program) = &self.program else {
+            return Err(Error::DockerUnavailable(format!(
+                "docker CLI {:?} not found",
+                self.configured
+            )));
+        };
+        log::debug!("running {} {}", program.display(), masked(args).join(" "));
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                Error::DockerUnavailable(format!("cannot run {}: {e}", program.display()))
+            })?;
+        // Dropping the child on timeout kills it: kill_on_drop above.
+        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| Error::DockerTimeout {
+                seconds: self.timeout.as_secs(),
+            })?
+            .map_err(|e| Error::DockerUnavailable(format!("waiting for docker: {e}")))?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let message = trim_message(&stderr, output.status);
+        if UNREACHABLE_MARKERS
+            .iter()
+            .any(|marker| stderr.contains(marker))
+        {
+            Err(Error::DockerUnavailable(message))
+        } else {
+            Err(Error::DockerFailed(message))
+        }
+    }
+}
+
+/// Folds docker's stderr into one bounded line.
+fn trim_message(stderr: &str, status: std::process::ExitStatus) -> String {
+    // Docker appends a pointer to its help to usage errors; it helps nobody here.
+    let joined = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("Run '") && !line.starts_with("See '"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if joined.is_empty() {
+        return format!("docker exited with {status} and printed nothing");
+    }
+    match joined.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}...", &joined[..cut]),
+        None => joined,
+    }
+}
+
+/// The argv with the values of `-e KEY=VALUE` hidden, for logs: environment
+/// values are often secrets.
+fn masked(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut after_env_flag = false;
+    for arg in args {
+        if after_env_flag {
+            let key = arg.split_once('=').map_or(arg.as_str(), |(key, _)| key);
+            out.push(format!("{key}=***"));
+        } else {
+            out.push(arg.clone());
+        }
+        after_env_flag = arg == "-e" || arg == "--env";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_environment_values_only() {
+        let args: Vec<String> = [
+            "run",
+            "-e",
+            "TOKEN=s3cret=x",
+            "--name",
+            "web",
+            "--",
+            "img:1",
+            "-e",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            masked(&args),
+            [
+                "run",
+                "-e",
+                "TOKEN=***",
+                "--name",
+                "web",
+                "--",
+                "img:1",
+                "-e"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_cli_is_unavailable_not_a_crash() {
+        let runner = DockerRunner::new("/nonexistent/docker", Duration::from_secs(1));
+        let err = runner.run(&["ps".to_owned()]).await.unwrap_err();
+        assert!(matches!(err, Error::DockerUnavailable(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,32 @@
+//! Validated domain types: each can only be built from input that passed its
+//! rules, so the rest of the connector can put them straight into labels,
+//! container names and docker argv.
+
+mod command;
+mod definition;
+mod environment;
+mod image_ref;
+mod port_spec;
+mod replica_count;
+mod service_name;
+
+pub use command::Command;
+pub use definition::ServiceDefinition;
+pub use environment::Environment;
+pub use image_ref::ImageRef;
+pub use port_spec::{PortSpec, Ports};
+pub use replica_count::ReplicaCount;
+pub use service_name::ServiceName;
+
+/// Names a JSON value's type the way an error message should.
+fn json_type(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,134 @@
+//! The one error type of the connector and its single mapping to an HTTP answer.
+
+use std::io::Cursor;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use serde_json::json;
+
+/// Everything a request can fail with. The HTTP status of each variant is
+/// decided in [`Error::status`] and nowhere else.
+#[derive(Debug)]
+pub enum Error {
+    /// The request names a field that is missing, of the wrong type or invalid.
+    Invalid { field: String, reason: String },
+    /// The body is not JSON, or not the JSON object that was expected.
+    MalformedBody(String),
+    /// The body is larger than the connector accepts.
+    BodyTooLarge { limit: u64 },
+    /// No service has that name.
+    ServiceNotFound(String),
+    /// A service with that name already exists.
+    ServiceExists(String),
+    /// The docker CLI cannot be run or cannot reach the engine.
+    DockerUnavailable(String),
+    /// The docker CLI did not finish within its deadline and was killed.
+    DockerTimeout { seconds: u64 },
+    /// The docker CLI ran and reported a failure.
+    DockerFailed(String),
+    /// The definitions file could not be written; nothing was changed.
+    Storage(String),
+}
+
+impl Error {
+    /// A validation error for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The status code each kind of failure is answered with.
+    pub fn status(&self) -> Status {
+        match self {
+            Error::Invalid { .. } | Error::MalformedBody(_) => Status::BadRequest,
+            Error::BodyTooLarge { .. } => Status::PayloadTooLarge,
+            Error::ServiceNotFound(_) => Status::NotFound,
+            Error::ServiceExists(_) => Status::Conflict,
+            Error::DockerUnavailable(_) => Status::ServiceUnavailable,
+            Error::DockerTimeout { .. } => Status::GatewayTimeout,
+            Error::DockerFailed(_) => Status::BadGateway,
+            Error::Storage(_) => Status::InternalServerError,
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Invalid { field, reason } => write!(f, "{field}: {reason}"),
+            Error::MalformedBody(reason) => write!(f, "request body: {reason}"),
+            Error::BodyTooLarge { limit } => {
+                write!(f, "request body: larger than the limit of {limit} bytes")
+            }
+            Error::ServiceNotFound(name) => write!(f, "service '{name}' does not exist"),
+            Error::ServiceExists(name) => write!(f, "service '{name}' already exists"),
+            Error::DockerUnavailable(reason) => write!(f, "docker is unavailable: {reason}"),
+            Error::DockerTimeout { seconds } => {
+                write!(
+                    f,
+                    "docker did not answer within {seconds} s; the command was killed"
+                )
+            }
+            Error::DockerFailed(reason) => write!(f, "docker failed: {reason}"),
+            Error::Storage(reason) => write!(f, "could not save the definitions: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The JSON error answer every failure of the connector uses:
+/// `{"error": message}` with a status and, where useful, one extra header.
+pub struct ErrorReply {
+    pub status: Status,
+    pub message: String,
+    pub header: Option<Header<'static>>,
+}
+
+impl ErrorReply {
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
+        ErrorReply {
+            status,
+            message: message.into(),
+            header: None,
+        }
+    }
+
+    pub fn with_header(mut self, header: Header<'static>) -> Self {
+        self.header = Some(header);
+        self
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ErrorReply {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let body = json!({ "error": self.message }).to_string();
+        let mut response = Response::build()
+            .status(self.status)
+            .header(ContentType::JSON)
+            .sized_body(body.len(), Cursor::new(body))
+            .finalize();
+        if let Some(header) = self.header {
+            response.set_header(header);
+        }
+        Ok(response)
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Error {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let status = self.status();
+        let message = self.to_string();
+        if status.code >= 500 {
+            log::error!("{} {}: {message}", request.method(), request.uri().path());
+        }
+        let mut reply = ErrorReply::new(status, message);
+        if let Error::ServiceExists(name) = &self {
+            reply = reply.with_header(Header::new("Location", format!("/service/{name}")));
+        }
+        reply.respond_to(request)
+    }
+}

@@ -1,0 +1,74 @@
+//! docker-connector: keeps N containers of each defined service running on a
+//! Docker host, driven over HTTP (the Genisys connector's API).
+//!
+//! - [`config`]: the connector's keys in Rocket's figment.
+//! - [`domain`]: validated types (service name, image, ports, ...); built valid or not at all.
+//! - [`error`]: the one error type and its mapping to HTTP.
+//! - [`store`]: the definitions and the JSON file they live in.
+//! - [`docker`]: the docker CLI runner and the engine interface over it.
+//! - [`scaler`]: turns a wanted count into docker removals and starts.
+//! - [`routes`]: the HTTP endpoints and JSON catchers.
+//! - [`logging`]: the fern logger and the per-request log line.
+
+pub mod config;
+pub mod docker;
+pub mod domain;
+pub mod error;
+pub mod logging;
+pub mod routes;
+pub mod scaler;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocket::fairing::AdHoc;
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+
+use config::AppConfig;
+use docker::{DockerCli, DockerRunner};
+use scaler::Scaler;
+use store::Store;
+
+/// Builds the server from `figment`: loads the definitions, finds the docker
+/// CLI, and mounts the routes.
+///
+/// # Errors
+/// A message when the configuration is invalid or the data file cannot be
+/// loaded; the server must not start then.
+pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
+    let config = AppConfig::from_figment(&figment)?;
+    let store = Arc::new(Store::open(&config.data_file)?);
+    let runner = DockerRunner::new(&config.docker, Duration::from_secs(config.docker_timeout));
+    let engine = Arc::new(DockerCli::new(runner, config.instance.clone()));
+    let scaler = Scaler::new(
+        engine,
+        store.clone(),
+        config.instance.clone(),
+        config.scale_concurrency,
+    );
+    let summary = format!(
+        "instance {:?}, {} services from {}",
+        config.instance,
+        store.all().len(),
+        store.path().display()
+    );
+    Ok(rocket::custom(figment)
+        .manage(store)
+        .manage(scaler)
+        .manage(config)
+        .mount("/", routes::routes())
+        .register("/", routes::catchers())
+        .attach(logging::RequestLogger)
+        .attach(AdHoc::on_liftoff("announce", move |rocket| {
+            Box::pin(async move {
+                let cfg = rocket.config();
+                log::info!(
+                    "docker-connector listening on {}:{} ({summary})",
+                    cfg.address,
+                    cfg.port
+                );
+            })
+        })))
+}

@@ -1,0 +1,81 @@
+//! The `docker-connector` binary: flags, logging, launch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use docker_connector::{config, logging};
+
+const USAGE: &str = "\
+Usage: docker-connector [--config PATH]
+
+Keeps N containers of each defined service running, driven over HTTP.
+
+Options:
+  --config PATH   read settings from PATH instead of Rocket.toml (or $ROCKET_CONFIG)
+  --version       print the version and exit
+  --help          print this help and exit
+
+Every setting can also be given as ROCKET_<KEY>, e.g. ROCKET_PORT=7051.";
+
+enum Invocation {
+    Run { config_file: Option<PathBuf> },
+    Exit(ExitCode),
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Invocation {
+    let mut config_file = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--version" | "-V" => {
+                println!("docker-connector {}", env!("CARGO_PKG_VERSION"));
+                return Invocation::Exit(ExitCode::SUCCESS);
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Invocation::Exit(ExitCode::SUCCESS);
+            }
+            "--config" => match args.next() {
+                Some(path) => config_file = Some(PathBuf::from(path)),
+                None => return usage_error("--config needs a path"),
+            },
+            other => match other.strip_prefix("--config=") {
+                Some(path) => config_file = Some(PathBuf::from(path)),
+                None => return usage_error(&format!("unknown argument {other:?}")),
+            },
+        }
+    }
+    Invocation::Run { config_file }
+}
+
+fn usage_error(message: &str) -> Invocation {
+    eprintln!("docker-connector: {message}\n\n{USAGE}");
+    Invocation::Exit(ExitCode::from(2))
+}
+
+fn main() -> ExitCode {
+    let config_file = match parse_args(std::env::args().skip(1)) {
+        Invocation::Run { config_file } => config_file,
+        Invocation::Exit(code) => return code,
+    };
+    let figment = config::figment(config_file.as_deref());
+    let log_level = figment
+        .extract_inner("log_level")
+        .unwrap_or(rocket::config::LogLevel::Normal);
+    if let Err(e) = logging::init(log_level) {
+        eprintln!("docker-connector: cannot set up logging: {e}");
+    }
+    let server = match docker_connector::rocket(figment) {
+        Ok(server) => server,
+        Err(message) => {
+            log::error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rocket::execute(server.launch()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `/service` and `/service/<name>`: the definitions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rocket::data::Data;
+use rocket::http::Status;
+use rocket::response::status::{Created, Custom, NoContent};
+use rocket::serde::json::Json;
+use rocket::{Route, State};
+
+use super::{known_name, read_json};
+use crate::domain::{ServiceDefinition, ServiceName};
+use crate::error::Error;
+use crate::scaler::Scaler;
+use crate::store::{Replaced, Store};
+
+pub fn routes() -> Vec<Route> {
+    rocket::routes![list, create, show, replace, delete]
+}
+
+#[rocket::get("/service")]
+fn list(store: &State<Arc<Store>>) -> Json<BTreeMap<String, ServiceDefinition>> {
+    Json(
+        store
+            .all()
+            .iter()
+            .map(|(name, def)| (name.to_string(), def.clone()))
+            .collect(),
+    )
+}
+
+#[rocket::post("/service", data = "<body>")]
+async fn create(
+    store: &State<Arc<Store>>,
+    body: Data<'_>,
+) -> Result<Created<Json<ServiceDefinition>>, Error> {
+    let definition = ServiceDefinition::from_create_body(&read_json(body).await?)?;
+    let location = format!("/service/{}", definition.name());
+    store.create(definition.clone()).await?;
+    Ok(Created::new(location).body(Json(definition)))
+}
+
+#[rocket::get("/service/<name>")]
+fn show(store: &State<Arc<Store>>, name: &str) -> Result<Json<ServiceDefinition>, Error> {
+    let name = known_name(name)?;
+    store
+        .get(&name)
+        .map(Json)
+        .ok_or_else(|| Error::ServiceNotFound(name.to_string()))
+}
+
+#[rocket::put("/service/<name>", data = "<body>")]
+async fn replace(
+    store: &State<Arc<Store>>,
+    name: &str,
+    body: Data<'_>,
+) -> Result<Custom<Json<ServiceDefinition>>, Error> {
+    let name = ServiceName::parse(name)?;
+    let definition = ServiceDefinition::from_replace_body(name, &read_json(body).await?)?;
+    let status = match store.replace(definition.clone()).await? {
+        Replaced::Created => Status::Created,
+        Replaced::Updated => Status::Ok,
+    };
+    Ok(Custom(status, Json(definition)))
+}
+
+#[rocket::delete("/service/<name>")]
+async fn delete(scaler: &State<Scaler>, name: &str) -> Result<NoContent, Error> {
+    scaler.delete(&known_name(name)?).await.map(|()| NoContent)
+}

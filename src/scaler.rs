@@ -1,0 +1,303 @@
+//! Brings a service's containers to a wanted count: list what runs, plan
+//! removals and starts, carry them out, then measure the result.
+//!
+//! Operations on one service are serialized by a per-service lock, so two
+//! scales of the same service never race each other or a delete; different
+//! services proceed in parallel.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::docker::{Container, Engine, StartOutcome};
+use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
+use crate::error::Error;
+use crate::store::Store;
+
+/// How often a start retries with another name after a clash.
+const NAME_ATTEMPTS: usize = 10;
+
+/// What a scale or status request reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScaleReport {
+    pub running_resources: usize,
+    pub desired_resources: u32,
+}
+
+/// Drives the containers of every service through an [`Engine`].
+pub struct Scaler {
+    engine: Arc<dyn Engine>,
+    store: Arc<Store>,
+    instance: String,
+    concurrency: usize,
+    /// One lock per service name, created on first use.
+    locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Scaler {
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        store: Arc<Store>,
+        instance: String,
+        concurrency: usize,
+    ) -> Self {
+        Scaler {
+            engine,
+            store,
+            instance,
+            concurrency,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn lock(&self, service: &ServiceName) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .expect("lock table poisoned")
+            .entry(service.clone())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    fn definition(&self, service: &ServiceName) -> Result<ServiceDefinition, Error> {
+        self.store
+            .get(service)
+            .ok_or_else(|| Error::ServiceNotFound(service.to_string()))
+    }
+
+    /// Counts the running containers of `service`.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`], or the docker failure.
+    pub async fn running(&self, service: &ServiceName) -> Result<usize, Error> {
+        self.definition(service)?;
+        let containers = self.engine.list(service).await?;
+        Ok(containers.iter().filter(|c| c.is_running()).count())
+    }
+
+    /// Makes exactly `target` containers of `service` run: removes the ones
+    /// that are not running, removes any surplus (containers of an older
+    /// definition first, then the newest), starts the shortfall in parallel,
+    /// and reports the count measured afterwards.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`]; the docker failure, after removing any
+    /// container this left not running; [`Error::DockerFailed`] when new
+    /// containers stopped right after starting.
+    pub async fn scale(
+        &self,
+        service: &ServiceName,
+        target: ReplicaCount,
+    ) -> Result<ScaleReport, Error> {
+        let _serialized = self.lock(service).await;
+        let definition = self.definition(service)?;
+        let target = target.get();
+        let containers = self.engine.list(service).await?;
+        let plan = Plan::new(&containers, &definition.config_hash(), target as usize);
+        self.engine.remove(&plan.remove).await?;
+
+        let names = NameAllocator::new(format!("{}-{}-", self.instance, service), &containers);
+        let started: Vec<Result<(), Error>> = stream::iter(0..plan.start)
+            .map(|_| self.start_one(&definition, &names))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let start_error = started.into_iter().find_map(Result::err);
+
+        let after = self.engine.list(service).await?;
+        let (running, stopped): (Vec<&Container>, Vec<&Container>) =
+            after.iter().partition(|c| c.is_running());
+        let stopped_ids: Vec<String> = stopped.iter().map(|c| c.id.clone()).collect();
+        self.engine.remove(&stopped_ids).await?;
+        let report = ScaleReport {
+            running_resources: running.len(),
+            desired_resources: target,
+        };
+        let shortfall = |cause: String| {
+            Error::DockerFailed(format!(
+                "{cause}; {} of {target} containers of '{service}' are running",
+                running.len()
+            ))
+        };
+        match start_error {
+            Some(Error::DockerFailed(message)) => Err(shortfall(message)),
+            Some(other) => Err(other),
+            None if running.len() < target as usize => {
+                let exits: BTreeSet<&str> = stopped.iter().map(|c| c.status.as_str()).collect();
+                let exits: Vec<&str> = exits.into_iter().collect();
+                Err(shortfall(format!(
+                    "containers stopped right after starting ({})",
+                    exits.join(", ")
+                )))
+            }
+            None => Ok(report),
+        }
+    }
+
+    async fn start_one(
+        &self,
+        definition: &ServiceDefinition,
+        names: &NameAllocator,
+    ) -> Result<(), Error> {
+        for _ in 0..NAME_ATTEMPTS {
+            let name = names.next();
+            match self.engine.start(definition, &name).await? {
+                StartOutcome::Started(_) => return Ok(()),
+                StartOutcome::NameTaken => {
+                    log::info!("container name {name} is taken; trying another")
+                }
+            }
+        }
+        Err(Error::DockerFailed(format!(
+            "no free container name found after {NAME_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Removes every container of `service`, in any state, then its
+    /// definition. If docker fails the definition stays, so nothing
+    /// half-deleted is hidden.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`], the docker failure, or [`Error::Storage`].
+    pub async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
+        let _serialized = self.lock(service).await;
+        self.definition(service)?;
+        let ids: Vec<String> = self
+            .engine
+            .list(service)
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        self.engine.remove(&ids).await?;
+        self.store.remove(service).await
+    }
+}
+
+/// What a scale removes, and how many containers it starts.
+#[derive(Debug, PartialEq, Eq)]
+struct Plan {
+    remove: Vec<String>,
+    start: usize,
+}
+
+impl Plan {
+    fn new(containers: &[Container], current_hash: &str, target: usize) -> Self {
+        let (mut running, stopped): (Vec<&Container>, Vec<&Container>) =
+            containers.iter().partition(|c| c.is_running());
+        let mut remove: Vec<String> = stopped.iter().map(|c| c.id.clone()).collect();
+        // Keep-first order: current definition, then oldest; the tail goes.
+        running.sort_by(|a, b| {
+            (a.config_hash != current_hash)
+                .cmp(&(b.config_hash != current_hash))
+                .then_with(|| a.created.cmp(&b.created))
+                .then_with(|| name_number(&a.name).cmp(&name_number(&b.name)))
+        });
+        let start = target.saturating_sub(running.len());
+        remove.extend(running.iter().skip(target).map(|c| c.id.clone()));
+        Plan { remove, start }
+    }
+}
+
+/// The trailing `-N` of a container name, if any.
+fn name_number(name: &str) -> Option<u32> {
+    name.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
+}
+
+/// Hands out container names `<instance>-<service>-<n>` with the lowest
+/// numbers no container of the service holds, never the same one twice.
+struct NameAllocator {
+    prefix: String,
+    taken: Mutex<BTreeSet<u32>>,
+}
+
+impl NameAllocator {
+    fn new(prefix: String, containers: &[Container]) -> Self {
+        let taken = containers
+            .iter()
+            .filter_map(|c| {
+                c.name
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.parse().ok())
+            })
+            .collect();
+        NameAllocator {
+            prefix,
+            taken: Mutex::new(taken),
+        }
+    }
+
+    fn next(&self) -> String {
+        let mut taken = self.taken.lock().expect("name table poisoned");
+        let number = (1..).find(|n| !taken.contains(n)).expect("a free number");
+        taken.insert(number);
+        format!("{}{number}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, state: &str, hash: &str, created: &str) -> Container {
+        Container {
+            id: id.into(),
+            name: format!("default-web-{id}"),
+            state: state.into(),
+            status: String::new(),
+            config_hash: hash.into(),
+            created: created.into(),
+        }
+    }
+
+    #[test]
+    fn scale_down_removes_stopped_then_old_definitions_then_newest() {
+        let containers = [
+            container("1", "running", "new", "2026-01-01 00:00:01"),
+            container("2", "running", "old", "2026-01-01 00:00:00"),
+            container("3", "exited", "new", "2026-01-01 00:00:00"),
+            container("4", "running", "new", "2026-01-01 00:00:03"),
+            container("5", "running", "new", "2026-01-01 00:00:02"),
+        ];
+        let plan = Plan::new(&containers, "new", 2);
+        assert_eq!(
+            plan,
+            Plan {
+                remove: vec!["3".into(), "4".into(), "2".into()],
+                start: 0
+            }
+        );
+    }
+
+    #[test]
+    fn scale_up_starts_the_shortfall_and_clears_the_dead() {
+        let containers = [
+            container("1", "running", "h", "t"),
+            container("2", "created", "h", "t"),
+        ];
+        assert_eq!(
+            Plan::new(&containers, "h", 3),
+            Plan {
+                remove: vec!["2".into()],
+                start: 2
+            }
+        );
+    }
+
+    #[test]
+    fn names_fill_gaps_and_never_repeat() {
+        let containers = [
+            container("1", "running", "h", "t"),
+            container("3", "running", "h", "t"),
+        ];
+        let names = NameAllocator::new("default-web-".into(), &containers);
+        assert_eq!(
+            [names.next(), names.next(), names.next()],
+            ["default-web-2", "default-web-4", "default-web-5"]
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! The service definitions: an in-memory map backed by one JSON file. This is
+//! the only code that touches the file.
+//!
+//! Every change is written to a temporary file in the same directory, synced,
+//! renamed over the old file and the directory synced, before the change is
+//! visible or acknowledged; so an acknowledged write survives `kill -9` and a
+//! failed one leaves both the file and the map as they were.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde_json::{json, Value};
+
+use crate::domain::{ServiceDefinition, ServiceName};
+use crate::error::Error;
+
+/// Version of the file's layout, written into it so a later layout can be
+/// told apart.
+const FORMAT_VERSION: u64 = 1;
+
+type Services = BTreeMap<ServiceName, ServiceDefinition>;
+
+/// The definitions, readable without waiting on disk writes.
+pub struct Store {
+    path: PathBuf,
+    /// The current map. Readers clone the `Arc` and never wait for the disk;
+    /// a writer swaps in a new map only after it is on disk.
+    services: RwLock<Arc<Services>>,
+    /// Serializes writers, held across the whole write, so changes apply in
+    /// order and the temporary file has one writer.
+    writer: tokio::sync::Mutex<()>,
+}
+
+/// What a replace did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    Created,
+    Updated,
+}
+
+impl Store {
+    /// Loads the file at `path`, or starts empty (creating its directory) if
+    /// there is none.
+    ///
+    /// # Errors
+    /// A message naming the file when it cannot be read or does not hold valid
+    /// definitions. The file is never overwritten in that case.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let services = match fs::read(path) {
+            Ok(bytes) => {
+                parse_file(&bytes).map_err(|e| format!("data file {}: {e}", path.display()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+                }
+                Services::new()
+            }
+            Err(e) => return Err(format!("cannot read data file {}: {e}", path.display())),
+        };
+        Ok(Store {
+            path: path.to_path_buf(),
+            services: RwLock::new(Arc::new(services)),
+            writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All definitions, by name.
+    pub fn all(&self) -> Arc<Services> {
+        self.services.read().expect("store lock poisoned").clone()
+    }
+
+    pub fn get(&self, name: &ServiceName) -> Option<ServiceDefinition> {
+        self.all().get(name).cloned()
+    }
+
+    /// Adds a new definition.
+    ///
+    /// # Errors
+    /// [`Error::ServiceExists`] if the name is taken, [`Error::Storage`] if the
+    /// file could not be written.
+    pub async fn create(&self, definition: ServiceDefinition) -> Result<(), Error> {
+        self.change(|services| {
+            if services.contains_key(definition.name()) {
+                return Err(Error::ServiceExists(definition.name().to_string()));
+            }
+            services.insert(definition.name().clone(), definition);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Adds or replaces a definition.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the file could not be written.
+    pub async fn replace(&self, definition: ServiceDefinition) -> Result<Replaced, Error> {
+        self.change(|services| {
+            Ok(
+                match services.insert(definition.name().clone(), definition) {
+                    Some(_) => Replaced::Updated,
+                    None => Replaced::Created,
+                },
+            )
+        })
+        .await
+    }
+
+    /// Removes a definition.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`] if there is none, [`Error::Storage`] if the
+    /// file could not be written.
+    pub async fn remove(&self, name: &ServiceName) -> Result<(), Error> {
+        self.change(|services| {
+            services
+                .remove(name)
+                .map(drop)
+                .ok_or_else(|| Error::ServiceNotFound(name.to_string()))
+        })
+        .await
+    }
+
+    /// Applies `edit` to a copy of the map, writes the copy, and only then
+    /// makes it the current map.
+    async fn change<T>(
+        &self,
+        edit: impl FnOnce(&mut Services) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let _writing = self.writer.lock().await;
+        let mut next = Services::clone(&self.all());
+        let outcome = edit(&mut next)?;
+        let bytes = render_file(&next);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+            .await
+            .map_err(|e| Error::Storage(format!("writer task failed: {e}")))?
+            .map_err(|e| Error::Storage(format!("{}: {e}", self.path.display())))?;
+        *self.services.write().expect("store lock poisoned") = Arc::new(next);
+        Ok(outcome)
+    }
+}
+
+fn render_file(services: &Services) -> Vec<u8> {
+    let document = json!({ "format_version": FORMAT_VERSION, "services": services });
+    let mut bytes = serde_json::to_vec_pretty(&document).expect("definitions serialize");
+    bytes.push(b'\n');
+    bytes
+}
+
+fn parse_file(bytes: &[u8]) -> Result<Services, String> {
+    let document: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    match document.get("format_version").and_then(Value::as_u64) {
+        Some(FORMAT_VERSION) => {}
+        other => {
+            return Err(format!(
+                "unsupported format_version {other:?}, expected {FORMAT_VERSION}"
+            ))
+        }
+    }
+    let Some(entries) = document.get("services").and_then(Value::as_object) else {
+        return Err("\"services\" must be an object".into());
+    };
+    let mut services = Services::new();
+    for (key, entry) in entries {
+        let definition = ServiceDefinition::from_create_body(entry)
+            .map_err(|e| format!("service {key:?}: {e}"))?;
+        if definition.name().as_str() != key {
+            return Err(format!("service {key:?} is stored under another name"));
+        }
+        services.insert(definition.name().clone(), definition);
+    }
+    Ok(services)
+}
+
+/// Replaces the file at `path` with `bytes` so that a crash at any moment
+/// leaves either the old or the new content, never a mix.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{file_name}.tmp"));
+    let written = (|| {
+        let mut file = File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        // The rename is durable only once the directory entry is.
+        File::open(&dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(name: &str, image: &str) -> ServiceDefinition {
+        ServiceDefinition::from_create_body(&json!({"name": name, "image": image})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn changes_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/services.json");
+        let store = Store::open(&path).unwrap();
+        store.create(definition("web", "app:1")).await.unwrap();
+        store.create(definition("db", "db:1")).await.unwrap();
+        assert_eq!(
+            store.replace(definition("web", "app:2")).await.unwrap(),
+            Replaced::Updated
+        );
+        store
+            .remove(&ServiceName::parse("db").unwrap())
+            .await
+            .unwrap();
+
+        let reopened = Store::open(&path).unwrap();
+        let names: Vec<_> = reopened.all().keys().map(|n| n.to_string()).collect();
+        assert_eq!(names, ["web"]);
+        assert_eq!(
+            reopened
+                .get(&ServiceName::parse("web").unwrap())
+                .unwrap()
+                .image()
+                .as_str(),
+            "app:2"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        let store = Store::open(&path).unwrap();
+        store.create(definition("web", "app:1")).await.unwrap();
+        let before = fs::read(&path).unwrap();
+        // A directory where the temporary file should go makes the write fail.
+        fs::create_dir(dir.path().join(".services.json.tmp")).unwrap();
+        let err = store.create(definition("db", "db:1")).await.unwrap_err();
+        assert!(matches!(err, Error::Storage(_)), "{err:?}");
+        assert_eq!(fs::read(&path).unwrap(), before);
+        assert!(store.get(&ServiceName::parse("db").unwrap()).is_none());
+    }
+
+    #[test]
+    fn refuses_a_file_that_does_not_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        for junk in [
+            "{",
+            "[]",
+            r#"{"format_version": 9, "services": {}}"#,
+            r#"{"format_version": 1, "services": {"web": {"name": "web"}}}"#,
+        ] {
+            fs::write(&path, junk).unwrap();
+            let err = Store::open(&path).err().expect(junk);
+            assert!(err.contains("services.json"), "{err}");
+        }
+    }
+}

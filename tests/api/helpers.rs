@@ -1,0 +1,378 @@
+//! Boots the connector for a test: its own data directory, its own
+//! `instance` label, a free port; removes the test's containers when done.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+/// The locally built image every test runs: a static busybox, so no registry
+/// is needed. Its default command sleeps.
+pub const TEST_IMAGE: &str = "docker-connector-test:1";
+
+/// How long the server may take to announce its port.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs the real docker CLI and returns its stdout; panics on failure.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds [`TEST_IMAGE`] once per test run from the host's static busybox.
+pub fn ensure_test_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let present = Command::new("docker")
+            .args(["image", "inspect", TEST_IMAGE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("docker CLI runs")
+            .success();
+        if present {
+            return;
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .expect("a static busybox is needed to build the test image: apt-get install busybox-static");
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("bin")).unwrap();
+        std::fs::create_dir_all(root.path().join("www")).unwrap();
+        std::fs::create_dir_all(root.path().join("tmp")).unwrap();
+        std::fs::copy(busybox, root.path().join("bin/busybox")).unwrap();
+        for applet in ["sh", "sleep", "httpd", "echo", "cat", "env", "touch", "ls", "true", "false"] {
+            std::os::unix::fs::symlink("busybox", root.path().join("bin").join(applet)).unwrap();
+        }
+        std::fs::write(root.path().join("www/index.html"), "hello from docker-connector\n").unwrap();
+        let mut tar = Command::new("tar")
+            .args(["-C", root.path().to_str().unwrap(), "-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tar runs");
+        let status = Command::new("docker")
+            .args(["import", "--change", r#"CMD ["sleep", "86400"]"#, "--change", "ENV PATH=/bin", "-", TEST_IMAGE])
+            .stdin(tar.stdout.take().unwrap())
+            .stdout(Stdio::null())
+            .status()
+            .expect("docker import runs");
+        assert!(tar.wait().unwrap().success(), "tar of the test image's root failed");
+        assert!(status.success(), "docker import of the test image failed");
+    });
+}
+
+/// A label value no other test (or test run) uses.
+pub fn unique_instance() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "t{}-{}-{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        nanos
+    )
+}
+
+/// An HTTP answer, body parsed as JSON (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `error` message of an error answer; panics if it has none.
+    pub fn error(&self) -> &str {
+        self.body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no JSON error in {self:?}"))
+    }
+}
+
+/// Settings for one connector process.
+pub struct AppOptions {
+    pub env: HashMap<String, String>,
+}
+
+impl AppOptions {
+    pub fn new() -> Self {
+        AppOptions {
+            env: HashMap::new(),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+}
+
+/// A running connector and what it was started with.
+pub struct TestApp {
+    pub port: u16,
+    pub instance: String,
+    pub dir: tempfile::TempDir,
+    options: AppOptions,
+    child: Child,
+    log: Arc<Mutex<String>>,
+    client: reqwest::Client,
+}
+
+impl TestApp {
+    /// Starts a connector with default settings.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(AppOptions::new()).await
+    }
+
+    pub async fn spawn_with(options: AppOptions) -> TestApp {
+        ensure_test_image();
+        let dir = tempfile::tempdir().unwrap();
+        let instance = unique_instance();
+        let (child, port, log) = launch(dir.path(), &instance, &options)
+            .unwrap_or_else(|log| panic!("the connector did not start:\n{log}"));
+        TestApp {
+            port,
+            instance,
+            dir,
+            options,
+            child,
+            log,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn data_file(&self) -> PathBuf {
+        self.dir.path().join("data/services.json")
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same data
+    /// file and instance (on a new port).
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, port, log) = launch(self.dir.path(), &self.instance, &self.options)
+            .unwrap_or_else(|log| panic!("restart failed:\n{log}"));
+        self.child = child;
+        self.port = port;
+        self.log = log;
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Sends `method path` with a raw body.
+    pub async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.expect("the connector answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!("answer is not JSON: {}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn send_json(&self, method: &str, path: &str, body: &Value) -> Reply {
+        self.send(method, path, Some(body.to_string().into_bytes()))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None).await
+    }
+
+    pub async fn create(&self, body: Value) -> Reply {
+        self.send_json("POST", "/service", &body).await
+    }
+
+    /// Creates `name` running the test image with `extra` fields; asserts 201.
+    pub async fn create_service(&self, name: &str, extra: Value) -> Value {
+        let mut body = json!({"name": name, "image": TEST_IMAGE});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        let reply = self.create(body).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body
+    }
+
+    pub async fn scale(&self, name: &str, number: Value) -> Reply {
+        self.send_json(
+            "POST",
+            &format!("/service/{name}/scale"),
+            &json!({ "number": number }),
+        )
+        .await
+    }
+
+    pub async fn status(&self, name: &str) -> Reply {
+        self.get(&format!("/service/{name}/status")).await
+    }
+
+    /// Ids of this test's containers of `service` (any service if `None`),
+    /// in any state.
+    pub fn containers(&self, service: Option<&str>) -> Vec<String> {
+        self.containers_with(service, &["-a"])
+    }
+
+    /// Ids of this test's running containers of `service`.
+    pub fn running(&self, service: &str) -> Vec<String> {
+        self.containers_with(Some(service), &[])
+    }
+
+    fn containers_with(&self, service: Option<&str>, flags: &[&str]) -> Vec<String> {
+        let instance = format!("label=docker-connector.instance={}", self.instance);
+        let service = service.map(|s| format!("label=docker-connector.service={s}"));
+        let mut args = vec!["ps", "-q", "--no-trunc", "--filter", &instance];
+        if let Some(filter) = &service {
+            args.extend(["--filter", filter]);
+        }
+        args.extend(flags);
+        docker(&args).lines().map(str::to_owned).collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop();
+        let ids = self.containers(None);
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = Command::new("docker").args(&args).output();
+        }
+    }
+}
+
+/// Starts the binary in `dir` and waits for it to announce its port. On
+/// failure returns what it logged.
+pub fn launch(
+    dir: &Path,
+    instance: &str,
+    options: &AppOptions,
+) -> Result<(Child, u16, Arc<Mutex<String>>), String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_docker-connector"))
+        .current_dir(dir)
+        .env("ROCKET_PORT", "0")
+        .env("ROCKET_INSTANCE", instance)
+        .env("ROCKET_LOG_LEVEL", "normal")
+        .env_remove("ROCKET_CONFIG")
+        .envs(&options.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the connector binary starts");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (port_tx, port_rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    // Drains stderr for the server's whole life, so it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(port) = line.split("listening on 127.0.0.1:").nth(1) {
+                let port: u16 = port.split_whitespace().next().unwrap().parse().unwrap();
+                let _ = port_tx.send(port);
+            }
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    match port_rx.recv_timeout(STARTUP_DEADLINE) {
+        Ok(port) => Ok((child, port, log)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            let text = log.lock().unwrap().clone();
+            Err(text)
+        }
+    }
+}
+
+/// Starts the binary in `dir` expecting it to refuse to start; returns its
+/// exit code and what it logged. Panics if it is still running after the
+/// startup deadline.
+pub fn launch_expecting_failure(dir: &Path, instance: &str) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_docker-connector"))
+        .current_dir(dir)
+        .env("ROCKET_PORT", "0")
+        .env("ROCKET_INSTANCE", instance)
+        .env_remove("ROCKET_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the connector binary runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > STARTUP_DEADLINE {
+            let _ = child.kill();
+            panic!("the connector started although it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes an executable script standing in for the docker CLI.
+pub fn fake_docker(dir: &Path, script: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("fake-docker");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real binary, over real HTTP, against the real
+//! Docker engine, with a locally built image. One test binary, so the
+//! helpers compile once.
+
+mod faults;
+mod helpers;
+mod readme;
+mod restart;
+mod scale;
+mod service;
+mod validation;

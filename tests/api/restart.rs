@@ -1,0 +1,68 @@
+//! What survives a restart of the connector, and what stops it starting.
+
+use serde_json::json;
+
+use crate::helpers::{launch_expecting_failure, unique_instance, TestApp};
+
+#[tokio::test]
+async fn definitions_and_containers_survive_a_kill_and_restart() {
+    let mut app = TestApp::spawn().await;
+    let definition = app
+        .create_service("web", json!({"environment": {"A": "1"}}))
+        .await;
+    app.scale("web", json!(2)).await;
+    let before = app.running("web");
+
+    app.restart();
+
+    assert_eq!(app.get("/service/web").await.body, definition);
+    assert_eq!(
+        app.running("web"),
+        before,
+        "the restart touched the containers"
+    );
+    assert_eq!(app.status("web").await.body["running_resources"], 2);
+    // It still manages the containers it started before the restart.
+    let reply = app.scale("web", json!(1)).await;
+    assert_eq!(reply.body["running_resources"], 1);
+    assert_eq!(app.containers(Some("web")).len(), 1);
+}
+
+#[tokio::test]
+async fn stopping_the_connector_never_stops_containers() {
+    let mut app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+    app.scale("web", json!(2)).await;
+    let before = app.running("web");
+    app.stop();
+    assert_eq!(app.running("web"), before);
+    app.restart();
+}
+
+#[test]
+fn a_data_file_that_does_not_parse_stops_the_start_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let file = dir.path().join("data/services.json");
+    std::fs::write(&file, "{\"format_version\": 1, \"services\": {").unwrap();
+
+    let (code, log) = launch_expecting_failure(dir.path(), &unique_instance());
+
+    assert_ne!(code, Some(0), "{log}");
+    assert!(
+        log.contains("data/services.json"),
+        "the error must name the file: {log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "{\"format_version\": 1, \"services\": {"
+    );
+}
+
+#[test]
+fn an_invalid_instance_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, log) = launch_expecting_failure(dir.path(), "bad instance!");
+    assert_ne!(code, Some(0));
+    assert!(log.contains("instance"), "{log}");
+}

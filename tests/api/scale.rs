@@ -1,0 +1,327 @@
+//! `/service/<name>/scale` and `/status` against the real engine.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{docker, unique_instance, TestApp, TEST_IMAGE};
+
+#[tokio::test]
+async fn scale_up_and_down_runs_exactly_the_number_asked_for() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+
+    let reply = app.scale("web", json!(3)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["running_resources"], 3);
+    assert_eq!(app.running("web").len(), 3);
+    assert_eq!(
+        app.status("web").await.body,
+        json!({"running_resources": 3})
+    );
+
+    // httpie's `number=1` sends a string of digits.
+    let reply = app.scale("web", json!("1")).await;
+    assert_eq!(reply.body["running_resources"], 1, "{reply:?}");
+    assert_eq!(
+        app.containers(Some("web")).len(),
+        1,
+        "scale-down left containers behind"
+    );
+    assert_eq!(app.status("web").await.body["running_resources"], 1);
+}
+
+#[tokio::test]
+async fn scale_to_zero_leaves_no_container_in_any_state() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+    app.scale("web", json!(2)).await;
+    // One container stops behind the connector's back: it must go too.
+    let victim = app.running("web")[0].clone();
+    docker(&["stop", "-t", "0", &victim]);
+
+    let reply = app.scale("web", json!(0)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["running_resources"], 0);
+    assert!(
+        app.containers(Some("web")).is_empty(),
+        "containers left: {:?}",
+        app.containers(Some("web"))
+    );
+    assert_eq!(app.status("web").await.body["running_resources"], 0);
+}
+
+#[tokio::test]
+async fn scale_replaces_containers_that_died_behind_its_back() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+    app.scale("web", json!(2)).await;
+    let victim = app.running("web")[0].clone();
+    docker(&["kill", &victim]);
+    assert_eq!(app.status("web").await.body["running_resources"], 1);
+
+    let reply = app.scale("web", json!(2)).await;
+    assert_eq!(reply.body["running_resources"], 2, "{reply:?}");
+    assert_eq!(
+        app.containers(Some("web")).len(),
+        2,
+        "the dead container was not removed"
+    );
+}
+
+#[tokio::test]
+async fn foreign_containers_sharing_the_image_survive_scale_to_zero() {
+    let app = TestApp::spawn().await;
+    let stranger = docker(&["run", "-d", "--", TEST_IMAGE]).trim().to_owned();
+    let other_instance = unique_instance();
+    let neighbour = docker(&[
+        "run",
+        "-d",
+        "--label",
+        &format!("docker-connector.instance={other_instance}"),
+        "--label",
+        "docker-connector.service=web",
+        "--",
+        TEST_IMAGE,
+    ])
+    .trim()
+    .to_owned();
+
+    app.create_service("web", json!({})).await;
+    app.scale("web", json!(1)).await;
+    let reply = app.scale("web", json!(0)).await;
+    assert_eq!(reply.status, 200);
+
+    let running = docker(&["ps", "-q", "--no-trunc"]);
+    let survived = running.contains(&stranger) && running.contains(&neighbour);
+    docker(&["rm", "-f", &stranger, &neighbour]);
+    assert!(
+        survived,
+        "scale 0 removed a container the connector does not own"
+    );
+}
+
+#[tokio::test]
+async fn a_name_clash_with_a_foreign_container_picks_another_name() {
+    let app = TestApp::spawn().await;
+    let taken = format!("{}-web-1", app.instance);
+    let stranger = docker(&["run", "-d", "--name", &taken, "--", TEST_IMAGE])
+        .trim()
+        .to_owned();
+    app.create_service("web", json!({})).await;
+
+    let reply = app.scale("web", json!(1)).await;
+    let ours = docker(&["inspect", "--format", "{{.Name}}", &app.running("web")[0]]);
+    let stranger_state = docker(&["inspect", "--format", "{{.State.Status}}", &stranger]);
+    docker(&["rm", "-f", &stranger]);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(ours.trim(), format!("/{}-web-2", app.instance));
+    assert_eq!(stranger_state.trim(), "running");
+}
+
+#[tokio::test]
+async fn containers_carry_the_ownership_labels_env_and_command_argv() {
+    let app = TestApp::spawn().await;
+    app.create_service(
+        "web",
+        json!({"command": r#"sh -c 'echo "$GREETING" > /tmp/out; sleep 1000' "two words""#,
+               "environment": {"GREETING": "hello; $(touch /tmp/pwned)", "FLAG": "--privileged"}}),
+    )
+    .await;
+    app.scale("web", json!(1)).await;
+    let id = app.running("web")[0].clone();
+
+    let cmd = docker(&["inspect", "--format", "{{json .Config.Cmd}}", &id]);
+    let cmd: Vec<String> = serde_json::from_str(&cmd).unwrap();
+    assert_eq!(
+        cmd,
+        [
+            "sh",
+            "-c",
+            r#"echo "$GREETING" > /tmp/out; sleep 1000"#,
+            "two words"
+        ]
+    );
+    let labels = docker(&["inspect", "--format", "{{json .Config.Labels}}", &id]);
+    let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+    assert_eq!(labels["docker-connector.instance"], app.instance.as_str());
+    assert_eq!(labels["docker-connector.service"], "web");
+    assert_eq!(
+        labels["docker-connector.config-hash"]
+            .as_str()
+            .unwrap()
+            .len(),
+        16
+    );
+    let env = docker(&["inspect", "--format", "{{json .Config.Env}}", &id]);
+    assert!(env.contains("FLAG=--privileged"), "{env}");
+    let privileged = docker(&["inspect", "--format", "{{.HostConfig.Privileged}}", &id]);
+    assert_eq!(privileged.trim(), "false");
+
+    // The value reached the container verbatim, and no shell expanded it.
+    let mut out = String::new();
+    for _ in 0..50 {
+        out = docker(&["exec", &id, "cat", "/tmp/out"]);
+        if !out.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(out, "hello; $(touch /tmp/pwned)\n");
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+    // The connector logs argv at debug level only, and never env values.
+    assert!(
+        !app.log().contains("hello; $(touch"),
+        "an env value reached the log"
+    );
+}
+
+#[tokio::test]
+async fn ports_are_published_and_reach_the_container() {
+    let app = TestApp::spawn().await;
+    app.create_service(
+        "web",
+        json!({"command": "httpd -f -p 8080 -h /www", "ports": ["8080"]}),
+    )
+    .await;
+    let reply = app.scale("web", json!(2)).await;
+    assert_eq!(reply.body["running_resources"], 2, "{reply:?}");
+
+    for id in app.running("web") {
+        let mapping = docker(&["port", &id, "8080/tcp"]);
+        let host_port = mapping
+            .lines()
+            .next()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        let url = format!("http://127.0.0.1:{host_port}/");
+        let mut body = String::new();
+        for _ in 0..50 {
+            if let Ok(response) = reqwest::get(&url).await {
+                body = response.text().await.unwrap_or_default();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            body, "hello from docker-connector\n",
+            "container {id} via {url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn after_a_replace_scale_down_removes_the_older_definition_first() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({"command": "sleep 1001"}))
+        .await;
+    app.scale("web", json!(2)).await;
+    let old = app.running("web");
+
+    let reply = app
+        .send_json(
+            "PUT",
+            "/service/web",
+            &json!({"image": TEST_IMAGE, "command": "sleep 1002"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        app.running("web"),
+        old,
+        "a replace must not touch running containers"
+    );
+
+    app.scale("web", json!(3)).await;
+    let reply = app.scale("web", json!(1)).await;
+    assert_eq!(reply.body["running_resources"], 1);
+    let kept = app.running("web");
+    let cmd = docker(&["inspect", "--format", "{{json .Config.Cmd}}", &kept[0]]);
+    assert_eq!(cmd.trim(), r#"["sleep","1002"]"#);
+}
+
+#[tokio::test]
+async fn delete_removes_every_container_of_the_service_in_any_state() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+    app.create_service("db", json!({})).await;
+    app.scale("web", json!(3)).await;
+    app.scale("db", json!(1)).await;
+    docker(&["stop", "-t", "0", &app.running("web")[0]]);
+
+    let reply = app.send("DELETE", "/service/web", None).await;
+    assert_eq!(reply.status, 204, "{reply:?}");
+    assert!(app.containers(Some("web")).is_empty());
+    assert_eq!(app.running("db").len(), 1, "delete touched another service");
+}
+
+#[tokio::test]
+async fn a_command_that_cannot_start_answers_502_and_leaves_no_created_container() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({"command": ["/no/such/program"]}))
+        .await;
+    let reply = app.scale("web", json!(2)).await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert!(
+        reply.error().contains("/no/such/program"),
+        "docker's message is missing: {reply:?}"
+    );
+    assert!(
+        reply
+            .error()
+            .contains("0 of 2 containers of 'web' are running"),
+        "{reply:?}"
+    );
+    assert!(
+        app.containers(Some("web")).is_empty(),
+        "created containers were left behind"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_image_answers_502_with_dockers_message_and_leaves_nothing() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .create(json!({"name": "web", "image": "docker-connector-absent:1"}))
+        .await;
+    assert_eq!(reply.status, 201);
+    let reply = app.scale("web", json!(2)).await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert!(
+        reply.error().contains("docker-connector-absent"),
+        "{reply:?}"
+    );
+    assert!(app.containers(Some("web")).is_empty());
+    assert_eq!(
+        app.get("/service/web").await.status,
+        200,
+        "the definition must stay"
+    );
+}
+
+#[tokio::test]
+async fn services_scale_independently() {
+    let app = TestApp::spawn().await;
+    app.create_service("a", json!({})).await;
+    app.create_service("b", json!({})).await;
+    let (ra, rb) = tokio::join!(app.scale("a", json!(3)), app.scale("b", json!(2)));
+    assert_eq!((ra.status, rb.status), (200, 200));
+    assert_eq!(app.running("a").len(), 3);
+    assert_eq!(app.running("b").len(), 2);
+    app.scale("a", json!(0)).await;
+    assert_eq!(app.running("b").len(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_scales_of_one_service_end_at_the_last_one() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+    let replies = futures::future::join_all([3, 1, 4, 2].map(|n| app.scale("web", json!(n)))).await;
+    assert!(replies.iter().all(|r| r.status == 200), "{replies:?}");
+    let reply = app.scale("web", json!(2)).await;
+    assert_eq!(reply.body["running_resources"], 2);
+    assert_eq!(app.containers(Some("web")).len(), 2);
+}

@@ -1,0 +1,114 @@
+//! `/service` and `/service/<name>`: create, read, replace, delete.
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, TEST_IMAGE};
+
+#[tokio::test]
+async fn create_answers_201_with_location_and_the_stored_definition() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .create(
+            json!({"name": "web", "image": TEST_IMAGE, "command": "sleep 100",
+                       "environment": {"A": "x", "N": 2}, "ports": ["8080", 53]}),
+        )
+        .await;
+    assert_eq!(reply.status, 201);
+    assert_eq!(reply.header("location"), Some("/service/web"));
+    assert_eq!(
+        reply.body,
+        json!({"name": "web", "image": TEST_IMAGE, "command": "sleep 100",
+               "environment": {"A": "x", "N": "2"}, "ports": ["8080", 53]})
+    );
+    assert_eq!(app.get("/service/web").await.body, reply.body);
+}
+
+#[tokio::test]
+async fn list_returns_every_definition_with_all_five_keys() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/service").await.body, json!({}));
+    app.create_service("a", json!({})).await;
+    app.create_service("b", json!({"ports": [80]})).await;
+    let reply = app.get("/service").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body,
+        json!({
+            "a": {"name": "a", "image": TEST_IMAGE, "command": null, "environment": null, "ports": null},
+            "b": {"name": "b", "image": TEST_IMAGE, "command": null, "environment": null, "ports": [80]},
+        })
+    );
+}
+
+#[tokio::test]
+async fn creating_an_existing_name_is_a_conflict_that_keeps_the_original() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+    let reply = app.create(json!({"name": "web", "image": "other:2"})).await;
+    assert_eq!(reply.status, 409);
+    assert!(reply.error().contains("web"), "{reply:?}");
+    assert_eq!(app.get("/service/web").await.body["image"], TEST_IMAGE);
+}
+
+#[tokio::test]
+async fn unknown_services_are_404_on_every_endpoint() {
+    let app = TestApp::spawn().await;
+    for (method, path, body) in [
+        ("GET", "/service/ghost", None),
+        ("DELETE", "/service/ghost", None),
+        ("GET", "/service/ghost/status", None),
+        ("POST", "/service/ghost/scale", Some(json!({"number": 1}))),
+    ] {
+        let reply = app
+            .send(method, path, body.map(|b| b.to_string().into_bytes()))
+            .await;
+        assert_eq!(reply.status, 404, "{method} {path}: {reply:?}");
+        assert!(reply.error().contains("ghost"), "{reply:?}");
+    }
+}
+
+#[tokio::test]
+async fn put_creates_with_201_then_replaces_with_200() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .send_json("PUT", "/service/web", &json!({"image": TEST_IMAGE}))
+        .await;
+    assert_eq!(reply.status, 201);
+    assert_eq!(reply.body["name"], "web");
+
+    let replacement =
+        json!({"name": "web", "image": "other:2", "command": ["sleep", "5"], "ports": ["80/udp"]});
+    let reply = app.send_json("PUT", "/service/web", &replacement).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        app.get("/service/web").await.body,
+        json!({"name": "web", "image": "other:2", "command": ["sleep", "5"], "environment": null, "ports": ["80/udp"]})
+    );
+}
+
+#[tokio::test]
+async fn put_refuses_a_body_name_that_differs_from_the_url() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+    let reply = app
+        .send_json(
+            "PUT",
+            "/service/web",
+            &json!({"name": "db", "image": "other:2"}),
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.error().starts_with("name:"), "{reply:?}");
+    assert_eq!(app.get("/service/web").await.body["image"], TEST_IMAGE);
+    assert_eq!(app.get("/service/db").await.status, 404);
+}
+
+#[tokio::test]
+async fn delete_answers_204_and_forgets_the_definition() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+    let reply = app.send("DELETE", "/service/web", None).await;
+    assert_eq!(reply.status, 204);
+    assert_eq!(app.get("/service/web").await.status, 404);
+    assert_eq!(app.get("/service").await.body, json!({}));
+}
