@@ -111,7 +111,7 @@ impl Scaler {
         let after = self.engine.list(service).await?;
         let (running, stopped): (Vec<&Container>, Vec<&Container>) =
             after.iter().partition(|c| c.is_running());
-        let stopped_ids: Vec<String> = stopped.iter().map(|c| c.id.clone()).collect();
+        let stopped_ids = removable_ids(&stopped);
         self.engine.remove(&stopped_ids).await?;
         let report = ScaleReport {
             running_resources: running.len(),
@@ -189,7 +189,7 @@ impl Plan {
     fn new(containers: &[Container], current_hash: &str, target: usize) -> Self {
         let (mut running, stopped): (Vec<&Container>, Vec<&Container>) =
             containers.iter().partition(|c| c.is_running());
-        let mut remove: Vec<String> = stopped.iter().map(|c| c.id.clone()).collect();
+        let mut remove = removable_ids(&stopped);
         // Keep-first order: current definition, then oldest; the tail goes.
         running.sort_by(|a, b| {
             (a.config_hash != current_hash)
@@ -201,6 +201,16 @@ impl Plan {
         remove.extend(running.iter().skip(target).map(|c| c.id.clone()));
         Plan { remove, start }
     }
+}
+
+/// Ids of the containers a removal should name: all but those the engine is
+/// already removing.
+fn removable_ids(containers: &[&Container]) -> Vec<String> {
+    containers
+        .iter()
+        .filter(|c| !c.is_being_removed())
+        .map(|c| c.id.clone())
+        .collect()
 }
 
 /// The trailing `-N` of a container name, if any.
@@ -278,6 +288,7 @@ mod tests {
         let containers = [
             container("1", "running", "h", "t"),
             container("2", "created", "h", "t"),
+            container("3", "removing", "h", "t"),
         ];
         assert_eq!(
             Plan::new(&containers, "h", 3),

@@ -43,6 +43,11 @@ impl Container {
     pub fn is_running(&self) -> bool {
         self.state == "running"
     }
+
+    /// Whether the engine is already removing it: removing it again fails.
+    pub fn is_being_removed(&self) -> bool {
+        self.state == "removing"
+    }
 }
 
 /// What a start attempt came to.

@@ -113,15 +113,20 @@ impl Reply {
 }
 
 /// Settings for one connector process.
+#[derive(Default)]
 pub struct AppOptions {
     pub env: HashMap<String, String>,
+    pub args: Vec<String>,
 }
 
 impl AppOptions {
     pub fn new() -> Self {
-        AppOptions {
-            env: HashMap::new(),
-        }
+        Self::default()
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -300,6 +305,7 @@ pub fn launch(
     options: &AppOptions,
 ) -> Result<(Child, u16, Arc<Mutex<String>>), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_docker-connector"))
+        .args(&options.args)
         .current_dir(dir)
         .env("ROCKET_PORT", "0")
         .env("ROCKET_INSTANCE", instance)

@@ -2,6 +2,7 @@
 //! Docker engine, with a locally built image. One test binary, so the
 //! helpers compile once.
 
+mod cli;
 mod faults;
 mod helpers;
 mod readme;

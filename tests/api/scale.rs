@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{docker, unique_instance, TestApp, TEST_IMAGE};
+use crate::helpers::{docker, unique_instance, AppOptions, TestApp, TEST_IMAGE};
 
 #[tokio::test]
 async fn scale_up_and_down_runs_exactly_the_number_asked_for() {
@@ -121,7 +121,7 @@ async fn a_name_clash_with_a_foreign_container_picks_another_name() {
 
 #[tokio::test]
 async fn containers_carry_the_ownership_labels_env_and_command_argv() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(AppOptions::new().env("ROCKET_LOG_LEVEL", "debug")).await;
     app.create_service(
         "web",
         json!({"command": r#"sh -c 'echo "$GREETING" > /tmp/out; sleep 1000' "two words""#,
