@@ -16,6 +16,9 @@ use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::store::Store;
 
+/// Exclusive use of one service's containers.
+type ServiceGuard = tokio::sync::OwnedMutexGuard<()>;
+
 /// How often a start retries with another name after a clash.
 const NAME_ATTEMPTS: usize = 10;
 
@@ -52,7 +55,14 @@ impl Scaler {
         }
     }
 
-    async fn lock(&self, service: &ServiceName) -> tokio::sync::OwnedMutexGuard<()> {
+    /// Waits for exclusive use of `service` and returns its definition as it
+    /// stands once that use is granted. A lock is only made for a service
+    /// that exists, so requests for unknown names cannot grow the table.
+    async fn lock(
+        &self,
+        service: &ServiceName,
+    ) -> Result<(ServiceGuard, ServiceDefinition), Error> {
+        self.definition(service)?;
         let lock = self
             .locks
             .lock()
@@ -60,7 +70,20 @@ impl Scaler {
             .entry(service.clone())
             .or_default()
             .clone();
-        lock.lock_owned().await
+        let guard = lock.lock_owned().await;
+        Ok((guard, self.definition(service)?))
+    }
+
+    /// Drops the lock of a deleted service unless a request is waiting on it.
+    fn forget_lock(&self, service: &ServiceName) {
+        let mut locks = self.locks.lock().expect("lock table poisoned");
+        // The table's own reference and the caller's guard: nobody else waits.
+        if locks
+            .get(service)
+            .is_some_and(|lock| Arc::strong_count(lock) <= 2)
+        {
+            locks.remove(service);
+        }
     }
 
     fn definition(&self, service: &ServiceName) -> Result<ServiceDefinition, Error> {
@@ -93,8 +116,7 @@ impl Scaler {
         service: &ServiceName,
         target: ReplicaCount,
     ) -> Result<ScaleReport, Error> {
-        let _serialized = self.lock(service).await;
-        let definition = self.definition(service)?;
+        let (_serialized, definition) = self.lock(service).await?;
         let target = target.get();
         let containers = self.engine.list(service).await?;
         let plan = Plan::new(&containers, &definition.config_hash(), target as usize);
@@ -164,8 +186,7 @@ impl Scaler {
     /// # Errors
     /// [`Error::ServiceNotFound`], the docker failure, or [`Error::Storage`].
     pub async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
-        let _serialized = self.lock(service).await;
-        self.definition(service)?;
+        let (_serialized, _) = self.lock(service).await?;
         let ids: Vec<String> = self
             .engine
             .list(service)
@@ -174,7 +195,9 @@ impl Scaler {
             .map(|c| c.id)
             .collect();
         self.engine.remove(&ids).await?;
-        self.store.remove(service).await
+        self.store.remove(service).await?;
+        self.forget_lock(service);
+        Ok(())
     }
 }
 
@@ -310,5 +333,108 @@ mod tests {
             [names.next(), names.next(), names.next()],
             ["default-web-2", "default-web-4", "default-web-5"]
         );
+    }
+
+    /// An engine that keeps containers in memory and can be told that some
+    /// names are taken by foreign containers.
+    #[derive(Default)]
+    struct FakeEngine {
+        containers: Mutex<Vec<Container>>,
+        foreign_names: Vec<String>,
+    }
+
+    #[async_trait::async_trait]
+    impl Engine for FakeEngine {
+        async fn list(&self, _: &ServiceName) -> Result<Vec<Container>, Error> {
+            Ok(self.containers.lock().unwrap().clone())
+        }
+
+        async fn start(&self, def: &ServiceDefinition, name: &str) -> Result<StartOutcome, Error> {
+            let mut containers = self.containers.lock().unwrap();
+            if self.foreign_names.iter().any(|n| n == name)
+                || containers.iter().any(|c| c.name == name)
+            {
+                return Ok(StartOutcome::NameTaken);
+            }
+            let id = format!("id-{name}");
+            containers.push(Container {
+                name: name.into(),
+                ..container(&id, "running", &def.config_hash(), "t")
+            });
+            Ok(StartOutcome::Started(id))
+        }
+
+        async fn remove(&self, ids: &[String]) -> Result<(), Error> {
+            self.containers
+                .lock()
+                .unwrap()
+                .retain(|c| !ids.contains(&c.id));
+            Ok(())
+        }
+    }
+
+    async fn scaler_with(
+        engine: FakeEngine,
+        services: &[&str],
+    ) -> (Scaler, Arc<FakeEngine>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.json")).unwrap());
+        for name in services {
+            let body = serde_json::json!({"name": name, "image": "app:1"});
+            store
+                .create(ServiceDefinition::from_create_body(&body).unwrap())
+                .await
+                .unwrap();
+        }
+        let engine = Arc::new(engine);
+        (
+            Scaler::new(engine.clone(), store, "default".into(), 4),
+            engine,
+            dir,
+        )
+    }
+
+    fn name(raw: &str) -> ServiceName {
+        ServiceName::parse(raw).unwrap()
+    }
+
+    fn count(n: u32) -> ReplicaCount {
+        ReplicaCount::parse(Some(&serde_json::json!(n)), 100).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_clash_with_a_foreign_name_moves_on_to_the_next_number() {
+        let engine = FakeEngine {
+            foreign_names: vec!["default-web-1".into()],
+            ..FakeEngine::default()
+        };
+        let (scaler, engine, _dir) = scaler_with(engine, &["web"]).await;
+        let report = scaler.scale(&name("web"), count(2)).await.unwrap();
+        assert_eq!(report.running_resources, 2);
+        let mut names: Vec<String> = engine
+            .containers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["default-web-2", "default-web-3"]);
+    }
+
+    #[tokio::test]
+    async fn unknown_services_get_no_lock_and_deleted_ones_lose_theirs() {
+        let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
+        for ghost in ["a", "b", "c"] {
+            assert!(matches!(
+                scaler.scale(&name(ghost), count(1)).await,
+                Err(Error::ServiceNotFound(_))
+            ));
+        }
+        assert!(scaler.locks.lock().unwrap().is_empty());
+        scaler.scale(&name("web"), count(1)).await.unwrap();
+        assert_eq!(scaler.locks.lock().unwrap().len(), 1);
+        scaler.delete(&name("web")).await.unwrap();
+        assert!(scaler.locks.lock().unwrap().is_empty());
     }
 }
