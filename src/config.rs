@@ -17,11 +17,14 @@ pub const DEFAULT_PORT: u16 = 7051;
 #[serde(default)]
 pub struct AppConfig {
     /// The JSON file holding the service definitions.
+    #[serde(deserialize_with = "text")]
     pub data_file: PathBuf,
     /// Value of the `docker-connector.instance` label: connectors with
     /// different instances share an engine without touching each other.
+    #[serde(deserialize_with = "text")]
     pub instance: String,
     /// The docker CLI to run: a path, or a name looked up on `PATH`.
+    #[serde(deserialize_with = "text")]
     pub docker: String,
     /// Seconds one docker command may take before it is killed.
     pub docker_timeout: u64,
@@ -65,8 +68,34 @@ impl AppConfig {
     }
 }
 
+/// Reads a setting that is text even when it looks like a number or a
+/// boolean: figment parses `ROCKET_INSTANCE=123` as an integer.
+fn text<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: From<String>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Signed(i64),
+        Unsigned(u64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(T::from(match Scalar::deserialize(deserializer)? {
+        Scalar::Text(s) => s,
+        Scalar::Signed(n) => n.to_string(),
+        Scalar::Unsigned(n) => n.to_string(),
+        Scalar::Float(n) => n.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+    }))
+}
+
 /// Rocket's configuration sources with the connector's defaults underneath:
-/// Rocket's defaults, then ours (port 7051), then the TOML file (`config_file`,
+/// Rocket's defaults, then ours (port 7051, `log_level` normal even in
+/// release builds, where Rocket's is critical), then the TOML file (`config_file`,
 /// else `ROCKET_CONFIG`, else `Rocket.toml`), then `ROCKET_*` variables.
 pub fn figment(config_file: Option<&Path>) -> Figment {
     let toml_file = match config_file {
@@ -77,6 +106,7 @@ pub fn figment(config_file: Option<&Path>) -> Figment {
     Figment::from(rocket::Config::default())
         .merge(Serialized::defaults(AppConfig::default()))
         .merge(("port", DEFAULT_PORT))
+        .merge(("log_level", rocket::config::LogLevel::Normal))
         .merge(Toml::file(toml_file).nested())
         .merge(
             Env::prefixed("ROCKET_")
@@ -84,4 +114,32 @@ pub fn figment(config_file: Option<&Path>) -> Figment {
                 .global(),
         )
         .select(profile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_looking_text_settings_stay_text() {
+        let figment = Figment::from(Serialized::defaults(AppConfig::default()))
+            .merge(("instance", 123))
+            .merge(("docker", true))
+            .merge(("data_file", 1.5));
+        let config = AppConfig::from_figment(&figment).unwrap();
+        assert_eq!(config.instance, "123");
+        assert_eq!(config.docker, "true");
+        assert_eq!(config.data_file, PathBuf::from("1.5"));
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let figment = figment(Some(Path::new("/nonexistent/Rocket.toml")));
+        let rocket: rocket::Config = figment.extract().unwrap();
+        assert_eq!(rocket.port, DEFAULT_PORT);
+        assert_eq!(rocket.log_level, rocket::config::LogLevel::Normal);
+        let config = AppConfig::from_figment(&figment).unwrap();
+        assert_eq!(config.instance, "default");
+        assert_eq!(config.data_file, PathBuf::from("data/services.json"));
+    }
 }

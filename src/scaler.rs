@@ -35,7 +35,8 @@ pub struct Scaler {
     store: Arc<Store>,
     instance: String,
     concurrency: usize,
-    /// One lock per service name, created on first use.
+    /// One lock per existing service, made when it is first scaled or
+    /// deleted and dropped when it is deleted.
     locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -109,8 +110,9 @@ impl Scaler {
     ///
     /// # Errors
     /// [`Error::ServiceNotFound`]; the docker failure, after removing any
-    /// container this left not running; [`Error::DockerFailed`] when new
-    /// containers stopped right after starting.
+    /// container this left not running; [`Error::DockerFailed`] when the
+    /// measured count is not `target` (new containers stopped right after
+    /// starting, or something else started more).
     pub async fn scale(
         &self,
         service: &ServiceName,
@@ -139,23 +141,28 @@ impl Scaler {
             running_resources: running.len(),
             desired_resources: target,
         };
-        let shortfall = |cause: String| {
+        let mismatch = |cause: String| {
             Error::DockerFailed(format!(
                 "{cause}; {} of {target} containers of '{service}' are running",
                 running.len()
             ))
         };
         match start_error {
-            Some(Error::DockerFailed(message)) => Err(shortfall(message)),
+            Some(Error::DockerFailed(message)) => Err(mismatch(message)),
             Some(other) => Err(other),
             None if running.len() < target as usize => {
                 let exits: BTreeSet<&str> = stopped.iter().map(|c| c.status.as_str()).collect();
                 let exits: Vec<&str> = exits.into_iter().collect();
-                Err(shortfall(format!(
+                Err(mismatch(format!(
                     "containers stopped right after starting ({})",
                     exits.join(", ")
                 )))
             }
+            None if running.len() > target as usize => Err(mismatch(
+                "more containers run than were asked for: something else starts containers \
+                 with this service's labels"
+                    .to_owned(),
+            )),
             None => Ok(report),
         }
     }
@@ -187,13 +194,8 @@ impl Scaler {
     /// [`Error::ServiceNotFound`], the docker failure, or [`Error::Storage`].
     pub async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
         let (_serialized, _) = self.lock(service).await?;
-        let ids: Vec<String> = self
-            .engine
-            .list(service)
-            .await?
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
+        let containers = self.engine.list(service).await?;
+        let ids = removable_ids(&containers.iter().collect::<Vec<_>>());
         self.engine.remove(&ids).await?;
         self.store.remove(service).await?;
         self.forget_lock(service);
@@ -276,25 +278,25 @@ impl NameAllocator {
 mod tests {
     use super::*;
 
-    fn container(id: &str, state: &str, hash: &str, created: &str) -> Container {
+    fn container(id: &str, state: &str, hash: &str, created: i64) -> Container {
         Container {
             id: id.into(),
             name: format!("default-web-{id}"),
             state: state.into(),
             status: String::new(),
             config_hash: hash.into(),
-            created: created.into(),
+            created,
         }
     }
 
     #[test]
     fn scale_down_removes_stopped_then_old_definitions_then_newest() {
         let containers = [
-            container("1", "running", "new", "2026-01-01 00:00:01"),
-            container("2", "running", "old", "2026-01-01 00:00:00"),
-            container("3", "exited", "new", "2026-01-01 00:00:00"),
-            container("4", "running", "new", "2026-01-01 00:00:03"),
-            container("5", "running", "new", "2026-01-01 00:00:02"),
+            container("1", "running", "new", 1),
+            container("2", "running", "old", 0),
+            container("3", "exited", "new", 0),
+            container("4", "running", "new", 3),
+            container("5", "running", "new", 2),
         ];
         let plan = Plan::new(&containers, "new", 2);
         assert_eq!(
@@ -309,9 +311,9 @@ mod tests {
     #[test]
     fn scale_up_starts_the_shortfall_and_clears_the_dead() {
         let containers = [
-            container("1", "running", "h", "t"),
-            container("2", "created", "h", "t"),
-            container("3", "removing", "h", "t"),
+            container("1", "running", "h", 0),
+            container("2", "created", "h", 0),
+            container("3", "removing", "h", 0),
         ];
         assert_eq!(
             Plan::new(&containers, "h", 3),
@@ -325,8 +327,8 @@ mod tests {
     #[test]
     fn names_fill_gaps_and_never_repeat() {
         let containers = [
-            container("1", "running", "h", "t"),
-            container("3", "running", "h", "t"),
+            container("1", "running", "h", 0),
+            container("3", "running", "h", 0),
         ];
         let names = NameAllocator::new("default-web-".into(), &containers);
         assert_eq!(
@@ -359,7 +361,7 @@ mod tests {
             let id = format!("id-{name}");
             containers.push(Container {
                 name: name.into(),
-                ..container(&id, "running", &def.config_hash(), "t")
+                ..container(&id, "running", &def.config_hash(), 0)
             });
             Ok(StartOutcome::Started(id))
         }

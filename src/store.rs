@@ -7,8 +7,9 @@
 //! failed one leaves both the file and the map as they were.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -140,12 +141,28 @@ impl Store {
         let outcome = edit(&mut next)?;
         let bytes = render_file(&next);
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
             .await
-            .map_err(|e| Error::Storage(format!("writer task failed: {e}")))?
-            .map_err(|e| Error::Storage(format!("{}: {e}", self.path.display())))?;
-        *self.services.write().expect("store lock poisoned") = Arc::new(next);
-        Ok(outcome)
+            .map_err(|e| Error::Storage(format!("writer task failed: {e}")))?;
+        match written {
+            Ok(()) => {
+                *self.services.write().expect("store lock poisoned") = Arc::new(next);
+                Ok(outcome)
+            }
+            Err(WriteFailure::NotWritten(e)) => {
+                Err(Error::Storage(format!("{}: {e}", self.path.display())))
+            }
+            Err(WriteFailure::NotSynced(e)) => {
+                // The file already holds the change: serve what it holds,
+                // but do not acknowledge a write that may not be durable.
+                *self.services.write().expect("store lock poisoned") = Arc::new(next);
+                Err(Error::Storage(format!(
+                    "{}: the change was written but its directory could not be synced ({e}); \
+                     it may not survive a power loss",
+                    self.path.display()
+                )))
+            }
+        }
     }
 }
 
@@ -182,9 +199,19 @@ fn parse_file(bytes: &[u8]) -> Result<Services, String> {
     Ok(services)
 }
 
+/// How an atomic write fell short.
+#[derive(Debug)]
+enum WriteFailure {
+    /// The old file is untouched.
+    NotWritten(std::io::Error),
+    /// The new file is in place, but its directory entry was not synced.
+    NotSynced(std::io::Error),
+}
+
 /// Replaces the file at `path` with `bytes` so that a crash at any moment
-/// leaves either the old or the new content, never a mix.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// leaves either the old or the new content, never a mix. The file is made
+/// readable by its owner only: environment values are often secrets.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteFailure> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -194,18 +221,25 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = dir.join(format!(".{file_name}.tmp"));
-    let written = (|| {
-        let mut file = File::create(&temp)?;
+    let replaced = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        fs::rename(&temp, path)?;
-        // The rename is durable only once the directory entry is.
-        File::open(&dir)?.sync_all()
+        fs::rename(&temp, path)
     })();
-    if written.is_err() {
+    if let Err(e) = replaced {
         let _ = fs::remove_file(&temp);
+        return Err(WriteFailure::NotWritten(e));
     }
-    written
+    // The rename is durable only once the directory entry is.
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(WriteFailure::NotSynced)
 }
 
 #[cfg(test)]
@@ -231,6 +265,10 @@ mod tests {
             .remove(&ServiceName::parse("db").unwrap())
             .await
             .unwrap();
+
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the file may hold secrets");
 
         let reopened = Store::open(&path).unwrap();
         let names: Vec<_> = reopened.all().keys().map(|n| n.to_string()).collect();

@@ -111,8 +111,47 @@ fn parse_ps_line(line: &str) -> Result<Container, Error> {
         state: state.to_owned(),
         status: status.to_owned(),
         config_hash: config_hash.to_owned(),
-        created: created.to_owned(),
+        created: parse_created_at(created)
+            .ok_or_else(|| Error::DockerFailed(format!("unexpected creation time {created:?}")))?,
     })
+}
+
+/// Reads docker's `CreatedAt` (`2026-11-28 01:29:23 -0500 EST`, in the CLI's
+/// local time zone) as seconds since the epoch, so containers order correctly
+/// whatever the zone and across daylight-saving changes.
+fn parse_created_at(text: &str) -> Option<i64> {
+    let mut parts = text.split_whitespace();
+    let (date, time, offset) = (parts.next()?, parts.next()?, parts.next()?);
+    let numbers =
+        |s: &str, sep: char| -> Option<Vec<i64>> { s.split(sep).map(|n| n.parse().ok()).collect() };
+    let [year, month, day] = numbers(date, '-')?[..] else {
+        return None;
+    };
+    let [hour, minute, second] = numbers(time, ':')?[..] else {
+        return None;
+    };
+    let (sign, digits) = match offset.split_at_checked(1)? {
+        ("+", d) => (1, d),
+        ("-", d) => (-1, d),
+        _ => return None,
+    };
+    let (offset_hours, offset_minutes) = (
+        digits.get(..2)?.parse::<i64>().ok()?,
+        digits.get(2..)?.parse::<i64>().ok()?,
+    );
+    let local = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(local - sign * (offset_hours * 3_600 + offset_minutes * 60))
+}
+
+/// Days from 1970-01-01 to the given proleptic Gregorian date (Howard
+/// Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -126,6 +165,20 @@ mod tests {
         assert_eq!(container.name, "default-web-1");
         assert!(!container.is_running());
         assert_eq!(container.config_hash, "0123abcd");
+        assert_eq!(container.created, 1_795_844_848);
+    }
+
+    #[test]
+    fn creation_times_in_any_zone_are_the_same_instant() {
+        let utc = parse_created_at("2026-11-28 06:29:23 +0000 UTC").unwrap();
+        assert_eq!(parse_created_at("2026-11-28 01:29:23 -0500 EST"), Some(utc));
+        assert_eq!(parse_created_at("2026-11-28 11:59:23 +0530 IST"), Some(utc));
+        assert_eq!(parse_created_at("1970-01-01 00:00:00 +0000 UTC"), Some(0));
+        assert_eq!(
+            parse_created_at("2000-03-01 00:00:00 +0000 UTC"),
+            Some(951_868_800)
+        );
+        assert_eq!(parse_created_at("yesterday"), None);
     }
 
     #[test]

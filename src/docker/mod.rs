@@ -34,9 +34,8 @@ pub struct Container {
     /// Docker's human status, e.g. `Exited (1) 2 seconds ago`.
     pub status: String,
     pub config_hash: String,
-    /// Creation time as docker prints it (`2026-11-28 05:47:28 +0000 UTC`),
-    /// which sorts chronologically as text.
-    pub created: String,
+    /// Creation time, seconds since the Unix epoch (docker reports whole seconds).
+    pub created: i64,
 }
 
 impl Container {

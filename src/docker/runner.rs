@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -24,34 +25,39 @@ const UNREACHABLE_MARKERS: [&str; 4] = [
 /// Runs docker commands with a deadline.
 #[derive(Debug, Clone)]
 pub struct DockerRunner {
-    /// The resolved CLI; `None` when it was not found at start.
-    program: Option<PathBuf>,
-    /// What the configuration asked for, for messages.
+    /// The resolved CLI, once found. Until then every run looks for it
+    /// again, so installing docker after the connector started needs no
+    /// restart.
+    program: OnceLock<PathBuf>,
+    /// What the configuration asked for: a path, or a name to find on `PATH`.
     configured: String,
     timeout: Duration,
 }
 
 impl DockerRunner {
-    /// Resolves `configured` (a path, or a name looked up on `PATH`). A CLI
-    /// that cannot be found is not fatal: the connector still serves
-    /// definitions, and docker-backed requests answer 503.
+    /// Looks `configured` up (a path, or a name on `PATH`). A CLI that cannot
+    /// be found is not fatal: the connector still serves definitions, and
+    /// docker-backed requests answer 503 until it appears.
     pub fn new(configured: &str, timeout: Duration) -> Self {
-        let program = match which::which(configured) {
-            Ok(path) => Some(path),
-            Err(e) => {
-                log::warn!("docker CLI {configured:?} not found ({e}); docker-backed requests will answer 503");
-                None
-            }
-        };
-        DockerRunner {
-            program,
+        let runner = DockerRunner {
+            program: OnceLock::new(),
             configured: configured.to_owned(),
             timeout,
+        };
+        if let Err(e) = runner.program() {
+            log::warn!("{e}; docker-backed requests will answer 503 until it is installed");
         }
+        runner
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.timeout
+    fn program(&self) -> Result<&PathBuf, Error> {
+        if let Some(path) = self.program.get() {
+            return Ok(path);
+        }
+        let found = which::which(&self.configured).map_err(|e| {
+            Error::DockerUnavailable(format!("docker CLI {:?} not found ({e})", self.configured))
+        })?;
+        Ok(self.program.get_or_init(|| found))
     }
 
     /// Runs `docker ARGS...` and returns its stdout.
@@ -61,12 +67,7 @@ impl DockerRunner {
     /// engine, [`Error::DockerTimeout`] when it overran its deadline (it is
     /// killed), [`Error::DockerFailed`] with its trimmed stderr otherwise.
     pub async fn run(&self, args: &[String]) -> Result<String, Error> {
-        let Some(program) = &self.program else {
-            return Err(Error::DockerUnavailable(format!(
-                "docker CLI {:?} not found",
-                self.configured
-            )));
-        };
+        let program = self.program()?;
         log::debug!("running {} {}", program.display(), masked(args).join(" "));
         let child = Command::new(program)
             .args(args)

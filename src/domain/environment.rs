@@ -22,7 +22,8 @@ pub struct Environment(BTreeMap<String, String>);
 impl Environment {
     /// Parses the `environment` field (not null): an object whose keys are
     /// shell-style names and whose values are strings, numbers or booleans,
-    /// stored as strings.
+    /// stored as strings. Numbers keep the digits the client wrote (serde_json's
+    /// `arbitrary_precision`), so `1e2` is not turned into `100.0` and large integers keep every digit.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming `environment` or `environment.KEY`.
@@ -82,6 +83,22 @@ mod tests {
         let env = Environment::parse(&json!({"A": "x", "B": 2, "C": true, "_D": ""})).unwrap();
         let pairs: Vec<_> = env.iter().collect();
         assert_eq!(pairs, [("A", "x"), ("B", "2"), ("C", "true"), ("_D", "")]);
+    }
+
+    #[test]
+    fn keeps_numbers_as_they_were_written() {
+        let body = r#"{"E": 1e2, "BIG": 12345678901234567890123, "F": 1.50, "N": -0}"#;
+        let env = Environment::parse(&serde_json::from_str(body).unwrap()).unwrap();
+        let pairs: Vec<_> = env.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("BIG", "12345678901234567890123"),
+                ("E", "1e+2"),
+                ("F", "1.50"),
+                ("N", "-0")
+            ]
+        );
     }
 
     #[test]

@@ -72,17 +72,30 @@ async fn config_flag_reads_settings_from_the_named_file() {
 }
 
 #[tokio::test]
-async fn environment_variables_override_the_file() {
+async fn rocket_config_names_the_file_and_variables_override_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("connector.toml");
-    std::fs::write(&config, "[default]\nmax_replicas = 2\n").unwrap();
-    let app = TestApp::spawn_with(
+    std::fs::write(
+        &config,
+        "[default]\nmax_replicas = 2\nscale_concurrency = 3\n",
+    )
+    .unwrap();
+    let from_file =
+        TestApp::spawn_with(AppOptions::new().env("ROCKET_CONFIG", config.to_str().unwrap())).await;
+    from_file.create_service("web", json!({})).await;
+    let reply = from_file.scale("web", json!(3)).await;
+    assert!(
+        reply.error().contains("from 0 to 2"),
+        "the file was not read: {reply:?}"
+    );
+
+    let overridden = TestApp::spawn_with(
         AppOptions::new()
             .env("ROCKET_CONFIG", config.to_str().unwrap())
             .env("ROCKET_MAX_REPLICAS", "1"),
     )
     .await;
-    app.create_service("web", json!({})).await;
-    let reply = app.scale("web", json!(2)).await;
+    overridden.create_service("web", json!({})).await;
+    let reply = overridden.scale("web", json!(2)).await;
     assert!(reply.error().contains("from 0 to 1"), "{reply:?}");
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{fake_docker, AppOptions, TestApp, TEST_IMAGE};
+use crate::helpers::{fake_docker, real_docker, AppOptions, TestApp, TEST_IMAGE};
 
 async fn assert_docker_requests_fail(app: &TestApp, status: u16, within: Duration) {
     for (method, path, body) in [
@@ -26,13 +26,9 @@ async fn assert_docker_requests_fail(app: &TestApp, status: u16, within: Duratio
         );
     }
     // Definitions stay readable and writable, and the failed delete kept its definition.
-    assert_eq!(app.get("/service/web").await.status, 200);
+    assert_eq!(app.show("web").await.status, 200);
     let reply = app
-        .send_json(
-            "PUT",
-            "/service/web",
-            &json!({"image": TEST_IMAGE, "command": "sleep 9"}),
-        )
+        .put("web", json!({"image": TEST_IMAGE, "command": "sleep 9"}))
         .await;
     assert_eq!(reply.status, 200);
 }
@@ -96,7 +92,7 @@ async fn a_hung_docker_cli_is_killed_and_answers_504_within_the_deadline() {
 async fn the_connector_recovers_by_itself_when_docker_works_again() {
     let dir = tempfile::tempdir().unwrap();
     let switch = dir.path().join("hang");
-    let real = which_docker();
+    let real = real_docker();
     let script = format!(
         "if [ -e {} ]; then exec sleep 60; fi\nexec {real} \"$@\"",
         switch.display()
@@ -117,12 +113,4 @@ async fn the_connector_recovers_by_itself_when_docker_works_again() {
     let reply = app.scale("web", json!(1)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body["running_resources"], 1);
-}
-
-fn which_docker() -> String {
-    let out = std::process::Command::new("sh")
-        .args(["-c", "command -v docker"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

@@ -91,6 +91,31 @@ pub fn unique_instance() -> String {
     )
 }
 
+/// A container the test started without the connector's labels; removed
+/// when dropped, even if the test panics.
+pub struct ForeignContainer(pub String);
+
+impl ForeignContainer {
+    /// `docker run -d ARGS...`.
+    pub fn run(args: &[&str]) -> Self {
+        let mut argv = vec!["run", "-d"];
+        argv.extend(args);
+        ForeignContainer(docker(&argv).trim().to_owned())
+    }
+
+    pub fn state(&self) -> String {
+        docker(&["inspect", "--format", "{{.State.Status}}", &self.0])
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for ForeignContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
 /// An HTTP answer, body parsed as JSON (`Value::Null` when empty).
 #[derive(Debug)]
 pub struct Reply {
@@ -189,9 +214,29 @@ impl TestApp {
         self.log = log;
     }
 
+    /// Kills the server with SIGKILL: no shutdown code runs.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Asks the server to stop with SIGTERM, as systemd does, and waits for
+    /// it to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                started.elapsed() < STARTUP_DEADLINE,
+                "the server ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -236,6 +281,19 @@ impl TestApp {
 
     pub async fn create(&self, body: Value) -> Reply {
         self.send_json("POST", "/service", &body).await
+    }
+
+    pub async fn show(&self, name: &str) -> Reply {
+        self.get(&format!("/service/{name}")).await
+    }
+
+    pub async fn put(&self, name: &str, body: Value) -> Reply {
+        self.send_json("PUT", &format!("/service/{name}"), &body)
+            .await
+    }
+
+    pub async fn delete(&self, name: &str) -> Reply {
+        self.send("DELETE", &format!("/service/{name}"), None).await
     }
 
     /// Creates `name` running the test image with `extra` fields; asserts 201.
@@ -372,6 +430,15 @@ pub fn launch_expecting_failure(dir: &Path, instance: &str) -> (Option<i32>, Str
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The path of the real docker CLI, for scripts that wrap it.
+pub fn real_docker() -> String {
+    let out = Command::new("sh")
+        .args(["-c", "command -v docker"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// Writes an executable script standing in for the docker CLI.

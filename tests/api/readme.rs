@@ -11,6 +11,28 @@ use crate::helpers::{docker, TestApp, TEST_IMAGE};
 /// The local images the README's examples name.
 const README_IMAGES: [&str; 2] = ["demo/hello:1", "demo/hello:2"];
 
+/// The README's image names, tagged onto the test image while the test runs.
+struct ReadmeImages;
+
+impl ReadmeImages {
+    fn tag() -> Self {
+        for image in README_IMAGES {
+            docker(&["tag", TEST_IMAGE, image]);
+        }
+        ReadmeImages
+    }
+}
+
+impl Drop for ReadmeImages {
+    fn drop(&mut self) {
+        // Only the tags go; the image stays under its own name.
+        let _ = Command::new("docker")
+            .arg("rmi")
+            .args(README_IMAGES)
+            .output();
+    }
+}
+
 /// One `$ http ...` example and the answer the README shows for it.
 struct Example {
     argv: Vec<String>,
@@ -87,9 +109,7 @@ fn run_httpie(argv: &[String], port: u16) -> (String, Vec<(String, String)>, Str
 #[tokio::test]
 async fn every_httpie_example_in_the_readme_gives_the_documented_answer() {
     let app = TestApp::spawn().await;
-    for image in README_IMAGES {
-        docker(&["tag", TEST_IMAGE, image]);
-    }
+    let _tags = ReadmeImages::tag();
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let examples = examples(&readme);

@@ -15,7 +15,7 @@ async fn definitions_and_containers_survive_a_kill_and_restart() {
 
     app.restart();
 
-    assert_eq!(app.get("/service/web").await.body, definition);
+    assert_eq!(app.show("web").await.body, definition);
     assert_eq!(
         app.running("web"),
         before,
@@ -29,14 +29,13 @@ async fn definitions_and_containers_survive_a_kill_and_restart() {
 }
 
 #[tokio::test]
-async fn stopping_the_connector_never_stops_containers() {
+async fn sigterm_stops_the_connector_cleanly_and_never_its_containers() {
     let mut app = TestApp::spawn().await;
     app.create_service("web", json!({})).await;
     app.scale("web", json!(2)).await;
     let before = app.running("web");
-    app.stop();
+    assert_eq!(app.terminate(), Some(0), "{}", app.log());
     assert_eq!(app.running("web"), before);
-    app.restart();
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! `/service/<name>/scale` and `/status` against the real engine.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{docker, unique_instance, AppOptions, TestApp, TEST_IMAGE};
+use crate::helpers::{
+    docker, fake_docker, real_docker, unique_instance, AppOptions, ForeignContainer, TestApp,
+    TEST_IMAGE,
+};
 
 #[tokio::test]
 async fn scale_up_and_down_runs_exactly_the_number_asked_for() {
@@ -72,32 +75,29 @@ async fn scale_replaces_containers_that_died_behind_its_back() {
 #[tokio::test]
 async fn foreign_containers_sharing_the_image_survive_scale_to_zero() {
     let app = TestApp::spawn().await;
-    let stranger = docker(&["run", "-d", "--", TEST_IMAGE]).trim().to_owned();
-    let other_instance = unique_instance();
-    let neighbour = docker(&[
-        "run",
-        "-d",
+    let stranger = ForeignContainer::run(&["--", TEST_IMAGE]);
+    let neighbour = ForeignContainer::run(&[
         "--label",
-        &format!("docker-connector.instance={other_instance}"),
+        &format!("docker-connector.instance={}", unique_instance()),
         "--label",
         "docker-connector.service=web",
         "--",
         TEST_IMAGE,
-    ])
-    .trim()
-    .to_owned();
+    ]);
 
     app.create_service("web", json!({})).await;
     app.scale("web", json!(1)).await;
     let reply = app.scale("web", json!(0)).await;
     assert_eq!(reply.status, 200);
-
-    let running = docker(&["ps", "-q", "--no-trunc"]);
-    let survived = running.contains(&stranger) && running.contains(&neighbour);
-    docker(&["rm", "-f", &stranger, &neighbour]);
-    assert!(
-        survived,
-        "scale 0 removed a container the connector does not own"
+    assert_eq!(
+        stranger.state(),
+        "running",
+        "scale 0 removed an unlabelled container"
+    );
+    assert_eq!(
+        neighbour.state(),
+        "running",
+        "scale 0 removed another instance's container"
     );
 }
 
@@ -105,18 +105,14 @@ async fn foreign_containers_sharing_the_image_survive_scale_to_zero() {
 async fn a_name_clash_with_a_foreign_container_picks_another_name() {
     let app = TestApp::spawn().await;
     let taken = format!("{}-web-1", app.instance);
-    let stranger = docker(&["run", "-d", "--name", &taken, "--", TEST_IMAGE])
-        .trim()
-        .to_owned();
+    let stranger = ForeignContainer::run(&["--name", &taken, "--", TEST_IMAGE]);
     app.create_service("web", json!({})).await;
 
     let reply = app.scale("web", json!(1)).await;
-    let ours = docker(&["inspect", "--format", "{{.Name}}", &app.running("web")[0]]);
-    let stranger_state = docker(&["inspect", "--format", "{{.State.Status}}", &stranger]);
-    docker(&["rm", "-f", &stranger]);
     assert_eq!(reply.status, 200, "{reply:?}");
+    let ours = docker(&["inspect", "--format", "{{.Name}}", &app.running("web")[0]]);
     assert_eq!(ours.trim(), format!("/{}-web-2", app.instance));
-    assert_eq!(stranger_state.trim(), "running");
+    assert_eq!(stranger.state(), "running");
 }
 
 #[tokio::test]
@@ -168,12 +164,23 @@ async fn containers_carry_the_ownership_labels_env_and_command_argv() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(out, "hello; $(touch /tmp/pwned)\n");
-    assert!(!std::path::Path::new("/tmp/pwned").exists());
-    // The connector logs argv at debug level only, and never env values.
-    assert!(
-        !app.log().contains("hello; $(touch"),
-        "an env value reached the log"
+    assert_eq!(
+        docker(&["exec", &id, "ls", "/tmp"]),
+        "out\n",
+        "the env value was executed"
     );
+    // At debug level the connector logs docker's argv, but never env values.
+    let log = app.log();
+    assert!(
+        log.contains("-e FLAG=*** -e GREETING=*** --"),
+        "no masked argv at debug level: {log}"
+    );
+    assert!(
+        !log.contains("hello; $(touch") && !log.contains("FLAG=--privileged"),
+        "an env value reached the log: {log}"
+    );
+    // And one line per request.
+    assert!(log.contains("POST /service/web/scale 200 "), "{log}");
 }
 
 #[tokio::test]
@@ -222,11 +229,7 @@ async fn after_a_replace_scale_down_removes_the_older_definition_first() {
     let old = app.running("web");
 
     let reply = app
-        .send_json(
-            "PUT",
-            "/service/web",
-            &json!({"image": TEST_IMAGE, "command": "sleep 1002"}),
-        )
+        .put("web", json!({"image": TEST_IMAGE, "command": "sleep 1002"}))
         .await;
     assert_eq!(reply.status, 200);
     assert_eq!(
@@ -252,7 +255,7 @@ async fn delete_removes_every_container_of_the_service_in_any_state() {
     app.scale("db", json!(1)).await;
     docker(&["stop", "-t", "0", &app.running("web")[0]]);
 
-    let reply = app.send("DELETE", "/service/web", None).await;
+    let reply = app.delete("web").await;
     assert_eq!(reply.status, 204, "{reply:?}");
     assert!(app.containers(Some("web")).is_empty());
     assert_eq!(app.running("db").len(), 1, "delete touched another service");
@@ -296,7 +299,7 @@ async fn a_missing_image_answers_502_with_dockers_message_and_leaves_nothing() {
     );
     assert!(app.containers(Some("web")).is_empty());
     assert_eq!(
-        app.get("/service/web").await.status,
+        app.show("web").await.status,
         200,
         "the definition must stay"
     );
@@ -316,12 +319,76 @@ async fn services_scale_independently() {
 }
 
 #[tokio::test]
-async fn concurrent_scales_of_one_service_end_at_the_last_one() {
+async fn concurrent_scales_of_one_service_are_serialized_and_leave_a_consistent_state() {
     let app = TestApp::spawn().await;
     app.create_service("web", json!({})).await;
-    let replies = futures::future::join_all([3, 1, 4, 2].map(|n| app.scale("web", json!(n)))).await;
-    assert!(replies.iter().all(|r| r.status == 200), "{replies:?}");
-    let reply = app.scale("web", json!(2)).await;
-    assert_eq!(reply.body["running_resources"], 2);
-    assert_eq!(app.containers(Some("web")).len(), 2);
+    let targets = [3, 1, 4, 2];
+    let replies = futures::future::join_all(targets.map(|n| app.scale("web", json!(n)))).await;
+    for reply in &replies {
+        assert_eq!(reply.status, 200, "{reply:?}");
+        // Each scale ran alone, so each measured exactly its own target.
+        assert_eq!(
+            reply.body["running_resources"], reply.body["desired_resources"],
+            "{reply:?}"
+        );
+    }
+    // Whichever ran last decided the state, with no leftovers in any state.
+    let after = app.containers(Some("web"));
+    assert!(
+        targets.contains(&after.len()),
+        "{} containers after the batch",
+        after.len()
+    );
+    assert_eq!(app.running("web").len(), after.len());
+    assert_eq!(
+        app.status("web").await.body["running_resources"],
+        after.len()
+    );
+}
+
+#[tokio::test]
+async fn a_slow_scale_does_not_hold_up_another_service_and_starts_in_parallel() {
+    // A docker CLI whose `run` for service "slow" takes 2 s more.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = fake_docker(
+        dir.path(),
+        &format!(
+            "case \"$*\" in *docker-connector.service=slow*) [ \"$1\" = run ] && sleep 2;; esac\nexec {} \"$@\"",
+            real_docker()
+        ),
+    );
+    let app = TestApp::spawn_with(
+        AppOptions::new()
+            .env("ROCKET_DOCKER", fake.to_str().unwrap())
+            .env("ROCKET_SCALE_CONCURRENCY", "4"),
+    )
+    .await;
+    app.create_service("slow", json!({})).await;
+    app.create_service("fast", json!({})).await;
+
+    let started = Instant::now();
+    let slow = async {
+        let reply = app.scale("slow", json!(4)).await;
+        (reply, started.elapsed())
+    };
+    let fast = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reply = app.scale("fast", json!(1)).await;
+        let status = app.status("fast").await;
+        (reply, status, started.elapsed())
+    };
+    let ((slow, slow_took), (fast, fast_status, fast_took)) = tokio::join!(slow, fast);
+
+    assert_eq!(slow.body["running_resources"], 4, "{slow:?}");
+    assert_eq!(fast.body["running_resources"], 1, "{fast:?}");
+    assert_eq!(fast_status.body["running_resources"], 1);
+    assert!(
+        fast_took < slow_took,
+        "fast ({fast_took:?}) waited for slow ({slow_took:?})"
+    );
+    // Four 2-second starts one after another would take 8 s.
+    assert!(
+        slow_took < Duration::from_secs(6),
+        "starts did not overlap: {slow_took:?}"
+    );
 }

@@ -20,7 +20,7 @@ async fn create_answers_201_with_location_and_the_stored_definition() {
         json!({"name": "web", "image": TEST_IMAGE, "command": "sleep 100",
                "environment": {"A": "x", "N": "2"}, "ports": ["8080", 53]})
     );
-    assert_eq!(app.get("/service/web").await.body, reply.body);
+    assert_eq!(app.show("web").await.body, reply.body);
 }
 
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn creating_an_existing_name_is_a_conflict_that_keeps_the_original() {
     let reply = app.create(json!({"name": "web", "image": "other:2"})).await;
     assert_eq!(reply.status, 409);
     assert!(reply.error().contains("web"), "{reply:?}");
-    assert_eq!(app.get("/service/web").await.body["image"], TEST_IMAGE);
+    assert_eq!(app.show("web").await.body["image"], TEST_IMAGE);
 }
 
 #[tokio::test]
@@ -70,18 +70,16 @@ async fn unknown_services_are_404_on_every_endpoint() {
 #[tokio::test]
 async fn put_creates_with_201_then_replaces_with_200() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .send_json("PUT", "/service/web", &json!({"image": TEST_IMAGE}))
-        .await;
+    let reply = app.put("web", json!({"image": TEST_IMAGE})).await;
     assert_eq!(reply.status, 201);
     assert_eq!(reply.body["name"], "web");
 
     let replacement =
         json!({"name": "web", "image": "other:2", "command": ["sleep", "5"], "ports": ["80/udp"]});
-    let reply = app.send_json("PUT", "/service/web", &replacement).await;
+    let reply = app.put("web", replacement).await;
     assert_eq!(reply.status, 200);
     assert_eq!(
-        app.get("/service/web").await.body,
+        app.show("web").await.body,
         json!({"name": "web", "image": "other:2", "command": ["sleep", "5"], "environment": null, "ports": ["80/udp"]})
     );
 }
@@ -91,24 +89,20 @@ async fn put_refuses_a_body_name_that_differs_from_the_url() {
     let app = TestApp::spawn().await;
     app.create_service("web", json!({})).await;
     let reply = app
-        .send_json(
-            "PUT",
-            "/service/web",
-            &json!({"name": "db", "image": "other:2"}),
-        )
+        .put("web", json!({"name": "db", "image": "other:2"}))
         .await;
     assert_eq!(reply.status, 400);
     assert!(reply.error().starts_with("name:"), "{reply:?}");
-    assert_eq!(app.get("/service/web").await.body["image"], TEST_IMAGE);
-    assert_eq!(app.get("/service/db").await.status, 404);
+    assert_eq!(app.show("web").await.body["image"], TEST_IMAGE);
+    assert_eq!(app.show("db").await.status, 404);
 }
 
 #[tokio::test]
 async fn delete_answers_204_and_forgets_the_definition() {
     let app = TestApp::spawn().await;
     app.create_service("web", json!({})).await;
-    let reply = app.send("DELETE", "/service/web", None).await;
+    let reply = app.delete("web").await;
     assert_eq!(reply.status, 204);
-    assert_eq!(app.get("/service/web").await.status, 404);
+    assert_eq!(app.show("web").await.status, 404);
     assert_eq!(app.get("/service").await.body, json!({}));
 }
