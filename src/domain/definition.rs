@@ -31,16 +31,7 @@ impl ServiceDefinition {
     /// [`Error::MalformedBody`] if `body` is not an object.
     pub fn from_create_body(body: &Value) -> Result<Self, Error> {
         let fields = as_object(body)?;
-        let name = match fields.get("name") {
-            None | Some(Value::Null) => return Err(Error::invalid("name", "is required")),
-            Some(Value::String(raw)) => ServiceName::parse(raw)?,
-            Some(other) => {
-                return Err(Error::invalid(
-                    "name",
-                    format!("must be a string, not {}", json_type(other)),
-                ))
-            }
-        };
+        let name = ServiceName::parse(required_string(fields, "name")?)?;
         Self::from_fields(name, fields)
     }
 
@@ -79,16 +70,7 @@ impl ServiceDefinition {
                 format!("unknown field; the fields are {}", FIELDS.join(", ")),
             ));
         }
-        let image = match fields.get("image") {
-            None | Some(Value::Null) => return Err(Error::invalid("image", "is required")),
-            Some(Value::String(raw)) => ImageRef::parse(raw)?,
-            Some(other) => {
-                return Err(Error::invalid(
-                    "image",
-                    format!("must be a string, not {}", json_type(other)),
-                ))
-            }
-        };
+        let image = ImageRef::parse(required_string(fields, "image")?)?;
         let present = |key: &str| fields.get(key).filter(|value| !value.is_null());
         Ok(ServiceDefinition {
             name,
@@ -138,6 +120,18 @@ impl ServiceDefinition {
             .iter()
             .map(|byte| format!("{byte:02x}"))
             .collect()
+    }
+}
+
+/// The string value of a mandatory field.
+fn required_string<'a>(fields: &'a Map<String, Value>, key: &str) -> Result<&'a str, Error> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Err(Error::invalid(key, "is required")),
+        Some(Value::String(raw)) => Ok(raw),
+        Some(other) => Err(Error::invalid(
+            key,
+            format!("must be a string, not {}", json_type(other)),
+        )),
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{fake_docker, real_docker, AppOptions, TestApp, TEST_IMAGE};
+use crate::helpers::{real_docker, AppOptions, TestApp, TEST_IMAGE};
 
 async fn assert_docker_requests_fail(app: &TestApp, status: u16, within: Duration) {
     for (method, path, body) in [
@@ -61,10 +61,9 @@ async fn a_hung_docker_cli_is_killed_and_answers_504_within_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
     let script = format!("echo $$ >> {}\nexec sleep 60", pids.display());
-    let fake = fake_docker(dir.path(), &script);
     let app = TestApp::spawn_with(
         AppOptions::new()
-            .env("ROCKET_DOCKER", fake.to_str().unwrap())
+            .fake_docker(dir.path(), &script)
             .env("ROCKET_DOCKER_TIMEOUT", "1"),
     )
     .await;
@@ -97,10 +96,9 @@ async fn the_connector_recovers_by_itself_when_docker_works_again() {
         "if [ -e {} ]; then exec sleep 60; fi\nexec {real} \"$@\"",
         switch.display()
     );
-    let fake = fake_docker(dir.path(), &script);
     let app = TestApp::spawn_with(
         AppOptions::new()
-            .env("ROCKET_DOCKER", fake.to_str().unwrap())
+            .fake_docker(dir.path(), &script)
             .env("ROCKET_DOCKER_TIMEOUT", "1"),
     )
     .await;

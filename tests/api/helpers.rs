@@ -149,6 +149,12 @@ impl AppOptions {
         Self::default()
     }
 
+    /// Runs `script` (a `/bin/sh` body) in place of the docker CLI.
+    pub fn fake_docker(self, dir: &Path, script: &str) -> Self {
+        let path = fake_docker(dir, script);
+        self.env("ROCKET_DOCKER", path.to_str().unwrap())
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_owned());
         self
@@ -442,7 +448,7 @@ pub fn real_docker() -> String {
 }
 
 /// Writes an executable script standing in for the docker CLI.
-pub fn fake_docker(dir: &Path, script: &str) -> PathBuf {
+fn fake_docker(dir: &Path, script: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("fake-docker");
     std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();

@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::{
-    docker, fake_docker, real_docker, unique_instance, AppOptions, ForeignContainer, TestApp,
-    TEST_IMAGE,
+    docker, real_docker, unique_instance, AppOptions, ForeignContainer, TestApp, TEST_IMAGE,
 };
 
 #[tokio::test]
@@ -350,16 +349,13 @@ async fn concurrent_scales_of_one_service_are_serialized_and_leave_a_consistent_
 async fn a_slow_scale_does_not_hold_up_another_service_and_starts_in_parallel() {
     // A docker CLI whose `run` for service "slow" takes 2 s more.
     let dir = tempfile::tempdir().unwrap();
-    let fake = fake_docker(
-        dir.path(),
-        &format!(
-            "case \"$*\" in *docker-connector.service=slow*) [ \"$1\" = run ] && sleep 2;; esac\nexec {} \"$@\"",
-            real_docker()
-        ),
+    let script = format!(
+        "case \"$*\" in *docker-connector.service=slow*) [ \"$1\" = run ] && sleep 2;; esac\nexec {} \"$@\"",
+        real_docker()
     );
     let app = TestApp::spawn_with(
         AppOptions::new()
-            .env("ROCKET_DOCKER", fake.to_str().unwrap())
+            .fake_docker(dir.path(), &script)
             .env("ROCKET_SCALE_CONCURRENCY", "4"),
     )
     .await;
