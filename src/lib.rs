@@ -38,6 +38,11 @@ use store::Store;
 /// A message when the configuration is invalid or the data file cannot be
 /// loaded; the server must not start then.
 pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
+    // Rocket would refuse a bad key of its own too, but only say so through
+    // its logger; extracting here names the key and the value.
+    figment
+        .extract::<rocket::Config>()
+        .map_err(|e| format!("configuration: {e}"))?;
     let config = AppConfig::from_figment(&figment)?;
     let store = Arc::new(Store::open(&config.data_file)?);
     let runner = DockerRunner::new(&config.docker, Duration::from_secs(config.docker_timeout));

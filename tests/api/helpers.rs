@@ -409,15 +409,16 @@ pub fn launch(
     }
 }
 
-/// Starts the binary in `dir` expecting it to refuse to start; returns its
-/// exit code and what it logged. Panics if it is still running after the
-/// startup deadline.
-pub fn launch_expecting_failure(dir: &Path, instance: &str) -> (Option<i32>, String) {
+/// Starts the binary in `dir`, with `env` over a free port and a fresh
+/// instance, expecting it to refuse to start; returns its exit code and what
+/// it logged. Panics if it is still running after the startup deadline.
+pub fn launch_expecting_failure(dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_docker-connector"))
         .current_dir(dir)
         .env("ROCKET_PORT", "0")
-        .env("ROCKET_INSTANCE", instance)
+        .env("ROCKET_INSTANCE", unique_instance())
         .env_remove("ROCKET_CONFIG")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{launch_expecting_failure, unique_instance, TestApp};
+use crate::helpers::{launch_expecting_failure, TestApp};
 
 #[tokio::test]
 async fn definitions_and_containers_survive_a_kill_and_restart() {
@@ -45,7 +45,7 @@ fn a_data_file_that_does_not_parse_stops_the_start_and_is_left_alone() {
     let file = dir.path().join("data/services.json");
     std::fs::write(&file, "{\"format_version\": 1, \"services\": {").unwrap();
 
-    let (code, log) = launch_expecting_failure(dir.path(), &unique_instance());
+    let (code, log) = launch_expecting_failure(dir.path(), &[]);
 
     assert_ne!(code, Some(0), "{log}");
     assert!(
@@ -61,7 +61,15 @@ fn a_data_file_that_does_not_parse_stops_the_start_and_is_left_alone() {
 #[test]
 fn an_invalid_instance_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, log) = launch_expecting_failure(dir.path(), "bad instance!");
+    let (code, log) = launch_expecting_failure(dir.path(), &[("ROCKET_INSTANCE", "bad instance!")]);
     assert_ne!(code, Some(0));
     assert!(log.contains("instance"), "{log}");
+}
+
+#[test]
+fn a_bad_rocket_setting_stops_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, log) = launch_expecting_failure(dir.path(), &[("ROCKET_PORT", "not-a-port")]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("PORT") && log.contains("not-a-port"), "{log}");
 }
