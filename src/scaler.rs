@@ -135,7 +135,7 @@ impl Scaler {
         let after = self.engine.list(service).await?;
         let (running, stopped): (Vec<&Container>, Vec<&Container>) =
             after.iter().partition(|c| c.is_running());
-        let stopped_ids = removable_ids(&stopped);
+        let stopped_ids = removable_ids(stopped.iter().copied());
         self.engine.remove(&stopped_ids).await?;
         let report = ScaleReport {
             running_resources: running.len(),
@@ -153,10 +153,14 @@ impl Scaler {
             None if running.len() < target as usize => {
                 let exits: BTreeSet<&str> = stopped.iter().map(|c| c.status.as_str()).collect();
                 let exits: Vec<&str> = exits.into_iter().collect();
-                Err(mismatch(format!(
-                    "containers stopped right after starting ({})",
-                    exits.join(", ")
-                )))
+                Err(mismatch(if exits.is_empty() {
+                    "containers vanished right after starting".to_owned()
+                } else {
+                    format!(
+                        "containers stopped right after starting ({})",
+                        exits.join(", ")
+                    )
+                }))
             }
             None if running.len() > target as usize => Err(mismatch(
                 "more containers run than were asked for: something else starts containers \
@@ -195,7 +199,7 @@ impl Scaler {
     pub async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
         let (_serialized, _) = self.lock(service).await?;
         let containers = self.engine.list(service).await?;
-        let ids = removable_ids(&containers.iter().collect::<Vec<_>>());
+        let ids = removable_ids(&containers);
         self.engine.remove(&ids).await?;
         self.store.remove(service).await?;
         self.forget_lock(service);
@@ -214,7 +218,7 @@ impl Plan {
     fn new(containers: &[Container], current_hash: &str, target: usize) -> Self {
         let (mut running, stopped): (Vec<&Container>, Vec<&Container>) =
             containers.iter().partition(|c| c.is_running());
-        let mut remove = removable_ids(&stopped);
+        let mut remove = removable_ids(stopped);
         // Keep-first order: current definition, then oldest; the tail goes.
         running.sort_by(|a, b| {
             (a.config_hash != current_hash)
@@ -230,9 +234,9 @@ impl Plan {
 
 /// Ids of the containers a removal should name: all but those the engine is
 /// already removing.
-fn removable_ids(containers: &[&Container]) -> Vec<String> {
+fn removable_ids<'a>(containers: impl IntoIterator<Item = &'a Container>) -> Vec<String> {
     containers
-        .iter()
+        .into_iter()
         .filter(|c| !c.is_being_removed())
         .map(|c| c.id.clone())
         .collect()
