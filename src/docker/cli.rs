@@ -9,12 +9,15 @@ use super::{
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
 
-/// Fields `docker ps` prints per container, tab-separated. Labels are read one
-/// by one: the combined `Labels` string is ambiguous when a value has a comma.
-const PS_FORMAT: &str = concat!(
-    "{{.ID}}\t{{.Names}}\t{{.State}}\t{{.Status}}\t",
-    "{{.Label \"docker-connector.config-hash\"}}\t{{.CreatedAt}}"
-);
+/// Fields `docker ps` prints per container, tab-separated, in the order
+/// [`parse_ps_line`] reads them. Labels are read one by one: the combined
+/// `Labels` string is ambiguous when a value has a comma.
+fn ps_format() -> String {
+    format!(
+        "{{{{.ID}}}}\t{{{{.Names}}}}\t{{{{.State}}}}\t{{{{.Status}}}}\t\
+         {{{{.Label \"{LABEL_CONFIG_HASH}\"}}}}\t{{{{.CreatedAt}}}}"
+    )
+}
 
 /// Containers of one connector instance, managed through the docker CLI.
 pub struct DockerCli {
@@ -46,7 +49,7 @@ impl Engine for DockerCli {
     async fn list(&self, service: &ServiceName) -> Result<Vec<Container>, Error> {
         let mut args = vec![arg("ps"), arg("-a"), arg("--no-trunc")];
         args.extend(self.owner_filters(service));
-        args.extend([arg("--format"), arg(PS_FORMAT)]);
+        args.extend([arg("--format"), ps_format()]);
         let stdout = self.runner.run(&args).await?;
         stdout
             .lines()
@@ -179,6 +182,15 @@ mod tests {
             Some(951_868_800)
         );
         assert_eq!(parse_created_at("yesterday"), None);
+    }
+
+    #[test]
+    fn asks_docker_for_the_fields_the_parser_reads() {
+        assert_eq!(
+            ps_format(),
+            "{{.ID}}\t{{.Names}}\t{{.State}}\t{{.Status}}\t\
+             {{.Label \"docker-connector.config-hash\"}}\t{{.CreatedAt}}"
+        );
     }
 
     #[test]
