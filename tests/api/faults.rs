@@ -96,10 +96,11 @@ async fn the_connector_recovers_by_itself_when_docker_works_again() {
         "if [ -e {} ]; then exec sleep 60; fi\nexec {real} \"$@\"",
         switch.display()
     );
+    // Long enough for real docker commands on a loaded machine.
     let app = TestApp::spawn_with(
         AppOptions::new()
             .fake_docker(dir.path(), &script)
-            .env("ROCKET_DOCKER_TIMEOUT", "1"),
+            .env("ROCKET_DOCKER_TIMEOUT", "5"),
     )
     .await;
     app.create_service("web", json!({})).await;
