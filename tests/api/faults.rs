@@ -100,7 +100,7 @@ async fn the_connector_recovers_by_itself_when_docker_works_again() {
     let app = TestApp::spawn_with(
         AppOptions::new()
             .fake_docker(dir.path(), &script)
-            .env("ROCKET_DOCKER_TIMEOUT", "5"),
+            .env("ROCKET_DOCKER_TIMEOUT", "10"),
     )
     .await;
     app.create_service("web", json!({})).await;

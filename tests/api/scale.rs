@@ -347,44 +347,61 @@ async fn concurrent_scales_of_one_service_are_serialized_and_leave_a_consistent_
 
 #[tokio::test]
 async fn a_slow_scale_does_not_hold_up_another_service_and_starts_in_parallel() {
-    // A docker CLI whose `run` for service "slow" takes 2 s more.
+    // A docker CLI whose `run` for service "slow" takes 2 s more, and notes
+    // when each of those runs begins (+1) and ends (-1).
     let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
     let script = format!(
-        "case \"$*\" in *docker-connector.service=slow*) [ \"$1\" = run ] && sleep 2;; esac\nexec {} \"$@\"",
-        real_docker()
+        "case \"$*\" in *docker-connector.service=slow*)\n\
+         if [ \"$1\" = run ]; then echo \"$(date +%s%N) 1\" >> {runs}; sleep 2; echo \"$(date +%s%N) -1\" >> {runs}; fi;;\n\
+         esac\nexec {real} \"$@\"",
+        runs = runs.display(),
+        real = real_docker()
     );
     let app = TestApp::spawn_with(
         AppOptions::new()
             .fake_docker(dir.path(), &script)
-            .env("ROCKET_SCALE_CONCURRENCY", "4"),
+            .env("ROCKET_SCALE_CONCURRENCY", "3"),
     )
     .await;
     app.create_service("slow", json!({})).await;
     app.create_service("fast", json!({})).await;
 
-    let started = Instant::now();
     let slow = async {
         let reply = app.scale("slow", json!(4)).await;
-        (reply, started.elapsed())
+        (reply, Instant::now())
     };
     let fast = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let reply = app.scale("fast", json!(1)).await;
         let status = app.status("fast").await;
-        (reply, status, started.elapsed())
+        (reply, status, Instant::now())
     };
-    let ((slow, slow_took), (fast, fast_status, fast_took)) = tokio::join!(slow, fast);
+    let ((slow, slow_done), (fast, fast_status, fast_done)) = tokio::join!(slow, fast);
 
     assert_eq!(slow.body["running_resources"], 4, "{slow:?}");
     assert_eq!(fast.body["running_resources"], 1, "{fast:?}");
     assert_eq!(fast_status.body["running_resources"], 1);
     assert!(
-        fast_took < slow_took,
-        "fast ({fast_took:?}) waited for slow ({slow_took:?})"
+        fast_done < slow_done,
+        "the fast service waited for the slow one"
     );
-    // Four 2-second starts one after another would take 8 s.
-    assert!(
-        slow_took < Duration::from_secs(6),
-        "starts did not overlap: {slow_took:?}"
-    );
+
+    // At most scale_concurrency starts were in flight at once, and that many were.
+    let mut events: Vec<(u128, i32)> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (at, delta) = line.split_once(' ').unwrap();
+            (at.parse().unwrap(), delta.parse().unwrap())
+        })
+        .collect();
+    events.sort();
+    let (mut in_flight, mut most) = (0, 0);
+    for (_, delta) in &events {
+        in_flight += delta;
+        most = most.max(in_flight);
+    }
+    assert_eq!(events.len(), 8, "{events:?}");
+    assert_eq!(most, 3, "starts in flight at once: {events:?}");
 }
