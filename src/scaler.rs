@@ -63,7 +63,7 @@ impl Scaler {
         &self,
         service: &ServiceName,
     ) -> Result<(ServiceGuard, ServiceDefinition), Error> {
-        self.definition(service)?;
+        self.ensure_defined(service)?;
         let lock = self
             .locks
             .lock()
@@ -87,6 +87,16 @@ impl Scaler {
         }
     }
 
+    /// # Errors
+    /// [`Error::ServiceNotFound`] unless `service` is defined.
+    fn ensure_defined(&self, service: &ServiceName) -> Result<(), Error> {
+        if self.store.contains(service) {
+            Ok(())
+        } else {
+            Err(Error::ServiceNotFound(service.to_string()))
+        }
+    }
+
     fn definition(&self, service: &ServiceName) -> Result<ServiceDefinition, Error> {
         self.store
             .get(service)
@@ -98,7 +108,7 @@ impl Scaler {
     /// # Errors
     /// [`Error::ServiceNotFound`], or the docker failure.
     pub async fn running(&self, service: &ServiceName) -> Result<usize, Error> {
-        self.definition(service)?;
+        self.ensure_defined(service)?;
         let containers = self.engine.list(service).await?;
         Ok(containers.iter().filter(|c| c.is_running()).count())
     }

@@ -83,6 +83,11 @@ impl Store {
         self.all().get(name).cloned()
     }
 
+    /// Whether `name` is defined, without copying its definition.
+    pub fn contains(&self, name: &ServiceName) -> bool {
+        self.all().contains_key(name)
+    }
+
     /// Adds a new definition.
     ///
     /// # Errors

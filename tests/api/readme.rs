@@ -36,9 +36,43 @@ impl Drop for ReadmeImages {
 /// One `$ http ...` example and the answer the README shows for it.
 struct Example {
     argv: Vec<String>,
+    answer: Answer,
+}
+
+/// An HTTP answer as httpie prints it: status line, headers (names
+/// lowercased), then, after a blank line, the body.
+struct Answer {
     status_line: String,
     headers: Vec<(String, String)>,
-    body: Option<Value>,
+    body: String,
+}
+
+impl Answer {
+    fn parse(text: &str) -> Answer {
+        let text = text.replace("\r\n", "\n");
+        let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+        let mut head_lines = head.lines();
+        let status_line = head_lines.next().unwrap_or_default().to_owned();
+        let headers = head_lines
+            .map(|h| {
+                let (name, value) = h.split_once(": ").unwrap_or((h, ""));
+                (name.to_ascii_lowercase(), value.to_owned())
+            })
+            .collect();
+        Answer {
+            status_line,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    /// The body as JSON, `None` when there is none.
+    fn json(&self, context: &str) -> Option<Value> {
+        (!self.body.trim().is_empty()).then(|| {
+            serde_json::from_str(&self.body)
+                .unwrap_or_else(|_| panic!("{context}: body is not JSON: {:?}", self.body))
+        })
+    }
 }
 
 fn examples(readme: &str) -> Vec<Example> {
@@ -49,43 +83,20 @@ fn examples(readme: &str) -> Vec<Example> {
             continue;
         };
         let argv = shell_words::split(command).expect("a README example splits like a shell line");
-        let answer: Vec<&str> = lines
+        let shown: Vec<&str> = lines
             .by_ref()
             .take_while(|l| !l.starts_with("```"))
             .collect();
-        let status_line = answer
-            .first()
-            .expect("an example shows its answer")
-            .to_string();
-        let blank = answer
-            .iter()
-            .position(|l| l.trim().is_empty())
-            .unwrap_or(answer.len());
-        let headers = answer[1..blank]
-            .iter()
-            .map(|h| {
-                let (name, value) = h.split_once(": ").expect("a header line");
-                (name.to_ascii_lowercase(), value.to_owned())
-            })
-            .collect();
-        let body_text = answer
-            .get(blank..)
-            .map(|rest| rest.join("\n"))
-            .unwrap_or_default();
-        let body = (!body_text.trim().is_empty())
-            .then(|| serde_json::from_str(&body_text).expect("a README body is JSON"));
         found.push(Example {
             argv,
-            status_line,
-            headers,
-            body,
+            answer: Answer::parse(&shown.join("\n")),
         });
     }
     found
 }
 
-/// Runs httpie and splits what it printed into status line, headers, body.
-fn run_httpie(argv: &[String], port: u16) -> (String, Vec<(String, String)>, String) {
+/// Runs httpie against the connector on `port`.
+fn run_httpie(argv: &[String], port: u16) -> Answer {
     let argv: Vec<String> = argv
         .iter()
         .map(|a| a.replace(":7051/", &format!("127.0.0.1:{port}/")))
@@ -95,15 +106,7 @@ fn run_httpie(argv: &[String], port: u16) -> (String, Vec<(String, String)>, Str
         .args(&argv)
         .output()
         .expect("httpie is needed for the README tests: apt-get install httpie");
-    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
-    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
-    let mut head_lines = head.lines();
-    let status_line = head_lines.next().unwrap_or_default().to_owned();
-    let headers = head_lines
-        .filter_map(|h| h.split_once(": "))
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
-        .collect();
-    (status_line, headers, body.to_owned())
+    Answer::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
 #[tokio::test]
@@ -120,26 +123,22 @@ async fn every_httpie_example_in_the_readme_gives_the_documented_answer() {
     );
 
     for example in &examples {
-        let shown = example.argv.join(" ");
-        let (status_line, headers, body) = run_httpie(&example.argv, app.port);
-        assert_eq!(status_line, example.status_line, "http {shown}");
-        for (name, value) in &example.headers {
+        let shown = format!("http {}", example.argv.join(" "));
+        let expected = &example.answer;
+        assert!(
+            !expected.status_line.is_empty(),
+            "{shown}: the README shows no answer"
+        );
+        let actual = run_httpie(&example.argv, app.port);
+        assert_eq!(actual.status_line, expected.status_line, "{shown}");
+        for header in &expected.headers {
             assert!(
-                headers.contains(&(name.clone(), value.clone())),
-                "http {shown}: no {name}: {value} in {headers:?}"
+                actual.headers.contains(header),
+                "{shown}: no {header:?} in {:?}",
+                actual.headers
             );
         }
-        match &example.body {
-            Some(expected) => {
-                let actual: Value = serde_json::from_str(&body)
-                    .unwrap_or_else(|_| panic!("http {shown}: body {body:?}"));
-                assert_eq!(&actual, expected, "http {shown}");
-            }
-            None => assert!(
-                body.trim().is_empty(),
-                "http {shown}: unexpected body {body:?}"
-            ),
-        }
+        assert_eq!(actual.json(&shown), expected.json(&shown), "{shown}");
     }
     assert!(
         app.containers(None).is_empty(),
