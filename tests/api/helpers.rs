@@ -249,10 +249,36 @@ impl TestApp {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// Sends `method path` with a raw body.
+    /// The bearer token the server was started with, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.options.env.get("ROCKET_AUTH_TOKEN").map(String::as_str)
+    }
+
+    /// Sends `method path` with a raw body, and the server's token if it has
+    /// one.
     pub async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
+        let authorization = self.token().map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("authorization", value.as_str()))
+            .collect();
+        self.send_with_headers(method, path, &headers, body).await
+    }
+
+    /// Sends `method path` with exactly `headers` (no token is added) and a
+    /// raw body.
+    pub async fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self.client.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -388,8 +414,10 @@ pub fn launch(
     // Drains stderr for the server's whole life, so it never blocks on a full pipe.
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(port) = line.split("listening on 127.0.0.1:").nth(1) {
-                let port: u16 = port.split_whitespace().next().unwrap().parse().unwrap();
+            // "... listening on ADDRESS:PORT (...)"
+            if let Some(announced) = line.split(" listening on ").nth(1) {
+                let address = announced.split_whitespace().next().unwrap();
+                let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
                 let _ = port_tx.send(port);
             }
             let mut log = sink.lock().unwrap();
@@ -455,4 +483,17 @@ fn fake_docker(dir: &Path, script: &str) -> PathBuf {
     std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
+}
+
+/// Records figures for the summary `scripts/test` prints after the run:
+/// one file per area under `target/test-figures`, overwritten by each run of
+/// that test, as `label: value` lines.
+pub fn record_figures(area: &str, figures: &[(&str, String)]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-figures");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text: String = figures
+        .iter()
+        .map(|(label, value)| format!("{area}: {label}: {value}\n"))
+        .collect();
+    std::fs::write(dir.join(format!("{area}.txt")), text).unwrap();
 }

@@ -2,9 +2,14 @@
 //! Docker engine, with a locally built image. One test binary, so the
 //! helpers compile once.
 
+mod auth;
 mod cli;
+mod concurrency;
+mod contract;
+mod durability;
 mod faults;
 mod helpers;
+mod injection;
 mod readme;
 mod restart;
 mod scale;
