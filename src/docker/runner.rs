@@ -74,18 +74,27 @@ impl DockerRunner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so that a deadline can kill whatever it
+            // started too (CLI plugins, or a wrapper script's children).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
                 Error::DockerUnavailable(format!("cannot run {}: {e}", program.display()))
             })?;
-        // Dropping the child on timeout kills it: kill_on_drop above.
+        let group = child.id().map(ProcessGroup::new);
+        // On timeout the child is dropped, which kills it (kill_on_drop), and
+        // `group` kills the rest of its group.
         let output = tokio::time::timeout(self.timeout, child.wait_with_output())
             .await
             .map_err(|_| Error::DockerTimeout {
                 seconds: self.timeout.as_secs(),
             })?
             .map_err(|e| Error::DockerUnavailable(format!("waiting for docker: {e}")))?;
+        // It exited by itself: leave its group alone.
+        if let Some(group) = group {
+            group.disarm();
+        }
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
@@ -98,6 +107,40 @@ impl DockerRunner {
             Err(Error::DockerUnavailable(message))
         } else {
             Err(Error::DockerFailed(message))
+        }
+    }
+}
+
+/// The process group of one docker child. Dropped while armed (the deadline
+/// passed, or the request was abandoned), it sends SIGKILL to the whole group,
+/// so nothing the child started outlives it.
+struct ProcessGroup {
+    id: libc::pid_t,
+    armed: bool,
+}
+
+impl ProcessGroup {
+    fn new(leader: u32) -> Self {
+        ProcessGroup {
+            id: libc::pid_t::try_from(leader).expect("process ids fit pid_t"),
+            armed: true,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if self.armed {
+            // SAFETY: killpg only sends a signal; the group was created for
+            // this child (process_group(0)), so it holds nothing else. An
+            // error (the group is already gone) needs no handling.
+            unsafe {
+                libc::killpg(self.id, libc::SIGKILL);
+            }
         }
     }
 }
