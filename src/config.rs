@@ -7,6 +7,7 @@ use rocket::figment::providers::{Env, Format, Serialized, Toml};
 use rocket::figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthToken;
 use crate::domain::ServiceName;
 
 /// Where the connector listens unless told otherwise.
@@ -32,6 +33,12 @@ pub struct AppConfig {
     pub max_replicas: u32,
     /// How many `docker run` one scale may have in flight at once.
     pub scale_concurrency: usize,
+    /// When set, every endpoint but `/health` needs
+    /// `Authorization: Bearer <auth_token>`.
+    #[serde(deserialize_with = "optional_text")]
+    pub auth_token: Option<AuthToken>,
+    /// Lets the connector listen beyond loopback without `auth_token`.
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for AppConfig {
@@ -43,6 +50,8 @@ impl Default for AppConfig {
             docker_timeout: 30,
             max_replicas: 100,
             scale_concurrency: 8,
+            auth_token: None,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -64,33 +73,53 @@ impl AppConfig {
         if config.scale_concurrency == 0 {
             return Err("configuration: scale_concurrency must be at least 1".into());
         }
+        if let Some(token) = &config.auth_token {
+            token.check().map_err(|e| format!("configuration: {e}"))?;
+        }
         Ok(config)
     }
 }
 
-/// Reads a setting that is text even when it looks like a number or a
-/// boolean: figment parses `ROCKET_INSTANCE=123` as an integer.
+/// A setting as written: figment parses `ROCKET_INSTANCE=123` as an integer
+/// and `ROCKET_AUTH_TOKEN=true` as a boolean, but both are text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Signed(i64),
+    Unsigned(u64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn into_text(self) -> String {
+        match self {
+            Scalar::Text(s) => s,
+            Scalar::Signed(n) => n.to_string(),
+            Scalar::Unsigned(n) => n.to_string(),
+            Scalar::Float(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// Reads a setting that is text even when it looks like a number or a boolean.
 fn text<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: From<String>,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Signed(i64),
-        Unsigned(u64),
-        Float(f64),
-        Bool(bool),
-    }
-    Ok(T::from(match Scalar::deserialize(deserializer)? {
-        Scalar::Text(s) => s,
-        Scalar::Signed(n) => n.to_string(),
-        Scalar::Unsigned(n) => n.to_string(),
-        Scalar::Float(n) => n.to_string(),
-        Scalar::Bool(b) => b.to_string(),
-    }))
+    Ok(T::from(Scalar::deserialize(deserializer)?.into_text()))
+}
+
+/// [`text`] for a setting that may be absent.
+fn optional_text<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: From<String>,
+{
+    Ok(Option::<Scalar>::deserialize(deserializer)?.map(|s| T::from(s.into_text())))
 }
 
 /// Rocket's configuration sources with the connector's defaults underneath:
@@ -125,8 +154,10 @@ mod tests {
         let figment = Figment::from(Serialized::defaults(AppConfig::default()))
             .merge(("instance", 123))
             .merge(("docker", true))
-            .merge(("data_file", 1.5));
+            .merge(("data_file", 1.5))
+            .merge(("auth_token", 1234567890123456789_u64));
         let config = AppConfig::from_figment(&figment).unwrap();
+        assert!(config.auth_token.is_some());
         assert_eq!(config.instance, "123");
         assert_eq!(config.docker, "true");
         assert_eq!(config.data_file, PathBuf::from("1.5"));
@@ -141,5 +172,7 @@ mod tests {
         let config = AppConfig::from_figment(&figment).unwrap();
         assert_eq!(config.instance, "default");
         assert_eq!(config.data_file, PathBuf::from("data/services.json"));
+        assert!(config.auth_token.is_none());
+        assert!(!config.allow_unauthenticated);
     }
 }

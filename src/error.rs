@@ -7,6 +7,8 @@ use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
 use serde_json::json;
 
+use crate::auth::AuthFailure;
+
 /// Everything a request can fail with. The HTTP status of each variant is
 /// decided in [`Error::status`] and nowhere else.
 #[derive(Debug)]
@@ -29,6 +31,8 @@ pub enum Error {
     DockerFailed(String),
     /// The definitions file could not be written; nothing was changed.
     Storage(String),
+    /// `auth_token` is set and the request does not carry it.
+    Unauthorized(AuthFailure),
 }
 
 impl Error {
@@ -51,6 +55,7 @@ impl Error {
             Error::DockerTimeout { .. } => Status::GatewayTimeout,
             Error::DockerFailed(_) => Status::BadGateway,
             Error::Storage(_) => Status::InternalServerError,
+            Error::Unauthorized(_) => Status::Unauthorized,
         }
     }
 }
@@ -74,6 +79,16 @@ impl std::fmt::Display for Error {
             }
             Error::DockerFailed(reason) => write!(f, "docker failed: {reason}"),
             Error::Storage(reason) => write!(f, "could not save the definitions: {reason}"),
+            Error::Unauthorized(AuthFailure::Missing) => write!(
+                f,
+                "authentication required: send the header 'Authorization: Bearer <auth_token>'"
+            ),
+            Error::Unauthorized(AuthFailure::WrongToken) => {
+                write!(
+                    f,
+                    "authentication failed: the bearer token is not auth_token"
+                )
+            }
         }
     }
 }
@@ -125,10 +140,22 @@ impl<'r> Responder<'r, 'static> for Error {
         if status.code >= 500 {
             log::error!("{} {}: {message}", request.method(), request.uri().path());
         }
-        let mut reply = ErrorReply::new(status, message);
-        if let Error::ServiceExists(name) = &self {
-            reply = reply.with_header(Header::new("Location", format!("/service/{name}")));
-        }
+        let reply = ErrorReply::new(status, message);
+        let reply = match &self {
+            Error::ServiceExists(name) => {
+                reply.with_header(Header::new("Location", format!("/service/{name}")))
+            }
+            // RFC 6750: the scheme to use, and whether the token was wrong.
+            Error::Unauthorized(AuthFailure::Missing) => reply.with_header(Header::new(
+                "WWW-Authenticate",
+                r#"Bearer realm="docker-connector""#,
+            )),
+            Error::Unauthorized(AuthFailure::WrongToken) => reply.with_header(Header::new(
+                "WWW-Authenticate",
+                r#"Bearer realm="docker-connector", error="invalid_token""#,
+            )),
+            _ => reply,
+        };
         reply.respond_to(request)
     }
 }

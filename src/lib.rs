@@ -2,18 +2,22 @@
 //! Docker host, driven over HTTP (the Genisys connector's API).
 //!
 //! - [`config`]: the connector's keys in Rocket's figment.
+//! - [`auth`]: the optional bearer token, and who may listen without one.
 //! - [`domain`]: validated types (service name, image, ports, ...); built valid or not at all.
 //! - [`error`]: the one error type and its mapping to HTTP.
 //! - [`store`]: the definitions and the JSON file they live in.
 //! - [`docker`]: the docker CLI runner and the engine interface over it.
 //! - [`scaler`]: turns a wanted count into docker removals and starts.
+//! - [`health`]: whether the engine answers, checked at most once a second.
 //! - [`routes`]: the HTTP endpoints and JSON catchers.
 //! - [`logging`]: the fern logger and the per-request log line.
 
+pub mod auth;
 pub mod config;
 pub mod docker;
 pub mod domain;
 pub mod error;
+pub mod health;
 pub mod logging;
 pub mod routes;
 pub mod scaler;
@@ -26,8 +30,10 @@ use rocket::fairing::AdHoc;
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
+use auth::AccessPolicy;
 use config::AppConfig;
-use docker::{DockerCli, DockerRunner};
+use docker::{DockerCli, DockerRunner, Engine};
+use health::HealthCheck;
 use scaler::Scaler;
 use store::Store;
 
@@ -40,13 +46,16 @@ use store::Store;
 pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
     // Rocket would refuse a bad key of its own too, but only say so through
     // its logger; extracting here names the key and the value.
-    figment
+    let server = figment
         .extract::<rocket::Config>()
         .map_err(|e| format!("configuration: {e}"))?;
     let config = AppConfig::from_figment(&figment)?;
+    let access = AccessPolicy::new(config.auth_token.as_ref());
+    auth::check_exposure(server.address, &access, config.allow_unauthenticated)?;
     let store = Arc::new(Store::open(&config.data_file)?);
     let runner = DockerRunner::new(&config.docker, Duration::from_secs(config.docker_timeout));
-    let engine = Arc::new(DockerCli::new(runner, config.instance.clone()));
+    let engine: Arc<dyn Engine> = Arc::new(DockerCli::new(runner, config.instance.clone()));
+    let health = HealthCheck::new(engine.clone());
     let scaler = Scaler::new(
         engine,
         store.clone(),
@@ -54,15 +63,22 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         config.scale_concurrency,
     );
     let summary = format!(
-        "instance {:?}, {} services from {}",
+        "instance {:?}, {} services from {}, {}",
         config.instance,
         store.all().len(),
-        store.path().display()
+        store.path().display(),
+        if access.requires_token() {
+            "bearer token required"
+        } else {
+            "no authentication"
+        }
     );
     Ok(rocket::custom(figment)
         .manage(store)
         .manage(scaler)
         .manage(config)
+        .manage(access)
+        .manage(health)
         .mount("/", routes::routes())
         .register("/", routes::catchers())
         .attach(logging::RequestLogger)

@@ -380,6 +380,10 @@ mod tests {
             Ok(StartOutcome::Started(id))
         }
 
+        async fn server_version(&self) -> Result<String, Error> {
+            Ok("fake".into())
+        }
+
         async fn remove(&self, ids: &[String]) -> Result<(), Error> {
             self.containers
                 .lock()

@@ -58,6 +58,12 @@ impl Engine for DockerCli {
             .collect()
     }
 
+    async fn server_version(&self) -> Result<String, Error> {
+        let args = [arg("version"), arg("--format"), arg("{{.Server.Version}}")];
+        let version = self.runner.run(&args).await?;
+        Ok(version.trim().to_owned())
+    }
+
     async fn start(
         &self,
         definition: &ServiceDefinition,

@@ -82,4 +82,10 @@ pub trait Engine: Send + Sync {
     /// # Errors
     /// The docker failure, as [`Error`].
     async fn remove(&self, ids: &[String]) -> Result<(), Error>;
+
+    /// The engine's version, which also proves it answers.
+    ///
+    /// # Errors
+    /// The docker failure, as [`Error`].
+    async fn server_version(&self) -> Result<String, Error>;
 }

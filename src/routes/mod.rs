@@ -1,54 +1,33 @@
 //! The HTTP surface: one module per resource, the JSON catchers, and reading
 //! request bodies.
 
+mod body;
+mod gate;
+mod health;
 mod scale;
 mod service;
 
-use rocket::data::{Data, ToByteUnit};
 use rocket::http::{Header, Method, Status};
 use rocket::{Catcher, Request, Route};
-use serde_json::Value;
 
 use crate::domain::ServiceName;
 use crate::error::{Error, ErrorReply};
 
-/// Largest request body accepted; larger ones answer 413.
-pub const BODY_LIMIT: u64 = 64 * 1024;
+pub use body::{read_json, BODY_LIMIT};
+pub use gate::GATE_ROUTE_NAME;
 
-/// Every route the connector serves.
+/// Every route the connector serves, behind the access gate.
 pub fn routes() -> Vec<Route> {
-    let mut all = service::routes();
+    let mut all = gate::routes();
+    all.extend(service::routes());
     all.extend(scale::routes());
+    all.extend(health::routes());
     all
 }
 
 /// Answers for requests no route took, as JSON rather than Rocket's HTML.
 pub fn catchers() -> Vec<Catcher> {
     rocket::catchers![not_found, default_catcher]
-}
-
-/// Reads a JSON request body of at most [`BODY_LIMIT`] bytes. The content type
-/// is not checked: curl and scripts often omit it.
-///
-/// # Errors
-/// [`Error::BodyTooLarge`], or [`Error::MalformedBody`] for an empty body or
-/// one that is not JSON.
-pub async fn read_json(data: Data<'_>) -> Result<Value, Error> {
-    let body = data
-        .open(BODY_LIMIT.bytes())
-        .into_bytes()
-        .await
-        .map_err(|e| Error::MalformedBody(format!("could not be read: {e}")))?;
-    if !body.is_complete() {
-        return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
-    }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::MalformedBody(
-            "is empty; a JSON object is expected".into(),
-        ));
-    }
-    serde_json::from_slice(&body)
-        .map_err(|e| Error::MalformedBody(format!("is not valid JSON: {e}")))
 }
 
 /// A service named in a URL; a name that could never be valid is simply not
@@ -84,6 +63,15 @@ fn not_found(request: &Request<'_>) -> ErrorReply {
 #[rocket::catch(default)]
 fn default_catcher(status: Status, request: &Request<'_>) -> ErrorReply {
     let reason = status.reason().unwrap_or("error");
+    if status == Status::BadRequest {
+        // The connector's own 400s never reach a catcher: this one is Rocket
+        // refusing a request it could not parse, and the request it hands
+        // over is a placeholder whose method and path mean nothing.
+        return ErrorReply::new(
+            status,
+            format!("{reason}: the request could not be parsed (unknown method, or a malformed URI or header)"),
+        );
+    }
     ErrorReply::new(
         status,
         format!("{reason}: {} {}", request.method(), request.uri().path()),
@@ -95,7 +83,11 @@ fn default_catcher(status: Status, request: &Request<'_>) -> ErrorReply {
 fn allowed_methods(request: &Request<'_>) -> Vec<Method> {
     let path: Vec<&str> = request.uri().path().segments().collect();
     let mut methods: Vec<Method> = Vec::new();
-    for route in request.rocket().routes() {
+    let real_routes = request
+        .rocket()
+        .routes()
+        .filter(|route| route.name.as_deref() != Some(gate::GATE_ROUTE_NAME));
+    for route in real_routes {
         let pattern: Vec<&str> = route
             .uri
             .path()

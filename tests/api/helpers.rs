@@ -209,6 +209,19 @@ impl TestApp {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits up to five seconds for the server to log a line containing
+    /// `needle` (it logs a request after answering it); returns the log.
+    pub async fn log_containing(&self, needle: &str) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let log = self.log();
+            if log.contains(needle) || started.elapsed() > Duration::from_secs(5) {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Kills the server with SIGKILL and starts it again on the same data
     /// file and instance (on a new port).
     pub fn restart(&mut self) {
@@ -251,7 +264,10 @@ impl TestApp {
 
     /// The bearer token the server was started with, if any.
     pub fn token(&self) -> Option<&str> {
-        self.options.env.get("ROCKET_AUTH_TOKEN").map(String::as_str)
+        self.options
+            .env
+            .get("ROCKET_AUTH_TOKEN")
+            .map(String::as_str)
     }
 
     /// Sends `method path` with a raw body, and the server's token if it has
@@ -414,8 +430,8 @@ pub fn launch(
     // Drains stderr for the server's whole life, so it never blocks on a full pipe.
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // "... listening on ADDRESS:PORT (...)"
-            if let Some(announced) = line.split(" listening on ").nth(1) {
+            // "docker-connector listening on ADDRESS:PORT (...)"
+            if let Some(announced) = line.split("docker-connector listening on ").nth(1) {
                 let address = announced.split_whitespace().next().unwrap();
                 let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
                 let _ = port_tx.send(port);

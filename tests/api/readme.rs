@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{docker, TestApp, TEST_IMAGE};
+use crate::helpers::{docker, AppOptions, TestApp, TEST_IMAGE};
 
 /// The local images the README's examples name.
 const README_IMAGES: [&str; 2] = ["demo/hello:1", "demo/hello:2"];
@@ -33,10 +33,19 @@ impl Drop for ReadmeImages {
     }
 }
 
+/// The README section whose examples run against a connector that has
+/// `auth_token` set; `$TOKEN` in them stands for that token.
+const ACCESS_CONTROL_SECTION: &str = "## Access control";
+
+/// The token the access-control examples run with.
+const README_TOKEN: &str = "readme-token-5d1c8e2f9a3b7046";
+
 /// One `$ http ...` example and the answer the README shows for it.
 struct Example {
     argv: Vec<String>,
     answer: Answer,
+    /// Whether it sits in the access-control section.
+    needs_token: bool,
 }
 
 /// An HTTP answer as httpie prints it: status line, headers (names
@@ -77,8 +86,12 @@ impl Answer {
 
 fn examples(readme: &str) -> Vec<Example> {
     let mut found = Vec::new();
+    let mut section = "";
     let mut lines = readme.lines();
     while let Some(line) = lines.next() {
+        if line.starts_with("## ") {
+            section = line;
+        }
         let Some(command) = line.strip_prefix("$ http ") else {
             continue;
         };
@@ -90,6 +103,7 @@ fn examples(readme: &str) -> Vec<Example> {
         found.push(Example {
             argv,
             answer: Answer::parse(&shown.join("\n")),
+            needs_token: section == ACCESS_CONTROL_SECTION,
         });
     }
     found
@@ -99,7 +113,10 @@ fn examples(readme: &str) -> Vec<Example> {
 fn run_httpie(argv: &[String], port: u16) -> Answer {
     let argv: Vec<String> = argv
         .iter()
-        .map(|a| a.replace(":7051/", &format!("127.0.0.1:{port}/")))
+        .map(|a| {
+            a.replace(":7051/", &format!("127.0.0.1:{port}/"))
+                .replace("$TOKEN", README_TOKEN)
+        })
         .collect();
     let out = Command::new("http")
         .args(["--ignore-stdin", "--print=hb", "--pretty=none"])
@@ -112,6 +129,8 @@ fn run_httpie(argv: &[String], port: u16) -> Answer {
 #[tokio::test]
 async fn every_httpie_example_in_the_readme_gives_the_documented_answer() {
     let app = TestApp::spawn().await;
+    let guarded =
+        TestApp::spawn_with(AppOptions::new().env("ROCKET_AUTH_TOKEN", README_TOKEN)).await;
     let _tags = ReadmeImages::tag();
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
@@ -121,6 +140,10 @@ async fn every_httpie_example_in_the_readme_gives_the_documented_answer() {
         "only {} httpie examples found in the README",
         examples.len()
     );
+    assert!(
+        examples.iter().filter(|e| e.needs_token).count() >= 2,
+        "the access-control section lost its examples"
+    );
 
     for example in &examples {
         let shown = format!("http {}", example.argv.join(" "));
@@ -129,7 +152,12 @@ async fn every_httpie_example_in_the_readme_gives_the_documented_answer() {
             !expected.status_line.is_empty(),
             "{shown}: the README shows no answer"
         );
-        let actual = run_httpie(&example.argv, app.port);
+        let port = if example.needs_token {
+            guarded.port
+        } else {
+            app.port
+        };
+        let actual = run_httpie(&example.argv, port);
         assert_eq!(actual.status_line, expected.status_line, "{shown}");
         for header in &expected.headers {
             assert!(

@@ -1,0 +1,178 @@
+//! Reading a request body as JSON: bounded, and strict about keys given twice.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+
+use rocket::data::{Data, ToByteUnit};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// Largest request body accepted; larger ones answer 413.
+pub const BODY_LIMIT: u64 = 64 * 1024;
+
+/// Reads a JSON request body of at most [`BODY_LIMIT`] bytes. The content type
+/// is not checked: curl and scripts often omit it.
+///
+/// # Errors
+/// [`Error::BodyTooLarge`]; [`Error::MalformedBody`] for an empty body or one
+/// that is not JSON; [`Error::Invalid`] naming a key an object has twice.
+pub async fn read_json(data: Data<'_>) -> Result<Value, Error> {
+    let body = data
+        .open(BODY_LIMIT.bytes())
+        .into_bytes()
+        .await
+        .map_err(|e| Error::MalformedBody(format!("could not be read: {e}")))?;
+    if !body.is_complete() {
+        return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
+    }
+    parse_json(&body)
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::MalformedBody(
+            "is empty; a JSON object is expected".into(),
+        ));
+    }
+    let value = serde_json::from_slice(body)
+        .map_err(|e| Error::MalformedBody(format!("is not valid JSON: {e}")))?;
+    reject_duplicate_keys(body)?;
+    Ok(value)
+}
+
+/// JSON allows an object to repeat a key and serde keeps the last one; a
+/// proxy, an audit log or a reviewer may read the first. Refusing the body
+/// keeps everyone reading the same request.
+fn reject_duplicate_keys(body: &[u8]) -> Result<(), Error> {
+    let duplicate = RefCell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let walked = KeyWalk {
+        path: String::new(),
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut deserializer);
+    match (walked, duplicate.into_inner()) {
+        (_, Some(path)) => Err(Error::invalid(
+            path,
+            "is given more than once; give each key once",
+        )),
+        // The body already parsed once, so this cannot fail otherwise.
+        (Err(e), None) => Err(Error::MalformedBody(format!("is not valid JSON: {e}"))),
+        (Ok(()), None) => Ok(()),
+    }
+}
+
+/// Walks a JSON document, recording the path (`environment.A`, `ports[1]`)
+/// of the first key an object repeats.
+struct KeyWalk<'a> {
+    path: String,
+    duplicate: &'a RefCell<Option<String>>,
+}
+
+impl KeyWalk<'_> {
+    fn child(&self, path: String) -> Self {
+        KeyWalk {
+            path,
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for KeyWalk<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyWalk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while items
+            .next_element_seed(self.child(format!("{}[{index}]", self.path)))?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if !seen.insert(key) {
+                *self.duplicate.borrow_mut() = Some(path);
+                return Err(de::Error::custom("duplicate key"));
+            }
+            entries.next_value_seed(self.child(path))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_key(body: &str) -> String {
+        match parse_json(body.as_bytes()) {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_key_given_twice_is_named_wherever_it_is() {
+        assert_eq!(refused_key(r#"{"name": "a", "name": "b"}"#), "name");
+        assert_eq!(
+            refused_key(r#"{"environment": {"A": "1", "A": "2"}}"#),
+            "environment.A"
+        );
+        assert_eq!(refused_key(r#"[{"x": 1}, {"y": 1, "y": 2}]"#), "[1].y");
+    }
+
+    #[test]
+    fn distinct_keys_numbers_and_nesting_pass() {
+        let value = parse_json(br#"{"a": {"a": 1}, "b": [1.5, -2, 1e400, null, true, "x"]}"#);
+        assert!(value.is_ok(), "{value:?}");
+    }
+}
