@@ -21,9 +21,8 @@ impl Command {
     /// [`Error::Invalid`] naming `command` or `command[i]`.
     pub fn parse(raw: &Value) -> Result<Self, Error> {
         let argv = match raw {
-            Value::String(line) => shell_words::split(line).map_err(|_| {
-                Error::invalid("command", "has an unbalanced quote or a trailing backslash")
-            })?,
+            Value::String(line) => shell_words::split(line)
+                .map_err(|_| Error::invalid("command", "has an unbalanced quote"))?,
             Value::Array(items) => items
                 .iter()
                 .enumerate()
