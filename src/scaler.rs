@@ -72,7 +72,15 @@ impl Scaler {
             .or_default()
             .clone();
         let guard = lock.lock_owned().await;
-        Ok((guard, self.definition(service)?))
+        match self.definition(service) {
+            Ok(definition) => Ok((guard, definition)),
+            Err(e) => {
+                // Deleted while this request waited: the last one out drops
+                // the entry, so deleted names do not linger in the table.
+                self.forget_lock(service);
+                Err(e)
+            }
+        }
     }
 
     /// Drops the lock of a deleted service unless a request is waiting on it.
@@ -455,6 +463,30 @@ mod tests {
         scaler.scale(&name("web"), count(1)).await.unwrap();
         assert_eq!(scaler.locks.lock().unwrap().len(), 1);
         scaler.delete(&name("web")).await.unwrap();
+        assert!(scaler.locks.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn requests_that_waited_on_a_deleted_service_drop_its_lock() {
+        let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
+        let scaler = Arc::new(scaler);
+        let (held, _) = scaler.lock(&name("web")).await.unwrap();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let scaler = scaler.clone();
+                tokio::spawn(async move { scaler.scale(&name("web"), count(1)).await })
+            })
+            .collect();
+        // Let the waiters queue on the lock, then delete behind them.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        scaler.store.remove(&name("web")).await.unwrap();
+        drop(held);
+        for waiter in waiters {
+            assert!(matches!(
+                waiter.await.unwrap(),
+                Err(Error::ServiceNotFound(_))
+            ));
+        }
         assert!(scaler.locks.lock().unwrap().is_empty());
     }
 }
