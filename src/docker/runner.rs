@@ -2,10 +2,11 @@
 //! deadline that kills the child, and failures sorted by cause.
 
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use crate::error::Error;
@@ -69,7 +70,7 @@ impl DockerRunner {
     pub async fn run(&self, args: &[String]) -> Result<String, Error> {
         let program = self.program()?;
         log::debug!("running {} {}", program.display(), masked(args).join(" "));
-        let child = Command::new(program)
+        let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -82,16 +83,32 @@ impl DockerRunner {
             .map_err(|e| {
                 Error::DockerUnavailable(format!("cannot run {}: {e}", program.display()))
             })?;
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        // Declared after `child`, so dropped before it: on timeout (or if the
+        // request is abandoned) the group is killed while the child is still
+        // unreaped, so its id cannot have been reused.
         let group = child.id().map(ProcessGroup::new);
-        // On timeout the child is dropped, which kills it (kill_on_drop), and
-        // `group` kills the rest of its group.
-        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+        let finished = async {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let (status, _, _) = tokio::try_join!(
+                child.wait(),
+                stdout.read_to_end(&mut out),
+                stderr.read_to_end(&mut err)
+            )?;
+            Ok::<_, std::io::Error>(Output {
+                status,
+                stdout: out,
+                stderr: err,
+            })
+        };
+        let output = tokio::time::timeout(self.timeout, finished)
             .await
             .map_err(|_| Error::DockerTimeout {
                 seconds: self.timeout.as_secs(),
             })?
             .map_err(|e| Error::DockerUnavailable(format!("waiting for docker: {e}")))?;
-        // It exited by itself: leave its group alone.
+        // It exited by itself and closed its output: leave its group alone.
         if let Some(group) = group {
             group.disarm();
         }
@@ -135,9 +152,11 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         if self.armed {
-            // SAFETY: killpg only sends a signal; the group was created for
-            // this child (process_group(0)), so it holds nothing else. An
-            // error (the group is already gone) needs no handling.
+            // SAFETY: killpg only sends a signal. The group was created for
+            // this child (process_group(0)); the child is not reaped before
+            // this runs (see `run`), or, if it was, a member still holding its
+            // output keeps the group's id from being reused. An error (the
+            // group is already gone) needs no handling.
             unsafe {
                 libc::killpg(self.id, libc::SIGKILL);
             }
