@@ -1,10 +1,10 @@
 //! Who may call the API: an optional bearer token (`auth_token`), compared in
-//! constant time, and the rule that a connector reachable from other hosts
-//! needs one.
+//! constant time; no web page in a browser (refused by `Origin` and `Host`);
+//! and the rule that a connector reachable from other hosts needs a token.
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -16,7 +16,7 @@ pub const OPEN_PATHS: [&str; 1] = ["/health"];
 const SHORT_TOKEN_CHARS: usize = 16;
 
 /// The configured `auth_token`. It never appears in `Debug` output or logs.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct AuthToken(String);
 
@@ -56,12 +56,24 @@ impl AuthToken {
 }
 
 /// Why a request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthFailure {
     /// No `Authorization: Bearer ...` header.
     Missing,
     /// A bearer token that is not the configured one.
     WrongToken,
+    /// A web page on another site (its `Origin`) or reached through a
+    /// rebound DNS name (its `Host`): a browser, not a client of this API.
+    Browser(String),
+}
+
+/// What the access check reads from a request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    pub path: &'a str,
+    pub authorization: Option<&'a str>,
+    pub origin: Option<&'a str>,
+    pub host: Option<&'a str>,
 }
 
 /// Whether requests need a token, and which.
@@ -70,20 +82,26 @@ pub struct AccessPolicy {
     /// SHA-256 of the token. Comparing fixed-length digests in constant time
     /// reveals neither the token's bytes nor its length through timing.
     token_digest: Option<[u8; 32]>,
+    /// Whether `Host` must name this machine's loopback: true when nothing
+    /// else (a token) stands between a web page and the API.
+    loopback_hosts_only: bool,
 }
 
 impl std::fmt::Debug for AccessPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessPolicy")
             .field("requires_token", &self.token_digest.is_some())
+            .field("loopback_hosts_only", &self.loopback_hosts_only)
             .finish()
     }
 }
 
 impl AccessPolicy {
-    pub fn new(token: Option<&AuthToken>) -> Self {
+    /// The policy for a connector with `token` (if any) listening on `address`.
+    pub fn new(token: Option<&AuthToken>, address: IpAddr) -> Self {
         AccessPolicy {
             token_digest: token.map(|t| digest(&t.0)),
+            loopback_hosts_only: token.is_none() && address.is_loopback(),
         }
     }
 
@@ -92,17 +110,27 @@ impl AccessPolicy {
         self.token_digest.is_some()
     }
 
-    /// Checks a request to `path` carrying `authorization` (the header's value).
+    /// Checks one request.
     ///
     /// # Errors
     /// Why the request must be refused.
-    pub fn check(&self, path: &str, authorization: Option<&str>) -> Result<(), AuthFailure> {
+    pub fn check(&self, request: &Credentials<'_>) -> Result<(), AuthFailure> {
+        if OPEN_PATHS.contains(&request.path) {
+            return Ok(());
+        }
+        self.check_browser(request)?;
+        self.check_token(request.authorization)
+    }
+
+    /// Checks an `Authorization` header's value against the token, if one
+    /// is required.
+    ///
+    /// # Errors
+    /// [`AuthFailure::Missing`] or [`AuthFailure::WrongToken`].
+    pub fn check_token(&self, authorization: Option<&str>) -> Result<(), AuthFailure> {
         let Some(expected) = &self.token_digest else {
             return Ok(());
         };
-        if OPEN_PATHS.contains(&path) {
-            return Ok(());
-        }
         let presented = authorization
             .and_then(|value| value.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -114,6 +142,58 @@ impl AccessPolicy {
             Err(AuthFailure::WrongToken)
         }
     }
+}
+
+impl AccessPolicy {
+    /// A page on another site can make a browser send simple requests here
+    /// (a form's POST needs no permission), and a page whose DNS name is
+    /// rebound to 127.0.0.1 can even read the answers. Clients of this API
+    /// (curl, httpie, the autoscaler) send no `Origin`; browsers always do on
+    /// a cross-site request, and a rebound page still names its own host.
+    fn check_browser(&self, request: &Credentials<'_>) -> Result<(), AuthFailure> {
+        if let Some(origin) = request.origin {
+            let same_origin = request.host.is_some_and(|host| {
+                origin
+                    .strip_prefix("http://")
+                    .or_else(|| origin.strip_prefix("https://"))
+                    .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host))
+            });
+            if !same_origin {
+                return Err(AuthFailure::Browser(format!(
+                    "requests from web pages of another origin ({origin}) are refused"
+                )));
+            }
+        }
+        if self.loopback_hosts_only {
+            if let Some(host) = request.host.filter(|host| !is_loopback_host(host)) {
+                return Err(AuthFailure::Browser(format!(
+                    "Host {host:?} does not name this machine's loopback, where the \
+                     connector listens without auth_token; a DNS name pointed at it \
+                     (DNS rebinding) is refused"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a `Host` header (with or without a port) names loopback:
+/// `localhost`, `*.localhost`, `127.0.0.0/8` or `[::1]`.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -151,19 +231,95 @@ pub fn check_exposure(
 mod tests {
     use super::*;
 
+    const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn policy(token: &str) -> AccessPolicy {
-        AccessPolicy::new(Some(&AuthToken(token.to_owned())))
+        AccessPolicy::new(Some(&AuthToken(token.to_owned())), LOOPBACK)
+    }
+
+    fn request<'a>(path: &'a str, authorization: Option<&'a str>) -> Credentials<'a> {
+        Credentials {
+            path,
+            authorization,
+            host: Some("127.0.0.1:7051"),
+            origin: None,
+        }
     }
 
     #[test]
-    fn without_a_token_everything_is_allowed() {
-        assert_eq!(AccessPolicy::new(None).check("/service", None), Ok(()));
+    fn without_a_token_clients_are_allowed() {
+        let open = AccessPolicy::new(None, LOOPBACK);
+        assert_eq!(open.check(&request("/service", None)), Ok(()));
+        for host in [
+            "localhost:7051",
+            "LOCALHOST",
+            "127.0.0.2",
+            "[::1]:7051",
+            "a.localhost",
+        ] {
+            let req = Credentials {
+                host: Some(host),
+                ..request("/service", None)
+            };
+            assert_eq!(open.check(&req), Ok(()), "{host}");
+        }
+        let no_host = Credentials {
+            host: None,
+            ..request("/service", None)
+        };
+        assert_eq!(open.check(&no_host), Ok(()));
+    }
+
+    #[test]
+    fn web_pages_of_other_origins_and_rebound_names_are_refused() {
+        let open = AccessPolicy::new(None, LOOPBACK);
+        let refused =
+            |req: Credentials<'_>| matches!(open.check(&req), Err(AuthFailure::Browser(_)));
+        for origin in [
+            "http://evil.example",
+            "null",
+            "http://127.0.0.1:7052",
+            "file://",
+        ] {
+            let req = Credentials {
+                origin: Some(origin),
+                ..request("/service", None)
+            };
+            assert!(refused(req), "{origin}");
+        }
+        let same_origin = Credentials {
+            origin: Some("http://127.0.0.1:7051"),
+            ..request("/service", None)
+        };
+        assert_eq!(open.check(&same_origin), Ok(()));
+        for host in [
+            "evil.example:7051",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:7051",
+            "localhost.evil",
+        ] {
+            let origin = format!("http://{host}");
+            let req = Credentials {
+                host: Some(host),
+                origin: Some(&origin),
+                ..request("/service", None)
+            };
+            assert!(refused(req), "{host}");
+        }
+        // With a token a rebound page cannot get in anyway, and a connector
+        // serving other hosts is reached by their names.
+        let guarded = policy("s3cret-token-0123456789");
+        let by_name = Credentials {
+            host: Some("box.internal:7051"),
+            ..request("/service", Some("Bearer s3cret-token-0123456789"))
+        };
+        assert_eq!(guarded.check(&by_name), Ok(()));
     }
 
     #[test]
     fn only_the_exact_bearer_token_passes() {
         let policy = policy("s3cret-token-0123456789");
-        let check = |header: Option<&str>| policy.check("/service", header);
+        let check = |header: Option<&str>| policy.check(&request("/service", header));
         assert_eq!(check(Some("Bearer s3cret-token-0123456789")), Ok(()));
         assert_eq!(check(Some("bearer s3cret-token-0123456789")), Ok(()));
         assert_eq!(check(None), Err(AuthFailure::Missing));
@@ -184,14 +340,15 @@ mod tests {
 
     #[test]
     fn health_is_open_even_with_a_token() {
-        assert_eq!(
-            policy("s3cret-token-0123456789").check("/health", None),
-            Ok(())
-        );
-        assert_eq!(
-            policy("s3cret-token-0123456789").check("/health/x", None),
-            Err(AuthFailure::Missing)
-        );
+        let policy = policy("s3cret-token-0123456789");
+        assert_eq!(policy.check(&request("/health", None)), Ok(()));
+        for path in ["/health/", "/health/x", "/%68ealth", "//health"] {
+            assert_eq!(
+                policy.check(&request(path, None)),
+                Err(AuthFailure::Missing),
+                "{path}"
+            );
+        }
     }
 
     #[test]
@@ -215,7 +372,7 @@ mod tests {
 
     #[test]
     fn only_loopback_may_go_without_a_token() {
-        let open = AccessPolicy::new(None);
+        let open = AccessPolicy::new(None, LOOPBACK);
         let loopback: IpAddr = "127.0.0.1".parse().unwrap();
         let any: IpAddr = "0.0.0.0".parse().unwrap();
         assert!(check_exposure(loopback, &open, false).is_ok());
@@ -223,6 +380,7 @@ mod tests {
         let refused = check_exposure(any, &open, false).unwrap_err();
         assert!(refused.contains("auth_token"), "{refused}");
         assert!(check_exposure(any, &open, true).is_ok());
-        assert!(check_exposure(any, &policy("s3cret-token-0123456789"), false).is_ok());
+        let guarded = AccessPolicy::new(Some(&AuthToken("s3cret-token-0123456789".into())), any);
+        assert!(check_exposure(any, &guarded, false).is_ok());
     }
 }

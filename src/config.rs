@@ -35,7 +35,8 @@ pub struct AppConfig {
     pub scale_concurrency: usize,
     /// When set, every endpoint but `/health` needs
     /// `Authorization: Bearer <auth_token>`.
-    #[serde(deserialize_with = "optional_text")]
+    /// Never serialized, so no dump of the configuration can show it.
+    #[serde(deserialize_with = "optional_text", skip_serializing)]
     pub auth_token: Option<AuthToken>,
     /// Lets the connector listen beyond loopback without `auth_token`.
     pub allow_unauthenticated: bool,

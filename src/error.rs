@@ -31,7 +31,8 @@ pub enum Error {
     DockerFailed(String),
     /// The definitions file could not be written; nothing was changed.
     Storage(String),
-    /// `auth_token` is set and the request does not carry it.
+    /// `auth_token` is set and the request does not carry it (401), or the
+    /// request comes from a web page (403).
     Unauthorized(AuthFailure),
 }
 
@@ -55,6 +56,7 @@ impl Error {
             Error::DockerTimeout { .. } => Status::GatewayTimeout,
             Error::DockerFailed(_) => Status::BadGateway,
             Error::Storage(_) => Status::InternalServerError,
+            Error::Unauthorized(AuthFailure::Browser(_)) => Status::Forbidden,
             Error::Unauthorized(_) => Status::Unauthorized,
         }
     }
@@ -89,6 +91,7 @@ impl std::fmt::Display for Error {
                     "authentication failed: the bearer token is not auth_token"
                 )
             }
+            Error::Unauthorized(AuthFailure::Browser(reason)) => write!(f, "forbidden: {reason}"),
         }
     }
 }

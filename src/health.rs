@@ -15,7 +15,9 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 /// The outcome of one check of the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineHealth {
+    /// `docker version` answered with the engine's version.
     Reachable { server_version: String },
+    /// It did not, for this reason.
     Unreachable { error: String },
 }
 
@@ -38,15 +40,19 @@ impl EngineHealth {
 /// Checks the engine at most once per [`CACHE_FOR`].
 pub struct HealthCheck {
     engine: Arc<dyn Engine>,
+    /// How long one check may wait for docker before calling it unreachable.
+    deadline: Duration,
     /// The last outcome and when it was taken. Held across a check, so
     /// concurrent callers wait for one docker call instead of each making one.
     last: Mutex<Option<(Instant, EngineHealth)>>,
 }
 
 impl HealthCheck {
-    pub fn new(engine: Arc<dyn Engine>) -> Self {
+    /// Checks through `engine`, giving docker at most `deadline`.
+    pub fn new(engine: Arc<dyn Engine>, deadline: Duration) -> Self {
         HealthCheck {
             engine,
+            deadline,
             last: Mutex::new(None),
         }
     }
@@ -59,10 +65,14 @@ impl HealthCheck {
                 return health.clone();
             }
         }
-        let health = match self.engine.server_version().await {
-            Ok(server_version) => EngineHealth::Reachable { server_version },
-            Err(e) => EngineHealth::Unreachable {
+        // Dropping the call at the deadline kills the docker child.
+        let health = match tokio::time::timeout(self.deadline, self.engine.server_version()).await {
+            Ok(Ok(server_version)) => EngineHealth::Reachable { server_version },
+            Ok(Err(e)) => EngineHealth::Unreachable {
                 error: e.to_string(),
+            },
+            Err(_) => EngineHealth::Unreachable {
+                error: format!("docker did not answer within {} s", self.deadline.as_secs()),
             },
         };
         *last = Some((Instant::now(), health.clone()));
@@ -103,6 +113,8 @@ mod tests {
 
         async fn server_version(&self) -> Result<String, Error> {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            // Takes a while, as docker does, so that the checks overlap.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             Ok("27.0.0".into())
         }
     }
@@ -110,12 +122,21 @@ mod tests {
     #[tokio::test]
     async fn concurrent_checks_within_a_second_share_one_docker_call() {
         let engine = Arc::new(CountingEngine::default());
-        let check = HealthCheck::new(engine.clone());
+        let check = HealthCheck::new(engine.clone(), Duration::from_secs(5));
         let answers = futures::future::join_all((0..20).map(|_| check.engine())).await;
         assert!(answers.iter().all(|a| a
             == &EngineHealth::Reachable {
                 server_version: "27.0.0".into()
             }));
         assert_eq!(engine.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_docker_slower_than_the_deadline_is_unreachable() {
+        let check = HealthCheck::new(
+            Arc::new(CountingEngine::default()),
+            Duration::from_millis(10),
+        );
+        assert!(!check.engine().await.is_reachable());
     }
 }

@@ -37,6 +37,10 @@ use health::HealthCheck;
 use scaler::Scaler;
 use store::Store;
 
+/// Longest a health check waits for docker: monitors time out sooner than
+/// docker_timeout's default.
+const HEALTH_DEADLINE_SECONDS: u64 = 5;
+
 /// Builds the server from `figment`: loads the definitions, finds the docker
 /// CLI, and mounts the routes.
 ///
@@ -50,12 +54,15 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .extract::<rocket::Config>()
         .map_err(|e| format!("configuration: {e}"))?;
     let config = AppConfig::from_figment(&figment)?;
-    let access = AccessPolicy::new(config.auth_token.as_ref());
+    let access = AccessPolicy::new(config.auth_token.as_ref(), server.address);
     auth::check_exposure(server.address, &access, config.allow_unauthenticated)?;
     let store = Arc::new(Store::open(&config.data_file)?);
     let runner = DockerRunner::new(&config.docker, Duration::from_secs(config.docker_timeout));
     let engine: Arc<dyn Engine> = Arc::new(DockerCli::new(runner, config.instance.clone()));
-    let health = HealthCheck::new(engine.clone());
+    let health = HealthCheck::new(
+        engine.clone(),
+        Duration::from_secs(config.docker_timeout.min(HEALTH_DEADLINE_SECONDS)),
+    );
     let scaler = Scaler::new(
         engine,
         store.clone(),

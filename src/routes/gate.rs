@@ -1,12 +1,13 @@
-//! The access check in front of every route: with `auth_token` set, a request
-//! without the token is answered 401 before any route, body read or catcher
-//! sees it, so no endpoint (present or future) can forget to check.
+//! The access check in front of every route: a request without the token
+//! (when `auth_token` is set) is answered 401, and one from a web page 403,
+//! before any route, body read or catcher sees it, so no endpoint (present or
+//! future) can forget to check.
 
 use rocket::http::{Method, Status};
 use rocket::route::{Handler, Outcome, Route};
 use rocket::{Data, Request};
 
-use crate::auth::AccessPolicy;
+use crate::auth::{AccessPolicy, Credentials};
 use crate::error::Error;
 
 /// Name of the gate's routes, so listings of the real routes can skip them.
@@ -16,7 +17,7 @@ pub const GATE_ROUTE_NAME: &str = "auth gate";
 /// tried first on every path.
 const GATE_RANK: isize = -100;
 
-/// Passes authorized requests on to the real routes, answers the rest 401.
+/// Passes allowed requests on to the real routes, answers the rest 401 or 403.
 #[derive(Clone)]
 struct AuthGate;
 
@@ -27,8 +28,14 @@ impl Handler for AuthGate {
             // Not managed: a wiring bug. Refusing beats serving unchecked.
             return Outcome::from(request, Status::InternalServerError);
         };
-        let authorization = request.headers().get_one("Authorization");
-        match policy.check(request.uri().path().as_str(), authorization) {
+        let headers = request.headers();
+        let credentials = Credentials {
+            path: request.uri().path().as_str(),
+            authorization: headers.get_one("Authorization"),
+            origin: headers.get_one("Origin"),
+            host: headers.get_one("Host"),
+        };
+        match policy.check(&credentials) {
             Ok(()) => Outcome::forward(data, Status::NotFound),
             Err(failure) => Outcome::from(request, Error::Unauthorized(failure)),
         }

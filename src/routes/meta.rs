@@ -1,32 +1,59 @@
-//! `/health` (open to all, for monitoring) and `/openapi.json` (the contract).
+//! The connector about itself: `/health` (open to all, for monitoring) and
+//! `/openapi.json` (the contract).
 
 use std::sync::Arc;
 
 use rocket::http::{ContentType, Status};
+use rocket::request::{FromRequest, Outcome, Request};
 use rocket::serde::json::Json;
 use rocket::{Route, State};
 use serde_json::{json, Value};
 
+use crate::auth::AccessPolicy;
 use crate::health::HealthCheck;
 use crate::store::Store;
 
 /// The OpenAPI 3 description of every endpoint, served as written.
 const OPENAPI_DOCUMENT: &str = include_str!("../openapi.json");
 
+/// The routes of this module.
 pub fn routes() -> Vec<Route> {
     rocket::routes![health, openapi]
 }
 
+/// The request's `Authorization` header, if any: `/health` answers anyone,
+/// but shows details only to callers the token check would let in.
+struct Authorization<'r>(Option<&'r str>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Authorization<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(Authorization(request.headers().get_one("Authorization")))
+    }
+}
+
 /// 200 with `"status": "pass"` while the engine answers, else 503 with
-/// `"status": "fail"` and docker's reason.
+/// `"status": "fail"`. The details (versions, docker's error, the number of
+/// services) go only to callers with the token when one is set: docker's
+/// errors can name paths and the versions help an attacker.
 #[rocket::get("/health")]
-async fn health(check: &State<HealthCheck>, store: &State<Arc<Store>>) -> (Status, Json<Value>) {
+async fn health(
+    check: &State<HealthCheck>,
+    store: &State<Arc<Store>>,
+    policy: &State<AccessPolicy>,
+    authorization: Authorization<'_>,
+) -> (Status, Json<Value>) {
     let engine = check.engine().await;
     let (status, word) = if engine.is_reachable() {
         (Status::Ok, "pass")
     } else {
         (Status::ServiceUnavailable, "fail")
     };
+    if policy.check_token(authorization.0).is_err() {
+        return (status, Json(json!({ "status": word })));
+    }
     let body = json!({
         "status": word,
         "version": env!("CARGO_PKG_VERSION"),

@@ -3,7 +3,7 @@
 
 mod body;
 mod gate;
-mod health;
+mod meta;
 mod scale;
 mod service;
 
@@ -21,7 +21,7 @@ pub fn routes() -> Vec<Route> {
     let mut all = gate::routes();
     all.extend(service::routes());
     all.extend(scale::routes());
-    all.extend(health::routes());
+    all.extend(meta::routes());
     all
 }
 

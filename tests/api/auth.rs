@@ -4,7 +4,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{launch_expecting_failure, AppOptions, TestApp, TEST_IMAGE};
+use crate::helpers::{
+    documented_operations, launch_expecting_failure, AppOptions, TestApp, TEST_IMAGE,
+};
 
 const TOKEN: &str = "test-token-7f3a9c1e5b2d4068";
 
@@ -12,21 +14,15 @@ async fn spawn_with_token() -> TestApp {
     TestApp::spawn_with(AppOptions::new().env("ROCKET_AUTH_TOKEN", TOKEN)).await
 }
 
-/// Every `(method, path)` the OpenAPI document lists, with `{name}` filled in.
-async fn documented_operations(app: &TestApp) -> Vec<(String, String)> {
+/// Every `(method, path)` the served OpenAPI document lists, with `{name}`
+/// filled in.
+async fn documented_requests(app: &TestApp) -> Vec<(String, String)> {
     let document = app.get("/openapi.json").await;
     assert_eq!(document.status, 200, "{document:?}");
-    let mut operations = Vec::new();
-    for (path, item) in document.body["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
-            if ["get", "put", "post", "delete", "patch", "head", "options"]
-                .contains(&method.as_str())
-            {
-                operations.push((method.to_uppercase(), path.replace("{name}", "web")));
-            }
-        }
-    }
-    operations
+    documented_operations(&document.body)
+        .into_iter()
+        .map(|(method, path)| (method, path.replace("{name}", "web")))
+        .collect()
 }
 
 #[tokio::test]
@@ -34,7 +30,7 @@ async fn every_endpoint_but_health_answers_401_without_the_right_token() {
     let app = spawn_with_token().await;
     app.create_service("web", json!({})).await;
     let stored = std::fs::read(app.data_file()).unwrap();
-    let operations = documented_operations(&app).await;
+    let operations = documented_requests(&app).await;
     assert!(operations.len() >= 9, "too few operations: {operations:?}");
     let body = Some(json!({"name": "x", "image": TEST_IMAGE, "number": 1}).to_string());
 
@@ -140,9 +136,15 @@ async fn the_right_token_is_served_normally_and_checked_before_the_body_is_read(
 }
 
 #[tokio::test]
-async fn health_is_open_and_reports_the_engine() {
+async fn health_is_open_and_shows_details_only_to_token_holders() {
     let app = spawn_with_token().await;
+    // Anyone gets the verdict, nothing more: versions and docker's errors
+    // are of use to an attacker.
     let reply = app.send_with_headers("GET", "/health", &[], None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, json!({"status": "pass"}));
+    // The token holder gets the details.
+    let reply = app.get("/health").await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body["status"], "pass");
     assert_eq!(reply.body["docker"]["reachable"], true);
@@ -150,6 +152,77 @@ async fn health_is_open_and_reports_the_engine() {
         .as_str()
         .unwrap()
         .is_empty());
+    assert_eq!(reply.body["services"], 0);
+}
+
+#[tokio::test]
+async fn near_misses_of_the_open_path_still_need_the_token() {
+    let app = spawn_with_token().await;
+    for (method, path) in [
+        ("GET", "/%68ealth"),
+        ("GET", "/health/"),
+        ("GET", "//health"),
+        ("GET", "/health/..%2fservice"),
+        ("GET", "/HEALTH"),
+        ("HEAD", "/service"),
+    ] {
+        let reply = app.send_with_headers(method, path, &[], None).await;
+        assert_eq!(reply.status, 401, "{method} {path}: {reply:?}");
+    }
+    // The open path is open to every method, but it only serves GET.
+    let reply = app.send_with_headers("POST", "/health", &[], None).await;
+    assert_eq!(reply.status, 405, "{reply:?}");
+}
+
+#[tokio::test]
+async fn web_pages_cannot_drive_a_connector_without_a_token() {
+    let app = TestApp::spawn().await;
+    let stored_before = app.get("/service").await.body;
+    let create = json!({"name": "csrf", "image": TEST_IMAGE}).to_string();
+    let cross_site: [&[(&str, &str)]; 4] = [
+        // A form or fetch on another site: the browser names that site.
+        &[("origin", "http://evil.example")],
+        &[("origin", "null")],
+        // A page whose DNS name was pointed at 127.0.0.1 (DNS rebinding): the
+        // browser thinks it is same-origin, but the Host header gives it away.
+        &[("host", "evil.example:7051")],
+        &[
+            ("host", "evil.example:7051"),
+            ("origin", "http://evil.example:7051"),
+        ],
+    ];
+    for headers in cross_site {
+        for (method, path, body) in [
+            ("POST", "/service", Some(create.clone())),
+            ("GET", "/service", None),
+            (
+                "POST",
+                "/service/web/scale",
+                Some(r#"{"number": 1}"#.to_owned()),
+            ),
+        ] {
+            let reply = app
+                .send_with_headers(method, path, headers, body.map(String::into_bytes))
+                .await;
+            assert_eq!(reply.status, 403, "{method} {path} {headers:?}: {reply:?}");
+            assert!(reply.error().starts_with("forbidden: "), "{reply:?}");
+        }
+    }
+    assert_eq!(app.get("/service").await.body, stored_before);
+
+    // Clients name the connector's own address, or send no Origin at all.
+    let host = format!("127.0.0.1:{}", app.port);
+    let origin = format!("http://{host}");
+    for headers in [
+        vec![],
+        vec![("host", host.as_str()), ("origin", origin.as_str())],
+        vec![("host", "localhost")],
+    ] {
+        let reply = app
+            .send_with_headers("GET", "/service", &headers, None)
+            .await;
+        assert_eq!(reply.status, 200, "{headers:?}: {reply:?}");
+    }
 }
 
 #[tokio::test]
@@ -169,9 +242,19 @@ async fn health_fails_with_503_and_the_reason_when_the_engine_is_unreachable() {
 }
 
 #[tokio::test]
-async fn tokens_never_reach_the_log() {
-    let app = spawn_with_token().await;
-    app.create_service("web", json!({})).await;
+async fn tokens_never_reach_the_log_even_at_debug_level() {
+    let app = TestApp::spawn_with(
+        AppOptions::new()
+            .env("ROCKET_AUTH_TOKEN", TOKEN)
+            .env("ROCKET_LOG_LEVEL", "debug"),
+    )
+    .await;
+    app.create_service(
+        "web",
+        json!({"environment": {"SECRET": "env-value-not-for-logs"}}),
+    )
+    .await;
+    assert_eq!(app.scale("web", json!(1)).await.status, 200);
     let wrong = "wrong-token-that-must-not-be-logged";
     app.send_with_headers(
         "GET",
@@ -188,6 +271,9 @@ async fn tokens_never_reach_the_log() {
         !log.contains(wrong),
         "a presented token is in the log:\n{log}"
     );
+    // Debug level logs docker's argv, with environment values masked.
+    assert!(log.contains("SECRET=***"), "{log}");
+    assert!(!log.contains("env-value-not-for-logs"), "{log}");
 }
 
 #[test]

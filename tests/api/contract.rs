@@ -16,62 +16,51 @@ use serde_json::{json, Value};
 
 use docker_connector::routes::GATE_ROUTE_NAME;
 
-use crate::helpers::{record_figures, AppOptions, Reply, TestApp, TEST_IMAGE};
+use crate::helpers::{
+    documented_operations, record_figures, AppOptions, Reply, TestApp, TEST_IMAGE,
+};
 
 /// The document as the connector embeds it.
 const DOCUMENT: &str = include_str!("../../src/openapi.json");
-
-/// The keys of an OpenAPI path item that are operations.
-const OPERATION_KEYS: [&str; 8] = [
-    "get", "put", "post", "delete", "options", "head", "patch", "trace",
-];
 
 /// Methods tried on every documented path: an undocumented one must answer 405.
 const PROBED_METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
 /// The statuses each operation can answer, from its handler and the error
-/// mapping in src/error.rs: 401 on everything but /health (auth_token), 400
+/// mapping in src/error.rs: 401 and 403 on everything but /health (the
+/// access gate: auth_token, and requests from web pages), 400
 /// and 413 where a body is read, 404 where a service is looked up, 500 where
 /// the definitions file is written, 502/503/504 where docker runs.
 const STATUSES: [(&str, &str, &[u16]); 9] = [
-    ("GET", "/service", &[200, 401]),
-    ("POST", "/service", &[201, 400, 401, 409, 413, 500]),
-    ("GET", "/service/{name}", &[200, 401, 404]),
-    ("PUT", "/service/{name}", &[200, 201, 400, 401, 413, 500]),
+    ("GET", "/service", &[200, 401, 403]),
+    ("POST", "/service", &[201, 400, 401, 403, 409, 413, 500]),
+    ("GET", "/service/{name}", &[200, 401, 403, 404]),
+    (
+        "PUT",
+        "/service/{name}",
+        &[200, 201, 400, 401, 403, 413, 500],
+    ),
     (
         "DELETE",
         "/service/{name}",
-        &[204, 401, 404, 500, 502, 503, 504],
+        &[204, 401, 403, 404, 500, 502, 503, 504],
     ),
     (
         "POST",
         "/service/{name}/scale",
-        &[200, 400, 401, 404, 413, 502, 503, 504],
+        &[200, 400, 401, 403, 404, 413, 502, 503, 504],
     ),
     (
         "GET",
         "/service/{name}/status",
-        &[200, 401, 404, 502, 503, 504],
+        &[200, 401, 403, 404, 502, 503, 504],
     ),
     ("GET", "/health", &[200, 503]),
-    ("GET", "/openapi.json", &[200, 401]),
+    ("GET", "/openapi.json", &[200, 401, 403]),
 ];
 
 fn document() -> Value {
     serde_json::from_str(DOCUMENT).expect("src/openapi.json is JSON")
-}
-
-/// Every documented operation as (METHOD, path template).
-fn documented_operations(doc: &Value) -> BTreeSet<(String, String)> {
-    let mut operations = BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for key in item.as_object().expect("a path item").keys() {
-            if OPERATION_KEYS.contains(&key.as_str()) {
-                operations.insert((key.to_uppercase(), path.clone()));
-            }
-        }
-    }
-    operations
 }
 
 /// Every route the connector mounts, as (METHOD, path template), from the

@@ -552,3 +552,19 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Every operation an OpenAPI document lists, as (METHOD, path template).
+pub fn documented_operations(document: &Value) -> std::collections::BTreeSet<(String, String)> {
+    const OPERATION_KEYS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+    let mut operations = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for key in item.as_object().expect("a path item").keys() {
+            if OPERATION_KEYS.contains(&key.as_str()) {
+                operations.insert((key.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    operations
+}
