@@ -50,7 +50,8 @@ fn reject_duplicate_keys(body: &[u8]) -> Result<(), Error> {
     let duplicate = RefCell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let walked = KeyWalk {
-        path: String::new(),
+        parent: None,
+        step: Step::Root,
         duplicate: &duplicate,
     }
     .deserialize(&mut deserializer);
@@ -66,18 +67,52 @@ fn reject_duplicate_keys(body: &[u8]) -> Result<(), Error> {
 }
 
 /// Walks a JSON document, recording the path (`environment.A`, `ports[1]`)
-/// of the first key an object repeats.
+/// of the first key an object repeats. Each level knows only its own step and
+/// its parent, so a path is spelled out only for a duplicate.
 struct KeyWalk<'a> {
-    path: String,
+    parent: Option<&'a KeyWalk<'a>>,
+    step: Step<'a>,
     duplicate: &'a RefCell<Option<String>>,
 }
 
-impl KeyWalk<'_> {
-    fn child(&self, path: String) -> Self {
+/// How a value is reached from its parent.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> KeyWalk<'a> {
+    fn child(&'a self, step: Step<'a>) -> Self {
         KeyWalk {
-            path,
+            parent: Some(self),
+            step,
             duplicate: self.duplicate,
         }
+    }
+
+    /// The path of this value's `key`, as error messages name fields.
+    fn path_of(&self, key: &str) -> String {
+        let mut steps = vec![Step::Key(key)];
+        let mut level = Some(self);
+        while let Some(walk) = level {
+            steps.push(walk.step);
+            level = walk.parent;
+        }
+        let mut path = String::new();
+        for step in steps.iter().rev() {
+            match step {
+                Step::Root => {}
+                Step::Key(key) if path.is_empty() => path.push_str(key),
+                Step::Key(key) => {
+                    path.push('.');
+                    path.push_str(key);
+                }
+                Step::Index(index) => path.push_str(&format!("[{index}]")),
+            }
+        }
+        path
     }
 }
 
@@ -123,7 +158,7 @@ impl<'de> Visitor<'de> for KeyWalk<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
         let mut index = 0;
         while items
-            .next_element_seed(self.child(format!("{}[{index}]", self.path)))?
+            .next_element_seed(self.child(Step::Index(index)))?
             .is_some()
         {
             index += 1;
@@ -134,16 +169,12 @@ impl<'de> Visitor<'de> for KeyWalk<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<(), A::Error> {
         let mut seen = HashSet::new();
         while let Some(key) = entries.next_key::<String>()? {
-            let path = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!("{}.{key}", self.path)
-            };
-            if !seen.insert(key) {
-                *self.duplicate.borrow_mut() = Some(path);
+            if seen.contains(&key) {
+                *self.duplicate.borrow_mut() = Some(self.path_of(&key));
                 return Err(de::Error::custom("duplicate key"));
             }
-            entries.next_value_seed(self.child(path))?;
+            entries.next_value_seed(self.child(Step::Key(&key)))?;
+            seen.insert(key);
         }
         Ok(())
     }
