@@ -74,6 +74,11 @@ pub struct Credentials<'a> {
     pub authorization: Option<&'a str>,
     pub origin: Option<&'a str>,
     pub host: Option<&'a str>,
+    /// `Sec-Fetch-Site`, which browsers send on every request.
+    pub fetch_site: Option<&'a str>,
+    /// Whether `Host` or `Origin` came more than once: no browser does
+    /// that, and which one counts would be anyone's guess.
+    pub repeated_headers: bool,
 }
 
 /// Whether requests need a token, and which.
@@ -82,26 +87,27 @@ pub struct AccessPolicy {
     /// SHA-256 of the token. Comparing fixed-length digests in constant time
     /// reveals neither the token's bytes nor its length through timing.
     token_digest: Option<[u8; 32]>,
-    /// Whether `Host` must name this machine's loopback: true when nothing
-    /// else (a token) stands between a web page and the API.
-    loopback_hosts_only: bool,
+    /// Whether `Host` must be an IP address or a localhost name, which no
+    /// DNS rebinding can produce: true when no token stands between a web
+    /// page and the API.
+    literal_hosts_only: bool,
 }
 
 impl std::fmt::Debug for AccessPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessPolicy")
             .field("requires_token", &self.token_digest.is_some())
-            .field("loopback_hosts_only", &self.loopback_hosts_only)
+            .field("literal_hosts_only", &self.literal_hosts_only)
             .finish()
     }
 }
 
 impl AccessPolicy {
-    /// The policy for a connector with `token` (if any) listening on `address`.
-    pub fn new(token: Option<&AuthToken>, address: IpAddr) -> Self {
+    /// The policy for a connector with `token`, if any.
+    pub fn new(token: Option<&AuthToken>) -> Self {
         AccessPolicy {
             token_digest: token.map(|t| digest(&t.0)),
-            loopback_hosts_only: token.is_none() && address.is_loopback(),
+            literal_hosts_only: token.is_none(),
         }
     }
 
@@ -120,6 +126,13 @@ impl AccessPolicy {
         }
         self.check_browser(request)?;
         self.check_token(request.authorization)
+    }
+
+    /// Whether the caller is one the API trusts with details: no web page,
+    /// and the token if one is set. Unlike [`AccessPolicy::check`], this
+    /// holds for the open paths too.
+    pub fn trusts(&self, request: &Credentials<'_>) -> bool {
+        self.check_browser(request).is_ok() && self.check_token(request.authorization).is_ok()
     }
 
     /// Checks an `Authorization` header's value against the token, if one
@@ -151,6 +164,21 @@ impl AccessPolicy {
     /// (curl, httpie, the autoscaler) send no `Origin`; browsers always do on
     /// a cross-site request, and a rebound page still names its own host.
     fn check_browser(&self, request: &Credentials<'_>) -> Result<(), AuthFailure> {
+        if request.repeated_headers {
+            return Err(AuthFailure::Browser(
+                "Host or Origin is given more than once".into(),
+            ));
+        }
+        // Browsers that predate Origin on every cross-site POST still send
+        // this, and so do current ones; "none" is a user typing the URL.
+        if let Some(site) = request
+            .fetch_site
+            .filter(|site| !matches!(*site, "same-origin" | "none"))
+        {
+            return Err(AuthFailure::Browser(format!(
+                "requests from web pages of another site (Sec-Fetch-Site: {site}) are refused"
+            )));
+        }
         if let Some(origin) = request.origin {
             let same_origin = request.host.is_some_and(|host| {
                 origin
@@ -164,12 +192,12 @@ impl AccessPolicy {
                 )));
             }
         }
-        if self.loopback_hosts_only {
-            if let Some(host) = request.host.filter(|host| !is_loopback_host(host)) {
+        if self.literal_hosts_only {
+            if let Some(host) = request.host.filter(|host| !is_literal_host(host)) {
                 return Err(AuthFailure::Browser(format!(
-                    "Host {host:?} does not name this machine's loopback, where the \
-                     connector listens without auth_token; a DNS name pointed at it \
-                     (DNS rebinding) is refused"
+                    "Host {host:?} is a DNS name, and without auth_token only an IP \
+                     address or localhost is accepted, so that no DNS name pointed at \
+                     this machine (DNS rebinding) can reach the API"
                 )));
             }
         }
@@ -177,23 +205,32 @@ impl AccessPolicy {
     }
 }
 
-/// Whether a `Host` header (with or without a port) names loopback:
-/// `localhost`, `*.localhost`, `127.0.0.0/8` or `[::1]`.
-fn is_loopback_host(host: &str) -> bool {
+/// Whether a `Host` header (with or without a port) is an IP address or a
+/// localhost name (`localhost`, `*.localhost`), which resolve without DNS.
+fn is_literal_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                name
-            } else {
-                host
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((address, rest)) if is_port_suffix(rest) => {
+                return address.parse::<std::net::Ipv6Addr>().is_ok();
             }
-        }),
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if is_port_suffix(&format!(":{port}")) => name,
+            Some(_) => return false,
+            None => host,
+        },
     };
-    let name = name.to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost") || name.parse::<IpAddr>().is_ok()
+}
+
+/// Nothing, or `:` and a port number.
+fn is_port_suffix(rest: &str) -> bool {
+    rest.is_empty()
+        || rest
+            .strip_prefix(':')
+            .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -231,10 +268,8 @@ pub fn check_exposure(
 mod tests {
     use super::*;
 
-    const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-
     fn policy(token: &str) -> AccessPolicy {
-        AccessPolicy::new(Some(&AuthToken(token.to_owned())), LOOPBACK)
+        AccessPolicy::new(Some(&AuthToken(token.to_owned())))
     }
 
     fn request<'a>(path: &'a str, authorization: Option<&'a str>) -> Credentials<'a> {
@@ -242,20 +277,25 @@ mod tests {
             path,
             authorization,
             host: Some("127.0.0.1:7051"),
-            origin: None,
+            ..Credentials::default()
         }
     }
 
     #[test]
     fn without_a_token_clients_are_allowed() {
-        let open = AccessPolicy::new(None, LOOPBACK);
+        let open = AccessPolicy::new(None);
         assert_eq!(open.check(&request("/service", None)), Ok(()));
+        // Addresses and localhost names, which no DNS answer can redirect;
+        // any address, since a connector on 0.0.0.0 is reached by several.
         for host in [
             "localhost:7051",
             "LOCALHOST",
+            "localhost.",
             "127.0.0.2",
             "[::1]:7051",
+            "[::ffff:127.0.0.1]",
             "a.localhost",
+            "10.0.0.1:7051",
         ] {
             let req = Credentials {
                 host: Some(host),
@@ -272,7 +312,7 @@ mod tests {
 
     #[test]
     fn web_pages_of_other_origins_and_rebound_names_are_refused() {
-        let open = AccessPolicy::new(None, LOOPBACK);
+        let open = AccessPolicy::new(None);
         let refused =
             |req: Credentials<'_>| matches!(open.check(&req), Err(AuthFailure::Browser(_)));
         for origin in [
@@ -295,8 +335,10 @@ mod tests {
         for host in [
             "evil.example:7051",
             "127.0.0.1.evil.example",
-            "10.0.0.1:7051",
             "localhost.evil",
+            "[::1]evil.example",
+            "127.0.0.1:80x",
+            "box.internal",
         ] {
             let origin = format!("http://{host}");
             let req = Credentials {
@@ -314,6 +356,30 @@ mod tests {
             ..request("/service", Some("Bearer s3cret-token-0123456789"))
         };
         assert_eq!(guarded.check(&by_name), Ok(()));
+
+        for browser_only in [
+            Credentials {
+                fetch_site: Some("cross-site"),
+                ..request("/service", None)
+            },
+            Credentials {
+                fetch_site: Some("same-site"),
+                ..request("/service", None)
+            },
+            Credentials {
+                repeated_headers: true,
+                ..request("/service", None)
+            },
+        ] {
+            assert!(refused(browser_only), "{browser_only:?}");
+        }
+        for typed_or_same in ["none", "same-origin"] {
+            let req = Credentials {
+                fetch_site: Some(typed_or_same),
+                ..request("/service", None)
+            };
+            assert_eq!(open.check(&req), Ok(()), "{typed_or_same}");
+        }
     }
 
     #[test]
@@ -372,7 +438,7 @@ mod tests {
 
     #[test]
     fn only_loopback_may_go_without_a_token() {
-        let open = AccessPolicy::new(None, LOOPBACK);
+        let open = AccessPolicy::new(None);
         let loopback: IpAddr = "127.0.0.1".parse().unwrap();
         let any: IpAddr = "0.0.0.0".parse().unwrap();
         assert!(check_exposure(loopback, &open, false).is_ok());
@@ -380,7 +446,6 @@ mod tests {
         let refused = check_exposure(any, &open, false).unwrap_err();
         assert!(refused.contains("auth_token"), "{refused}");
         assert!(check_exposure(any, &open, true).is_ok());
-        let guarded = AccessPolicy::new(Some(&AuthToken("s3cret-token-0123456789".into())), any);
-        assert!(check_exposure(any, &guarded, false).is_ok());
+        assert!(check_exposure(any, &policy("s3cret-token-0123456789"), false).is_ok());
     }
 }

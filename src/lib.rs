@@ -54,7 +54,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .extract::<rocket::Config>()
         .map_err(|e| format!("configuration: {e}"))?;
     let config = AppConfig::from_figment(&figment)?;
-    let access = AccessPolicy::new(config.auth_token.as_ref(), server.address);
+    let access = AccessPolicy::new(config.auth_token.as_ref());
     auth::check_exposure(server.address, &access, config.allow_unauthenticated)?;
     let store = Arc::new(Store::open(&config.data_file)?);
     let runner = DockerRunner::new(&config.docker, Duration::from_secs(config.docker_timeout));

@@ -86,8 +86,10 @@ impl DockerRunner {
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         // Declared after `child`, so dropped before it: on timeout (or if the
-        // request is abandoned) the group is killed while the child is still
-        // unreaped, so its id cannot have been reused.
+        // request is abandoned) the group is killed before the child is
+        // killed and reaped. Only if the child already exited while
+        // something it started still holds its output has it been reaped;
+        // that process then keeps the group's id in use.
         let group = child.id().map(ProcessGroup::new);
         let finished = async {
             let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -153,10 +155,11 @@ impl Drop for ProcessGroup {
     fn drop(&mut self) {
         if self.armed {
             // SAFETY: killpg only sends a signal. The group was created for
-            // this child (process_group(0)); the child is not reaped before
-            // this runs (see `run`), or, if it was, a member still holding its
-            // output keeps the group's id from being reused. An error (the
-            // group is already gone) needs no handling.
+            // this child (process_group(0)) and its id stays reserved while
+            // the child is unreaped or a member lives (see `run`); only a
+            // member that left for a session of its own could free it
+            // early, which the docker CLI does not do. An error (the group
+            // is already gone) needs no handling.
             unsafe {
                 libc::killpg(self.id, libc::SIGKILL);
             }

@@ -28,17 +28,24 @@ impl Handler for AuthGate {
             // Not managed: a wiring bug. Refusing beats serving unchecked.
             return Outcome::from(request, Status::InternalServerError);
         };
-        let headers = request.headers();
-        let credentials = Credentials {
-            path: request.uri().path().as_str(),
-            authorization: headers.get_one("Authorization"),
-            origin: headers.get_one("Origin"),
-            host: headers.get_one("Host"),
-        };
-        match policy.check(&credentials) {
+        match policy.check(&credentials(request)) {
             Ok(()) => Outcome::forward(data, Status::NotFound),
             Err(failure) => Outcome::from(request, Error::Unauthorized(failure)),
         }
+    }
+}
+
+/// What the access check needs from `request`.
+pub(super) fn credentials<'r>(request: &'r Request<'_>) -> Credentials<'r> {
+    let headers = request.headers();
+    Credentials {
+        path: request.uri().path().as_str(),
+        authorization: headers.get_one("Authorization"),
+        origin: headers.get_one("Origin"),
+        host: headers.get_one("Host"),
+        fetch_site: headers.get_one("Sec-Fetch-Site"),
+        repeated_headers: headers.get("Host").nth(1).is_some()
+            || headers.get("Origin").nth(1).is_some(),
     }
 }
 

@@ -9,7 +9,8 @@ use rocket::serde::json::Json;
 use rocket::{Route, State};
 use serde_json::{json, Value};
 
-use crate::auth::AccessPolicy;
+use super::gate::credentials;
+use crate::auth::{AccessPolicy, Credentials};
 use crate::health::HealthCheck;
 use crate::store::Store;
 
@@ -21,29 +22,29 @@ pub fn routes() -> Vec<Route> {
     rocket::routes![health, openapi]
 }
 
-/// The request's `Authorization` header, if any: `/health` answers anyone,
-/// but shows details only to callers the token check would let in.
-struct Authorization<'r>(Option<&'r str>);
+/// Who is asking: `/health` answers anyone, but shows details only to
+/// callers the access check trusts.
+struct Caller<'r>(Credentials<'r>);
 
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for Authorization<'r> {
+impl<'r> FromRequest<'r> for Caller<'r> {
     type Error = std::convert::Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        Outcome::Success(Authorization(request.headers().get_one("Authorization")))
+        Outcome::Success(Caller(credentials(request)))
     }
 }
 
 /// 200 with `"status": "pass"` while the engine answers, else 503 with
 /// `"status": "fail"`. The details (versions, docker's error, the number of
-/// services) go only to callers with the token when one is set: docker's
-/// errors can name paths and the versions help an attacker.
+/// services) go only to trusted callers (no web page, and the token when one
+/// is set): docker's errors can name paths and the versions help an attacker.
 #[rocket::get("/health")]
 async fn health(
     check: &State<HealthCheck>,
     store: &State<Arc<Store>>,
     policy: &State<AccessPolicy>,
-    authorization: Authorization<'_>,
+    caller: Caller<'_>,
 ) -> (Status, Json<Value>) {
     let engine = check.engine().await;
     let (status, word) = if engine.is_reachable() {
@@ -51,7 +52,7 @@ async fn health(
     } else {
         (Status::ServiceUnavailable, "fail")
     };
-    if policy.check_token(authorization.0).is_err() {
+    if !policy.trusts(&caller.0) {
         return (status, Json(json!({ "status": word })));
     }
     let body = json!({

@@ -179,10 +179,11 @@ async fn web_pages_cannot_drive_a_connector_without_a_token() {
     let app = TestApp::spawn().await;
     let stored_before = app.get("/service").await.body;
     let create = json!({"name": "csrf", "image": TEST_IMAGE}).to_string();
-    let cross_site: [&[(&str, &str)]; 4] = [
+    let cross_site: [&[(&str, &str)]; 5] = [
         // A form or fetch on another site: the browser names that site.
         &[("origin", "http://evil.example")],
         &[("origin", "null")],
+        &[("sec-fetch-site", "cross-site")],
         // A page whose DNS name was pointed at 127.0.0.1 (DNS rebinding): the
         // browser thinks it is same-origin, but the Host header gives it away.
         &[("host", "evil.example:7051")],
@@ -209,6 +210,11 @@ async fn web_pages_cannot_drive_a_connector_without_a_token() {
         }
     }
     assert_eq!(app.get("/service").await.body, stored_before);
+    // /health answers a rebound page too, but tells it nothing more.
+    let reply = app
+        .send_with_headers("GET", "/health", &[("host", "evil.example:7051")], None)
+        .await;
+    assert_eq!(reply.body, json!({"status": "pass"}), "{reply:?}");
 
     // Clients name the connector's own address, or send no Origin at all.
     let host = format!("127.0.0.1:{}", app.port);
@@ -304,6 +310,13 @@ async fn allow_unauthenticated_starts_beyond_loopback_with_a_warning() {
         log.contains("WARN") && log.contains("allow_unauthenticated"),
         "no warning:\n{log}"
     );
+    // Reached by address it serves; a DNS name could be a rebound page.
+    let by_name = [("host", "evil.example"), ("origin", "http://evil.example")];
+    let body = json!({"name": "rebound", "image": TEST_IMAGE}).to_string();
+    let reply = app
+        .send_with_headers("POST", "/service", &by_name, Some(body.into_bytes()))
+        .await;
+    assert_eq!(reply.status, 403, "{reply:?}");
 
     // With a token there is nothing to warn about.
     let app = TestApp::spawn_with(
