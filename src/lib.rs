@@ -2,7 +2,7 @@
 //! Docker host, driven over HTTP (the Genisys connector's API).
 //!
 //! - [`config`]: the connector's keys in Rocket's figment.
-//! - [`auth`]: the optional bearer token, and who may listen without one.
+//! - [`auth`]: the optional bearer token, keeping web pages out, and who may listen without a token.
 //! - [`domain`]: validated types (service name, image, ports, ...); built valid or not at all.
 //! - [`error`]: the one error type and its mapping to HTTP.
 //! - [`store`]: the definitions and the JSON file they live in.
