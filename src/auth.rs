@@ -87,17 +87,12 @@ pub struct AccessPolicy {
     /// SHA-256 of the token. Comparing fixed-length digests in constant time
     /// reveals neither the token's bytes nor its length through timing.
     token_digest: Option<[u8; 32]>,
-    /// Whether `Host` must be an IP address or a localhost name, which no
-    /// DNS rebinding can produce: true when no token stands between a web
-    /// page and the API.
-    literal_hosts_only: bool,
 }
 
 impl std::fmt::Debug for AccessPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessPolicy")
-            .field("requires_token", &self.token_digest.is_some())
-            .field("literal_hosts_only", &self.literal_hosts_only)
+            .field("requires_token", &self.requires_token())
             .finish()
     }
 }
@@ -107,7 +102,6 @@ impl AccessPolicy {
     pub fn new(token: Option<&AuthToken>) -> Self {
         AccessPolicy {
             token_digest: token.map(|t| digest(&t.0)),
-            literal_hosts_only: token.is_none(),
         }
     }
 
@@ -137,10 +131,7 @@ impl AccessPolicy {
 
     /// Checks an `Authorization` header's value against the token, if one
     /// is required.
-    ///
-    /// # Errors
-    /// [`AuthFailure::Missing`] or [`AuthFailure::WrongToken`].
-    pub fn check_token(&self, authorization: Option<&str>) -> Result<(), AuthFailure> {
+    fn check_token(&self, authorization: Option<&str>) -> Result<(), AuthFailure> {
         let Some(expected) = &self.token_digest else {
             return Ok(());
         };
@@ -155,9 +146,7 @@ impl AccessPolicy {
             Err(AuthFailure::WrongToken)
         }
     }
-}
 
-impl AccessPolicy {
     /// A page on another site can make a browser send simple requests here
     /// (a form's POST needs no permission), and a page whose DNS name is
     /// rebound to 127.0.0.1 can even read the answers. Clients of this API
@@ -169,8 +158,9 @@ impl AccessPolicy {
                 "Host or Origin is given more than once".into(),
             ));
         }
-        // Browsers that predate Origin on every cross-site POST still send
-        // this, and so do current ones; "none" is a user typing the URL.
+        // Browsers label every request with it, also those that carry no
+        // Origin (a cross-site GET from a link or an image); "none" is a user
+        // typing the URL.
         if let Some(site) = request
             .fetch_site
             .filter(|site| !matches!(*site, "same-origin" | "none"))
@@ -192,7 +182,9 @@ impl AccessPolicy {
                 )));
             }
         }
-        if self.literal_hosts_only {
+        // Without a token, Host must be an IP address or a localhost name:
+        // no DNS rebinding can produce those.
+        if !self.requires_token() {
             if let Some(host) = request.host.filter(|host| !is_literal_host(host)) {
                 return Err(AuthFailure::Browser(format!(
                     "Host {host:?} is a DNS name, and without auth_token only an IP \

@@ -31,9 +31,9 @@ pub enum Error {
     DockerFailed(String),
     /// The definitions file could not be written; nothing was changed.
     Storage(String),
-    /// `auth_token` is set and the request does not carry it (401), or the
-    /// request comes from a web page (403).
-    Unauthorized(AuthFailure),
+    /// The access check refused the request: `auth_token` is set and the
+    /// request does not carry it (401), or it comes from a web page (403).
+    AccessDenied(AuthFailure),
 }
 
 impl Error {
@@ -56,8 +56,8 @@ impl Error {
             Error::DockerTimeout { .. } => Status::GatewayTimeout,
             Error::DockerFailed(_) => Status::BadGateway,
             Error::Storage(_) => Status::InternalServerError,
-            Error::Unauthorized(AuthFailure::Browser(_)) => Status::Forbidden,
-            Error::Unauthorized(_) => Status::Unauthorized,
+            Error::AccessDenied(AuthFailure::Browser(_)) => Status::Forbidden,
+            Error::AccessDenied(_) => Status::Unauthorized,
         }
     }
 }
@@ -81,17 +81,17 @@ impl std::fmt::Display for Error {
             }
             Error::DockerFailed(reason) => write!(f, "docker failed: {reason}"),
             Error::Storage(reason) => write!(f, "could not save the definitions: {reason}"),
-            Error::Unauthorized(AuthFailure::Missing) => write!(
+            Error::AccessDenied(AuthFailure::Missing) => write!(
                 f,
                 "authentication required: send the header 'Authorization: Bearer <auth_token>'"
             ),
-            Error::Unauthorized(AuthFailure::WrongToken) => {
+            Error::AccessDenied(AuthFailure::WrongToken) => {
                 write!(
                     f,
                     "authentication failed: the bearer token is not auth_token"
                 )
             }
-            Error::Unauthorized(AuthFailure::Browser(reason)) => write!(f, "forbidden: {reason}"),
+            Error::AccessDenied(AuthFailure::Browser(reason)) => write!(f, "forbidden: {reason}"),
         }
     }
 }
@@ -149,11 +149,11 @@ impl<'r> Responder<'r, 'static> for Error {
                 reply.with_header(Header::new("Location", format!("/service/{name}")))
             }
             // RFC 6750: the scheme to use, and whether the token was wrong.
-            Error::Unauthorized(AuthFailure::Missing) => reply.with_header(Header::new(
+            Error::AccessDenied(AuthFailure::Missing) => reply.with_header(Header::new(
                 "WWW-Authenticate",
                 r#"Bearer realm="docker-connector""#,
             )),
-            Error::Unauthorized(AuthFailure::WrongToken) => reply.with_header(Header::new(
+            Error::AccessDenied(AuthFailure::WrongToken) => reply.with_header(Header::new(
                 "WWW-Authenticate",
                 r#"Bearer realm="docker-connector", error="invalid_token""#,
             )),

@@ -149,24 +149,23 @@ impl Store {
         let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
             .await
             .map_err(|e| Error::Storage(format!("writer task failed: {e}")))?;
-        match written {
-            Ok(()) => {
-                *self.services.write().expect("store lock poisoned") = Arc::new(next);
-                Ok(outcome)
-            }
+        let unsynced = match written {
+            Ok(()) => None,
             Err(WriteFailure::NotWritten(e)) => {
-                Err(Error::Storage(format!("{}: {e}", self.path.display())))
+                return Err(Error::Storage(format!("{}: {e}", self.path.display())))
             }
-            Err(WriteFailure::NotSynced(e)) => {
-                // The file already holds the change: serve what it holds,
-                // but do not acknowledge a write that may not be durable.
-                *self.services.write().expect("store lock poisoned") = Arc::new(next);
-                Err(Error::Storage(format!(
-                    "{}: the change was written but its directory could not be synced ({e}); \
-                     it may not survive a power loss",
-                    self.path.display()
-                )))
-            }
+            Err(WriteFailure::NotSynced(e)) => Some(e),
+        };
+        // The file holds the change: serve what it holds.
+        *self.services.write().expect("store lock poisoned") = Arc::new(next);
+        match unsynced {
+            None => Ok(outcome),
+            // Do not acknowledge a write that may not be durable.
+            Some(e) => Err(Error::Storage(format!(
+                "{}: the change was written but its directory could not be synced ({e}); \
+                 it may not survive a power loss",
+                self.path.display()
+            ))),
         }
     }
 }

@@ -90,7 +90,7 @@ impl DockerRunner {
         // killed and reaped. Only if the child already exited while
         // something it started still holds its output has it been reaped;
         // that process then keeps the group's id in use.
-        let group = child.id().map(ProcessGroup::new);
+        let group = ProcessGroup::new(child.id().expect("a child not yet waited for has an id"));
         let finished = async {
             let (mut out, mut err) = (Vec::new(), Vec::new());
             let (status, _, _) = tokio::try_join!(
@@ -111,9 +111,7 @@ impl DockerRunner {
             })?
             .map_err(|e| Error::DockerUnavailable(format!("waiting for docker: {e}")))?;
         // It exited by itself and closed its output: leave its group alone.
-        if let Some(group) = group {
-            group.disarm();
-        }
+        group.disarm();
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }

@@ -30,7 +30,7 @@ impl Handler for AuthGate {
         };
         match policy.check(&credentials(request)) {
             Ok(()) => Outcome::forward(data, Status::NotFound),
-            Err(failure) => Outcome::from(request, Error::Unauthorized(failure)),
+            Err(failure) => Outcome::from(request, Error::AccessDenied(failure)),
         }
     }
 }

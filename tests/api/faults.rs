@@ -195,39 +195,37 @@ async fn assert_health_fails(app: &TestApp, docker_timeout: Duration) -> Answer 
     Answer { elapsed, deadline }
 }
 
-#[tokio::test]
-async fn a_missing_docker_cli_answers_503_and_definitions_still_work() {
+/// Starts a connector with `fault` in its environment and a 10 s docker
+/// timeout, and checks every docker-backed request answers 503. The docker
+/// CLI fails by itself in these faults; the generous timeout only keeps a
+/// slow start of it on a loaded machine from turning 503 into 504.
+async fn assert_fault_answers_503(fault: (&str, &str)) -> TestApp {
     let timeout = Duration::from_secs(10);
     let app = TestApp::spawn_with(
         AppOptions::new()
-            .env("ROCKET_DOCKER", "/nonexistent/docker")
+            .env(fault.0, fault.1)
             .env("ROCKET_DOCKER_TIMEOUT", "10"),
     )
     .await;
+    app.create_service("web", json!({})).await;
+    let answers = assert_docker_requests_fail(&app, 503, timeout, false).await;
+    tally(&answers, 0);
+    app
+}
+
+#[tokio::test]
+async fn a_missing_docker_cli_answers_503_and_definitions_still_work() {
+    let app = assert_fault_answers_503(("ROCKET_DOCKER", "/nonexistent/docker")).await;
     assert!(
         app.log().contains("not found"),
         "no warning at start: {}",
         app.log()
     );
-    app.create_service("web", json!({})).await;
-    let answers = assert_docker_requests_fail(&app, 503, timeout, false).await;
-    tally(&answers, 0);
 }
 
 #[tokio::test]
 async fn an_unreachable_daemon_answers_503() {
-    // The real CLI fails by itself here; the generous deadline only keeps a
-    // slow start of it on a loaded machine from turning 503 into 504.
-    let timeout = Duration::from_secs(10);
-    let app = TestApp::spawn_with(
-        AppOptions::new()
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .env("ROCKET_DOCKER_TIMEOUT", "10"),
-    )
-    .await;
-    app.create_service("web", json!({})).await;
-    let answers = assert_docker_requests_fail(&app, 503, timeout, false).await;
-    tally(&answers, 0);
+    assert_fault_answers_503(("DOCKER_HOST", "unix:///nonexistent/docker.sock")).await;
 }
 
 /// Whether `pid` runs (a zombie has finished; only its parent has not yet
