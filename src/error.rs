@@ -10,8 +10,9 @@ use serde_json::json;
 use crate::auth::AuthFailure;
 
 /// Everything a request can fail with. The HTTP status of each variant is
-/// decided in [`Error::status`] and nowhere else.
-#[derive(Debug)]
+/// decided in [`Error::status`] and nowhere else. Clone, so that one docker
+/// failure can answer every request that waited on the same docker call.
+#[derive(Debug, Clone)]
 pub enum Error {
     /// The request names a field that is missing, of the wrong type or invalid.
     Invalid { field: String, reason: String },

@@ -3,8 +3,10 @@
 
 use async_trait::async_trait;
 
+use super::events::parse_event;
 use super::{
-    Container, DockerRunner, Engine, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE,
+    Container, ContainerEvent, DockerRunner, Engine, EventStream, EventTime, OutputStream,
+    StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE,
 };
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
@@ -14,8 +16,8 @@ use crate::error::Error;
 /// `Labels` string is ambiguous when a value has a comma.
 fn ps_format() -> String {
     format!(
-        "{{{{.ID}}}}\t{{{{.Names}}}}\t{{{{.State}}}}\t{{{{.Status}}}}\t\
-         {{{{.Label \"{LABEL_CONFIG_HASH}\"}}}}\t{{{{.CreatedAt}}}}"
+        "{{{{.ID}}}}\t{{{{.Label \"{LABEL_SERVICE}\"}}}}\t{{{{.Names}}}}\t{{{{.State}}}}\t\
+         {{{{.Status}}}}\t{{{{.Label \"{LABEL_CONFIG_HASH}\"}}}}\t{{{{.CreatedAt}}}}"
     )
 }
 
@@ -30,13 +32,25 @@ impl DockerCli {
         DockerCli { runner, instance }
     }
 
-    fn owner_filters(&self, service: &ServiceName) -> [String; 4] {
+    fn instance_filter(&self) -> [String; 2] {
         [
-            "--filter".to_owned(),
+            arg("--filter"),
             format!("label={LABEL_INSTANCE}={}", self.instance),
-            "--filter".to_owned(),
-            format!("label={LABEL_SERVICE}={service}"),
         ]
+    }
+
+    /// `docker ps` of this instance's containers, narrowed by `filters`.
+    async fn ps(&self, filters: &[String]) -> Result<Vec<Container>, Error> {
+        let mut args = vec![arg("ps"), arg("-a"), arg("--no-trunc")];
+        args.extend(self.instance_filter());
+        args.extend(filters.iter().cloned());
+        args.extend([arg("--format"), ps_format()]);
+        let stdout = self.runner.run(&args).await?;
+        stdout
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(parse_ps_line)
+            .collect()
     }
 }
 
@@ -47,15 +61,25 @@ fn arg(s: &str) -> String {
 #[async_trait]
 impl Engine for DockerCli {
     async fn list(&self, service: &ServiceName) -> Result<Vec<Container>, Error> {
-        let mut args = vec![arg("ps"), arg("-a"), arg("--no-trunc")];
-        args.extend(self.owner_filters(service));
-        args.extend([arg("--format"), ps_format()]);
-        let stdout = self.runner.run(&args).await?;
-        stdout
-            .lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(parse_ps_line)
-            .collect()
+        self.ps(&[arg("--filter"), format!("label={LABEL_SERVICE}={service}")])
+            .await
+    }
+
+    async fn list_all(&self) -> Result<Vec<Container>, Error> {
+        self.ps(&[]).await
+    }
+
+    async fn watch(&self, since: EventTime) -> Result<Box<dyn EventStream>, Error> {
+        let mut args = vec![arg("events"), arg("--since"), since.since_arg()];
+        args.extend(self.instance_filter());
+        args.extend([
+            arg("--filter"),
+            arg("type=container"),
+            arg("--format"),
+            arg("{{json .}}"),
+        ]);
+        let output = self.runner.stream(&args)?;
+        Ok(Box::new(DockerEvents(output)))
     }
 
     async fn server_version(&self) -> Result<String, Error> {
@@ -103,19 +127,50 @@ impl Engine for DockerCli {
         }
         let mut args = vec![arg("rm"), arg("-f")];
         args.extend(ids.iter().cloned());
-        self.runner.run(&args).await.map(drop)
+        match self.runner.run(&args).await {
+            Ok(_) => Ok(()),
+            // What the connector wanted gone is gone, or going: someone else
+            // removed it first, before the connector heard of it.
+            Err(Error::DockerFailed(message)) if only_already_gone(&message) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// Whether every complaint of a `docker rm -f` is about a container that no
+/// longer exists or is being removed already. Older CLIs fail for those;
+/// newer ones only print them.
+fn only_already_gone(message: &str) -> bool {
+    message.split("; ").all(|complaint| {
+        complaint.contains("No such container") || complaint.contains("is already in progress")
+    })
+}
+
+/// `docker events` read as container events.
+struct DockerEvents(OutputStream);
+
+#[async_trait]
+impl EventStream for DockerEvents {
+    async fn next(&mut self) -> Result<ContainerEvent, String> {
+        loop {
+            let line = self.0.next_line().await?;
+            if let Some(event) = parse_event(&line)? {
+                return Ok(event);
+            }
+        }
     }
 }
 
 fn parse_ps_line(line: &str) -> Result<Container, Error> {
     let fields: Vec<&str> = line.split('\t').collect();
-    let [id, name, state, status, config_hash, created] = fields[..] else {
+    let [id, service, name, state, status, config_hash, created] = fields[..] else {
         return Err(Error::DockerFailed(format!(
             "unexpected `docker ps` line: {line:?}"
         )));
     };
     Ok(Container {
         id: id.to_owned(),
+        service: service.to_owned(),
         name: name.to_owned(),
         state: state.to_owned(),
         status: status.to_owned(),
@@ -169,8 +224,9 @@ mod tests {
 
     #[test]
     fn reads_a_ps_line() {
-        let line = "abc123\tdefault-web-1\texited\tExited (1) 2 seconds ago\t0123abcd\t2026-11-28 05:47:28 +0000 UTC";
+        let line = "abc123\tweb\tdefault-web-1\texited\tExited (1) 2 seconds ago\t0123abcd\t2026-11-28 05:47:28 +0000 UTC";
         let container = parse_ps_line(line).unwrap();
+        assert_eq!(container.service, "web");
         assert_eq!(container.name, "default-web-1");
         assert!(!container.is_running());
         assert_eq!(container.config_hash, "0123abcd");
@@ -194,9 +250,24 @@ mod tests {
     fn asks_docker_for_the_fields_the_parser_reads() {
         assert_eq!(
             ps_format(),
-            "{{.ID}}\t{{.Names}}\t{{.State}}\t{{.Status}}\t\
-             {{.Label \"docker-connector.config-hash\"}}\t{{.CreatedAt}}"
+            "{{.ID}}\t{{.Label \"docker-connector.service\"}}\t{{.Names}}\t{{.State}}\t\
+             {{.Status}}\t{{.Label \"docker-connector.config-hash\"}}\t{{.CreatedAt}}"
         );
+    }
+
+    #[test]
+    fn a_removal_of_what_is_already_gone_is_no_failure() {
+        assert!(only_already_gone(
+            "Error response from daemon: No such container: abc; \
+             Error response from daemon: removal of container def is already in progress"
+        ));
+        assert!(!only_already_gone(
+            "Error response from daemon: No such container: abc; \
+             Error response from daemon: cannot remove container def: device busy"
+        ));
+        assert!(!only_already_gone(
+            "docker exited with exit status: 1 and printed nothing"
+        ));
     }
 
     #[test]

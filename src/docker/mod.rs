@@ -2,14 +2,16 @@
 //! the connector that spawns processes) and the engine built on it.
 //!
 //! The rest of the connector sees the engine only through [`Engine`]: list,
-//! start and remove the containers of a service. Another backend (Swarm
-//! services, say) plugs in by implementing it.
+//! start and remove the containers of a service, and follow their changes.
+//! Another backend (Swarm services, say) plugs in by implementing it.
 
 mod cli;
+mod events;
 mod runner;
 
 pub use cli::DockerCli;
-pub use runner::DockerRunner;
+pub use events::{ContainerEvent, EventTime, Transition};
+pub use runner::{DockerRunner, OutputStream};
 
 use async_trait::async_trait;
 
@@ -28,6 +30,8 @@ pub const LABEL_CONFIG_HASH: &str = "docker-connector.config-hash";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
     pub id: String,
+    /// The value of its [`LABEL_SERVICE`] label.
+    pub service: String,
     pub name: String,
     /// Docker's state: created, running, restarting, paused, exited, dead, removing.
     pub state: String,
@@ -58,6 +62,16 @@ pub enum StartOutcome {
     NameTaken,
 }
 
+/// Changes to this instance's containers, in the order the engine made them.
+#[async_trait]
+pub trait EventStream: Send {
+    /// The next change. Once the stream has ended, why it ended, on this
+    /// call and every later one.
+    ///
+    /// Safe to cancel (in `select!`): no event is lost by dropping the future.
+    async fn next(&mut self) -> Result<ContainerEvent, String>;
+}
+
 /// The operations the connector needs from a container engine.
 #[async_trait]
 pub trait Engine: Send + Sync {
@@ -66,6 +80,20 @@ pub trait Engine: Send + Sync {
     /// # Errors
     /// The docker failure, as [`Error`].
     async fn list(&self, service: &ServiceName) -> Result<Vec<Container>, Error>;
+
+    /// Every container owned by this instance, of any service, in any state.
+    ///
+    /// # Errors
+    /// The docker failure, as [`Error`].
+    async fn list_all(&self) -> Result<Vec<Container>, Error>;
+
+    /// Follows the changes to this instance's containers from `since` on
+    /// (events the engine still holds from before now are replayed first),
+    /// until the returned stream is dropped.
+    ///
+    /// # Errors
+    /// The docker failure, as [`Error`], when the stream cannot be started.
+    async fn watch(&self, since: EventTime) -> Result<Box<dyn EventStream>, Error>;
 
     /// Starts one container of `definition` named `name`.
     ///

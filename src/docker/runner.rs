@@ -1,18 +1,29 @@
 //! Runs the docker CLI: one argv element per argument, never a shell, a
 //! deadline that kills the child, and failures sorted by cause.
 
-use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::error::Error;
 
 /// Most of docker's stderr an error message carries.
 const MAX_MESSAGE_CHARS: usize = 600;
+
+/// Longest line a stream may print: an event with many labels is a few KiB.
+const MAX_LINE_BYTES: u64 = 1 << 20;
+
+/// Lines a stream may print ahead of its reader.
+const STREAM_BUFFER_LINES: usize = 1024;
+
+/// How long a stream that closed its output has to exit before it is killed.
+const STREAM_EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// What docker prints when it cannot reach the engine at all, as opposed to
 /// the engine refusing a request.
@@ -70,19 +81,7 @@ impl DockerRunner {
     pub async fn run(&self, args: &[String]) -> Result<String, Error> {
         let program = self.program()?;
         log::debug!("running {} {}", program.display(), masked(args).join(" "));
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so that a deadline can kill whatever it
-            // started too (CLI plugins, or a wrapper script's children).
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                Error::DockerUnavailable(format!("cannot run {}: {e}", program.display()))
-            })?;
+        let mut child = spawn(&mut command(program, args))?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         // Declared after `child`, so dropped before it: on timeout (or if the
@@ -90,7 +89,8 @@ impl DockerRunner {
         // killed and reaped. Only if the child already exited while
         // something it started still holds its output has it been reaped;
         // that process then keeps the group's id in use.
-        let group = ProcessGroup::new(child.id().expect("a child not yet waited for has an id"));
+        let mut group =
+            ProcessGroup::new(child.id().expect("a child not yet waited for has an id"));
         let finished = async {
             let (mut out, mut err) = (Vec::new(), Vec::new());
             let (status, _, _) = tokio::try_join!(
@@ -115,16 +115,170 @@ impl DockerRunner {
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let message = trim_message(&stderr, output.status);
-        if UNREACHABLE_MARKERS
-            .iter()
-            .any(|marker| stderr.contains(marker))
-        {
-            Err(Error::DockerUnavailable(message))
-        } else {
-            Err(Error::DockerFailed(message))
+        Err(failure(&output.stderr, output.status))
+    }
+
+    /// Starts `docker ARGS...` for as long as the returned stream lives, and
+    /// hands out what it prints line by line. Dropping the stream kills the
+    /// child and its process group; so does the connector's own death, even
+    /// by SIGKILL, so no stream outlives the connector.
+    ///
+    /// # Errors
+    /// [`Error::DockerUnavailable`] when the CLI is missing or cannot start.
+    pub fn stream(&self, args: &[String]) -> Result<OutputStream, Error> {
+        let program = self.program()?;
+        log::debug!("following {} {}", program.display(), masked(args).join(" "));
+        let mut command = command(program, args);
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes one async-signal-safe system call. PR_SET_PDEATHSIG survives
+        // the exec of the docker CLI (it is not set-user-id).
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
+        let mut child = spawn(&mut command)?;
+        let group = ProcessGroup::new(child.id().expect("a child not yet waited for has an id"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (lines_in, lines) = mpsc::channel(STREAM_BUFFER_LINES);
+        // Reading in tasks of their own keeps both pipes drained whatever the
+        // reader does, and makes `next_line` safe to cancel.
+        tokio::spawn(async move {
+            let mut stdout = BufReader::new(stdout);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match (&mut stdout)
+                    .take(MAX_LINE_BYTES)
+                    .read_until(b'\n', &mut line)
+                    .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if line.last() != Some(&b'\n') && line.len() as u64 == MAX_LINE_BYTES => {
+                        let _ = lines_in
+                            .send(Err(format!("a line longer than {MAX_LINE_BYTES} bytes")))
+                            .await;
+                        break;
+                    }
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                        if lines_in.send(Ok(text)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let stderr = tokio::spawn(async move {
+            let mut text = Vec::new();
+            let _ = stderr.take(MAX_LINE_BYTES).read_to_end(&mut text).await;
+            text
+        });
+        Ok(OutputStream {
+            group,
+            child,
+            lines,
+            stderr: Some(stderr),
+            ended: None,
+        })
+    }
+}
+
+/// A long-running docker command and what it prints. Its fields drop in
+/// order: the process group is killed before the child is.
+pub struct OutputStream {
+    group: ProcessGroup,
+    child: Child,
+    lines: mpsc::Receiver<Result<String, String>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    /// Why it ended, once known.
+    ended: Option<String>,
+}
+
+impl OutputStream {
+    /// The next line the command printed, without its line break.
+    ///
+    /// # Errors
+    /// Once the command has closed its output (or printed a line too long
+    /// to read), why it ended: docker's message and exit status. Every later
+    /// call answers the same. Safe to cancel.
+    pub async fn next_line(&mut self) -> Result<String, String> {
+        if let Some(reason) = &self.ended {
+            return Err(reason.clone());
+        }
+        let unreadable = match self.lines.recv().await {
+            Some(Ok(line)) => return Ok(line),
+            Some(Err(unreadable)) => Some(unreadable),
+            None => None,
+        };
+        let status = match tokio::time::timeout(STREAM_EXIT_GRACE, self.child.wait()).await {
+            Ok(Ok(status)) => {
+                // Reaped: its group id may be reused from now on (see `run`).
+                self.group.disarm();
+                Some(status)
+            }
+            _ => {
+                let _ = self.child.start_kill();
+                None
+            }
+        };
+        let stderr = match self.stderr.take() {
+            Some(task) => tokio::time::timeout(STREAM_EXIT_GRACE, task)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let reason = match (unreadable, status) {
+            (Some(unreadable), _) => format!("docker printed {unreadable}"),
+            (None, Some(status)) => failure(&stderr, status).to_string(),
+            (None, None) => "docker closed its output but did not exit".to_owned(),
+        };
+        self.ended = Some(reason.clone());
+        Err(reason)
+    }
+}
+
+/// `docker ARGS...` with nothing on stdin, both outputs captured, and a
+/// process group of its own, so that killing the group also kills whatever it
+/// started (CLI plugins, or a wrapper script's children).
+fn command(program: &Path, args: &[String]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    command
+}
+
+fn spawn(command: &mut Command) -> Result<Child, Error> {
+    command.spawn().map_err(|e| {
+        Error::DockerUnavailable(format!(
+            "cannot run {}: {e}",
+            command.as_std().get_program().to_string_lossy()
+        ))
+    })
+}
+
+/// Sorts a failed docker command by cause, from what it printed on stderr.
+fn failure(stderr: &[u8], status: ExitStatus) -> Error {
+    let stderr = String::from_utf8_lossy(stderr);
+    let message = trim_message(&stderr, status);
+    if UNREACHABLE_MARKERS
+        .iter()
+        .any(|marker| stderr.contains(marker))
+    {
+        Error::DockerUnavailable(message)
+    } else {
+        Error::DockerFailed(message)
     }
 }
 
@@ -144,7 +298,7 @@ impl ProcessGroup {
         }
     }
 
-    fn disarm(mut self) {
+    fn disarm(&mut self) {
         self.armed = false;
     }
 }
@@ -166,7 +320,7 @@ impl Drop for ProcessGroup {
 }
 
 /// Folds docker's stderr into one bounded line.
-fn trim_message(stderr: &str, status: std::process::ExitStatus) -> String {
+fn trim_message(stderr: &str, status: ExitStatus) -> String {
     // Docker appends a pointer to its help to usage errors; it helps nobody here.
     let joined = stderr
         .lines()
