@@ -87,7 +87,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::docker::{Container, StartOutcome};
+    use crate::docker::{Container, EventStream, EventTime, StartOutcome};
     use crate::domain::{ServiceDefinition, ServiceName};
     use crate::error::Error;
 
@@ -100,6 +100,14 @@ mod tests {
     #[async_trait]
     impl Engine for CountingEngine {
         async fn list(&self, _: &ServiceName) -> Result<Vec<Container>, Error> {
+            unreachable!("health only asks for the version")
+        }
+
+        async fn list_all(&self) -> Result<Vec<Container>, Error> {
+            unreachable!("health only asks for the version")
+        }
+
+        async fn watch(&self, _: EventTime) -> Result<Box<dyn EventStream>, Error> {
             unreachable!("health only asks for the version")
         }
 

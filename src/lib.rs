@@ -7,6 +7,8 @@
 //! - [`error`]: the one error type and its mapping to HTTP.
 //! - [`store`]: the definitions and the JSON file they live in.
 //! - [`docker`]: the docker CLI runner and the engine interface over it.
+//! - [`index`]: the in-memory picture of the instance's containers.
+//! - [`inventory`]: keeps the index live from docker's events; lists when it is not.
 //! - [`scaler`]: turns a wanted count into docker removals and starts.
 //! - [`health`]: whether the engine answers, checked at most once a second.
 //! - [`routes`]: the HTTP endpoints and JSON catchers.
@@ -18,6 +20,8 @@ pub mod docker;
 pub mod domain;
 pub mod error;
 pub mod health;
+pub mod index;
+pub mod inventory;
 pub mod logging;
 pub mod routes;
 pub mod scaler;
@@ -34,6 +38,7 @@ use auth::AccessPolicy;
 use config::AppConfig;
 use docker::{DockerCli, DockerRunner, Engine};
 use health::HealthCheck;
+use inventory::Inventory;
 use scaler::Scaler;
 use store::Store;
 
@@ -63,8 +68,10 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         engine.clone(),
         Duration::from_secs(config.docker_timeout.min(HEALTH_DEADLINE_SECONDS)),
     );
+    let inventory = Inventory::new(engine.clone());
     let scaler = Scaler::new(
         engine,
+        inventory.clone(),
         store.clone(),
         config.instance.clone(),
         config.scale_concurrency,
@@ -86,9 +93,16 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(config)
         .manage(access)
         .manage(health)
+        .manage(inventory.clone())
         .mount("/", routes::routes())
         .register("/", routes::catchers())
         .attach(logging::RequestLogger)
+        .attach(AdHoc::on_liftoff("follow docker events", move |_| {
+            Box::pin(async move {
+                // Runs until the runtime stops; dropping it kills `docker events`.
+                tokio::spawn(inventory.follow_events());
+            })
+        }))
         .attach(AdHoc::on_liftoff("announce", move |rocket| {
             Box::pin(async move {
                 let cfg = rocket.config();

@@ -1,5 +1,6 @@
-//! Brings a service's containers to a wanted count: list what runs, plan
-//! removals and starts, carry them out, then measure the result.
+//! Brings a service's containers to a wanted count: look up what runs, plan
+//! removals and starts, carry them out and record them in the inventory,
+//! then measure the result.
 //!
 //! Operations on one service are serialized by a per-service lock, so two
 //! scales of the same service never race each other or a delete; different
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::docker::{Container, Engine, StartOutcome};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
+use crate::inventory::Inventory;
 use crate::store::Store;
 
 /// Exclusive use of one service's containers.
@@ -32,6 +34,7 @@ pub struct ScaleReport {
 /// Drives the containers of every service through an [`Engine`].
 pub struct Scaler {
     engine: Arc<dyn Engine>,
+    inventory: Arc<Inventory>,
     store: Arc<Store>,
     instance: String,
     concurrency: usize,
@@ -43,12 +46,14 @@ pub struct Scaler {
 impl Scaler {
     pub fn new(
         engine: Arc<dyn Engine>,
+        inventory: Arc<Inventory>,
         store: Arc<Store>,
         instance: String,
         concurrency: usize,
     ) -> Self {
         Scaler {
             engine,
+            inventory,
             store,
             instance,
             concurrency,
@@ -117,8 +122,14 @@ impl Scaler {
     /// [`Error::ServiceNotFound`], or the docker failure.
     pub async fn running(&self, service: &ServiceName) -> Result<usize, Error> {
         self.ensure_defined(service)?;
-        let containers = self.engine.list(service).await?;
-        Ok(containers.iter().filter(|c| c.is_running()).count())
+        self.inventory.running(service).await
+    }
+
+    /// Removes containers of `service` and records that they are gone.
+    async fn remove(&self, service: &ServiceName, ids: &[String]) -> Result<(), Error> {
+        self.engine.remove(ids).await?;
+        self.inventory.record_removed(service, ids);
+        Ok(())
     }
 
     /// Makes exactly `target` containers of `service` run: removes the ones
@@ -138,9 +149,9 @@ impl Scaler {
     ) -> Result<ScaleReport, Error> {
         let (_serialized, definition) = self.lock(service).await?;
         let target = target.get();
-        let containers = self.engine.list(service).await?;
+        let containers = self.inventory.containers(service).await?;
         let plan = Plan::new(&containers, &definition.config_hash(), target as usize);
-        self.engine.remove(&plan.remove).await?;
+        self.remove(service, &plan.remove).await?;
 
         let names = NameAllocator::new(format!("{}-{}-", self.instance, service), &containers);
         let started: Vec<Result<(), Error>> = stream::iter(0..plan.start)
@@ -150,11 +161,11 @@ impl Scaler {
             .await;
         let start_error = started.into_iter().find_map(Result::err);
 
-        let after = self.engine.list(service).await?;
+        let after = self.inventory.containers(service).await?;
         let (running, stopped): (Vec<&Container>, Vec<&Container>) =
             after.iter().partition(|c| c.is_running());
         let stopped_ids = removable_ids(stopped.iter().copied());
-        self.engine.remove(&stopped_ids).await?;
+        self.remove(service, &stopped_ids).await?;
         let report = ScaleReport {
             running_resources: running.len(),
             desired_resources: target,
@@ -197,7 +208,18 @@ impl Scaler {
         for _ in 0..NAME_ATTEMPTS {
             let name = names.next();
             match self.engine.start(definition, &name).await? {
-                StartOutcome::Started(_) => return Ok(()),
+                StartOutcome::Started(id) => {
+                    self.inventory.record_started(Container {
+                        id,
+                        service: definition.name().to_string(),
+                        name,
+                        state: "running".to_owned(),
+                        status: "Up".to_owned(),
+                        config_hash: definition.config_hash(),
+                        created: unix_now(),
+                    });
+                    return Ok(());
+                }
                 StartOutcome::NameTaken => {
                     log::info!("container name {name} is taken; trying another")
                 }
@@ -216,9 +238,9 @@ impl Scaler {
     /// [`Error::ServiceNotFound`], the docker failure, or [`Error::Storage`].
     pub async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
         let (_serialized, _) = self.lock(service).await?;
-        let containers = self.engine.list(service).await?;
+        let containers = self.inventory.containers(service).await?;
         let ids = removable_ids(&containers);
-        self.engine.remove(&ids).await?;
+        self.remove(service, &ids).await?;
         self.store.remove(service).await?;
         self.forget_lock(service);
         Ok(())
@@ -260,6 +282,13 @@ fn removable_ids<'a>(containers: impl IntoIterator<Item = &'a Container>) -> Vec
         .collect()
 }
 
+/// Seconds since the Unix epoch, as docker gives creation times.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
+}
+
 /// The trailing `-N` of a container name, if any.
 fn name_number(name: &str) -> Option<u32> {
     name.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
@@ -299,10 +328,12 @@ impl NameAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::{ContainerEvent, EventStream, EventTime};
 
     fn container(id: &str, state: &str, hash: &str, created: i64) -> Container {
         Container {
             id: id.into(),
+            service: "web".into(),
             name: format!("default-web-{id}"),
             state: state.into(),
             status: String::new(),
@@ -365,12 +396,34 @@ mod tests {
     struct FakeEngine {
         containers: Mutex<Vec<Container>>,
         foreign_names: Vec<String>,
+        /// How often one service's containers were listed.
+        service_listings: std::sync::atomic::AtomicUsize,
+    }
+
+    /// An event stream on which nothing ever happens.
+    struct QuietStream;
+
+    #[async_trait::async_trait]
+    impl EventStream for QuietStream {
+        async fn next(&mut self) -> Result<ContainerEvent, String> {
+            futures::future::pending().await
+        }
     }
 
     #[async_trait::async_trait]
     impl Engine for FakeEngine {
         async fn list(&self, _: &ServiceName) -> Result<Vec<Container>, Error> {
+            self.service_listings
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(self.containers.lock().unwrap().clone())
+        }
+
+        async fn list_all(&self) -> Result<Vec<Container>, Error> {
+            Ok(self.containers.lock().unwrap().clone())
+        }
+
+        async fn watch(&self, _: EventTime) -> Result<Box<dyn EventStream>, Error> {
+            Ok(Box::new(QuietStream))
         }
 
         async fn start(&self, def: &ServiceDefinition, name: &str) -> Result<StartOutcome, Error> {
@@ -405,6 +458,14 @@ mod tests {
         engine: FakeEngine,
         services: &[&str],
     ) -> (Scaler, Arc<FakeEngine>, tempfile::TempDir) {
+        let (scaler, engine, _, dir) = scaler_and_inventory(engine, services).await;
+        (scaler, engine, dir)
+    }
+
+    async fn scaler_and_inventory(
+        engine: FakeEngine,
+        services: &[&str],
+    ) -> (Scaler, Arc<FakeEngine>, Arc<Inventory>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("s.json")).unwrap());
         for name in services {
@@ -415,11 +476,41 @@ mod tests {
                 .unwrap();
         }
         let engine = Arc::new(engine);
+        let inventory = Inventory::new(engine.clone());
         (
-            Scaler::new(engine.clone(), store, "default".into(), 4),
+            Scaler::new(
+                engine.clone(),
+                inventory.clone(),
+                store,
+                "default".into(),
+                4,
+            ),
             engine,
+            inventory,
             dir,
         )
+    }
+
+    #[tokio::test]
+    async fn with_a_live_index_scales_and_status_list_nothing() {
+        let (scaler, engine, inventory, _dir) =
+            scaler_and_inventory(FakeEngine::default(), &["web"]).await;
+        tokio::spawn(inventory.clone().follow_events());
+        while !inventory.summary().live {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let up = scaler.scale(&name("web"), count(3)).await.unwrap();
+        assert_eq!(up.running_resources, 3);
+        let down = scaler.scale(&name("web"), count(1)).await.unwrap();
+        assert_eq!(down.running_resources, 1);
+        assert_eq!(scaler.running(&name("web")).await.unwrap(), 1);
+        assert_eq!(engine.containers.lock().unwrap().len(), 1);
+        assert_eq!(
+            engine
+                .service_listings
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
     }
 
     fn name(raw: &str) -> ServiceName {

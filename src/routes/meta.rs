@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::gate::credentials;
 use crate::auth::{AccessPolicy, Credentials};
 use crate::health::HealthCheck;
+use crate::inventory::Inventory;
 use crate::store::Store;
 
 /// The OpenAPI 3 description of every endpoint, served as written.
@@ -37,12 +38,13 @@ impl<'r> FromRequest<'r> for Caller<'r> {
 
 /// 200 with `"status": "pass"` while the engine answers, else 503 with
 /// `"status": "fail"`. The details (versions, docker's error, the number of
-/// services) go only to trusted callers (no web page, and the token when one
+/// services, whether the container index follows docker's events) go only to trusted callers (no web page, and the token when one
 /// is set): docker's errors can name paths and the versions help an attacker.
 #[rocket::get("/health")]
 async fn health(
     check: &State<HealthCheck>,
     store: &State<Arc<Store>>,
+    inventory: &State<Arc<Inventory>>,
     policy: &State<AccessPolicy>,
     caller: Caller<'_>,
 ) -> (Status, Json<Value>) {
@@ -55,11 +57,16 @@ async fn health(
     if !policy.trusts(&caller.0) {
         return (status, Json(json!({ "status": word })));
     }
+    let index = inventory.summary();
     let body = json!({
         "status": word,
         "version": env!("CARGO_PKG_VERSION"),
         "docker": engine.to_json(),
         "services": store.all().len(),
+        "container_index": {
+            "live": index.live,
+            "containers": index.containers,
+        },
     });
     (status, Json(body))
 }

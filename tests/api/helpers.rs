@@ -200,6 +200,11 @@ impl TestApp {
         }
     }
 
+    /// The connector's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn data_file(&self) -> PathBuf {
         self.dir.path().join("data/services.json")
     }

@@ -8,6 +8,7 @@ mod concurrency;
 mod contract;
 mod durability;
 mod faults;
+mod freshness;
 mod helpers;
 mod injection;
 mod readme;

@@ -1,0 +1,434 @@
+//! The connector's picture of its own containers, kept in memory so that a
+//! status answer costs a map lookup instead of a `docker ps`.
+//!
+//! Three sources feed it, each at its own moment: docker's events (as they
+//! are read), the connector's own starts and removals (as they return), and
+//! full listings (which take a while, so they describe some moment between
+//! their start and their end). Every piece of information carries when it
+//! was learnt, and a listing only overrides what was learnt before the
+//! listing began: anything newer is at least as recent as the listing.
+//!
+//! The index answers only while it is *live*: an event stream runs and a
+//! listing begun after the stream started has been merged. Otherwise callers
+//! must ask the engine.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::docker::{Container, ContainerEvent, Transition};
+
+/// Removed ids are remembered this long (at least until the next listing),
+/// so that a late event cannot bring a removed container back.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
+
+/// Above this many remembered removals, those older than
+/// [`TOMBSTONE_TTL`] are forgotten even without a listing.
+const TOMBSTONE_SWEEP_AT: usize = 4096;
+
+/// One container and when the index learnt what it says about it.
+#[derive(Debug, Clone)]
+struct Entry {
+    container: Container,
+    learnt: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Service label → container id → entry.
+    services: HashMap<String, HashMap<String, Entry>>,
+    /// Ids known to be removed, and when that was learnt.
+    removed: HashMap<String, Instant>,
+    /// When the running event stream started, if one runs.
+    stream_since: Option<Instant>,
+    /// Whether a listing begun after `stream_since` has been merged, and no
+    /// listing has failed since.
+    live: bool,
+}
+
+/// What the index holds, for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSummary {
+    pub live: bool,
+    pub containers: usize,
+}
+
+/// The containers of one connector instance, by service.
+#[derive(Debug, Default)]
+pub struct ContainerIndex {
+    state: Mutex<State>,
+}
+
+impl ContainerIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("container index poisoned")
+    }
+
+    /// How many containers of `service` run, if the index is live.
+    pub fn running(&self, service: &str) -> Option<usize> {
+        let state = self.state();
+        if !state.live {
+            return None;
+        }
+        Some(state.services.get(service).map_or(0, |containers| {
+            containers
+                .values()
+                .filter(|entry| entry.container.is_running())
+                .count()
+        }))
+    }
+
+    /// The containers of `service`, in any state, if the index is live.
+    pub fn containers(&self, service: &str) -> Option<Vec<Container>> {
+        let state = self.state();
+        if !state.live {
+            return None;
+        }
+        Some(
+            state
+                .services
+                .get(service)
+                .map_or_else(Vec::new, |containers| {
+                    containers.values().map(|e| e.container.clone()).collect()
+                }),
+        )
+    }
+
+    pub fn summary(&self) -> IndexSummary {
+        let state = self.state();
+        IndexSummary {
+            live: state.live,
+            containers: state.services.values().map(HashMap::len).sum(),
+        }
+    }
+
+    /// An event stream started at `at`: the index is live again once a
+    /// listing begun after `at` is merged.
+    pub fn stream_started(&self, at: Instant) {
+        let mut state = self.state();
+        state.stream_since = Some(at);
+        state.live = false;
+    }
+
+    /// The event stream ended: changes may go unseen until it runs again.
+    pub fn stream_ended(&self) {
+        let mut state = self.state();
+        state.stream_since = None;
+        state.live = false;
+    }
+
+    /// A listing failed: the engine may not be answering, so nothing the
+    /// index holds can be vouched for.
+    pub fn listing_failed(&self) {
+        self.state().live = false;
+    }
+
+    /// Applies one event, as learnt now.
+    pub fn apply(&self, event: &ContainerEvent) {
+        let now = Instant::now();
+        let mut state = self.state();
+        let id = &event.container.id;
+        if state.removed.contains_key(id) {
+            return;
+        }
+        if event.transition == Transition::Destroyed {
+            state.forget(&event.container.service, id, now);
+            return;
+        }
+        let containers = state
+            .services
+            .entry(event.container.service.clone())
+            .or_default();
+        match containers.get_mut(id) {
+            Some(entry) => {
+                // A `create` read after the start the connector recorded
+                // itself says nothing new.
+                if event.sets_state() && event.transition != Transition::Created {
+                    entry.container.state.clone_from(&event.container.state);
+                    entry.container.status.clone_from(&event.container.status);
+                }
+                if !event.container.name.is_empty() {
+                    entry.container.name.clone_from(&event.container.name);
+                }
+                entry.learnt = now;
+            }
+            // A rename of a container never heard of says nothing about
+            // its state; the next listing brings it.
+            None if event.sets_state() => {
+                containers.insert(
+                    id.clone(),
+                    Entry {
+                        container: event.container.clone(),
+                        learnt: now,
+                    },
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// Records a container the connector itself just started. Events may
+    /// have told of it already: its `create` (then it runs now, as the start
+    /// returned), or what happened after its start (it may have died since),
+    /// which stands.
+    pub fn record_started(&self, container: Container) {
+        let now = Instant::now();
+        let mut state = self.state();
+        if state.removed.contains_key(&container.id) {
+            return;
+        }
+        let containers = state.services.entry(container.service.clone()).or_default();
+        match containers.get_mut(&container.id) {
+            Some(entry) if entry.container.state == "created" => {
+                entry.container = container;
+                entry.learnt = now;
+            }
+            Some(_) => {}
+            None => {
+                containers.insert(
+                    container.id.clone(),
+                    Entry {
+                        container,
+                        learnt: now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Records containers of `service` the connector itself just removed.
+    pub fn record_removed(&self, service: &str, ids: &[String]) {
+        let now = Instant::now();
+        let mut state = self.state();
+        for id in ids {
+            state.forget(service, id, now);
+        }
+    }
+
+    /// Merges a full listing of the instance's containers that began at
+    /// `began`; makes the index live if the event stream ran by then.
+    pub fn merge_listing(&self, began: Instant, listing: &[Container]) {
+        let mut state = self.state();
+        let mut merged: HashMap<String, HashMap<String, Entry>> = HashMap::new();
+        for container in listing {
+            let removed_since = state.removed.get(&container.id).is_some_and(|t| *t > began);
+            let known_since = state
+                .services
+                .get(&container.service)
+                .and_then(|containers| containers.get(&container.id))
+                .is_some_and(|entry| entry.learnt > began);
+            if removed_since || known_since {
+                continue;
+            }
+            merged.entry(container.service.clone()).or_default().insert(
+                container.id.clone(),
+                Entry {
+                    container: container.clone(),
+                    learnt: began,
+                },
+            );
+        }
+        // What was learnt after the listing began stands; what was learnt
+        // before and is not listed is gone.
+        for (service, containers) in &state.services {
+            for (id, entry) in containers {
+                if entry.learnt > began {
+                    merged
+                        .entry(service.clone())
+                        .or_default()
+                        .insert(id.clone(), entry.clone());
+                }
+            }
+        }
+        state.services = merged;
+        // The listing agrees with removals learnt before it began.
+        state.removed.retain(|_, learnt| *learnt > began);
+        if state.stream_since.is_some_and(|since| since <= began) {
+            state.live = true;
+        }
+    }
+}
+
+impl State {
+    fn forget(&mut self, service: &str, id: &str, now: Instant) {
+        if let Some(containers) = self.services.get_mut(service) {
+            containers.remove(id);
+            if containers.is_empty() {
+                self.services.remove(service);
+            }
+        }
+        if self.removed.len() >= TOMBSTONE_SWEEP_AT {
+            self.removed
+                .retain(|_, learnt| now.duration_since(*learnt) < TOMBSTONE_TTL);
+        }
+        self.removed.insert(id.to_owned(), now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::EventTime;
+
+    fn container(id: &str, service: &str, state: &str) -> Container {
+        Container {
+            id: id.into(),
+            service: service.into(),
+            name: format!("default-{service}-{id}"),
+            state: state.into(),
+            status: String::new(),
+            config_hash: "h".into(),
+            created: 0,
+        }
+    }
+
+    fn event(transition: Transition, id: &str, service: &str) -> ContainerEvent {
+        let state = match transition {
+            Transition::Created => "created",
+            Transition::Started => "running",
+            Transition::Paused => "paused",
+            Transition::Died => "exited",
+            Transition::Renamed | Transition::Destroyed => "",
+        };
+        ContainerEvent {
+            transition,
+            container: container(id, service, state),
+            time: EventTime::from_nanos(0),
+        }
+    }
+
+    /// An index made live by an empty listing after its stream started.
+    fn live_index() -> ContainerIndex {
+        let index = ContainerIndex::new();
+        let started = Instant::now();
+        index.stream_started(started);
+        index.merge_listing(started, &[]);
+        index
+    }
+
+    #[test]
+    fn answers_only_while_live() {
+        let index = ContainerIndex::new();
+        assert_eq!(index.running("web"), None);
+        let began = Instant::now();
+        // A listing from before the stream started cannot vouch for what
+        // happened before the stream saw it.
+        index.merge_listing(began, &[container("a", "web", "running")]);
+        index.stream_started(Instant::now());
+        assert_eq!(index.running("web"), None);
+        index.merge_listing(Instant::now(), &[container("a", "web", "running")]);
+        assert_eq!(index.running("web"), Some(1));
+        assert_eq!(index.running("db"), Some(0));
+        index.listing_failed();
+        assert_eq!(index.running("web"), None);
+        index.merge_listing(Instant::now(), &[container("a", "web", "running")]);
+        assert_eq!(index.running("web"), Some(1));
+        index.stream_ended();
+        assert_eq!(index.containers("web"), None);
+    }
+
+    #[test]
+    fn events_move_containers_through_their_states() {
+        let index = live_index();
+        index.apply(&event(Transition::Created, "a", "web"));
+        assert_eq!(index.running("web"), Some(0));
+        index.apply(&event(Transition::Started, "a", "web"));
+        index.apply(&event(Transition::Started, "b", "web"));
+        assert_eq!(index.running("web"), Some(2));
+        index.apply(&event(Transition::Died, "a", "web"));
+        assert_eq!(index.running("web"), Some(1));
+        index.apply(&event(Transition::Paused, "b", "web"));
+        assert_eq!(index.running("web"), Some(0));
+        index.apply(&event(Transition::Destroyed, "a", "web"));
+        assert_eq!(index.containers("web").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_late_create_does_not_undo_a_recorded_start() {
+        let index = live_index();
+        index.record_started(container("a", "web", "running"));
+        index.apply(&event(Transition::Created, "a", "web"));
+        index.apply(&event(Transition::Started, "a", "web"));
+        assert_eq!(index.running("web"), Some(1));
+    }
+
+    #[test]
+    fn a_recorded_start_moves_on_from_a_create_already_seen() {
+        let index = live_index();
+        index.apply(&event(Transition::Created, "a", "web"));
+        index.record_started(container("a", "web", "running"));
+        assert_eq!(index.running("web"), Some(1));
+    }
+
+    #[test]
+    fn a_recorded_start_does_not_undo_a_death_already_seen() {
+        let index = live_index();
+        index.apply(&event(Transition::Started, "a", "web"));
+        index.apply(&event(Transition::Died, "a", "web"));
+        index.record_started(container("a", "web", "running"));
+        assert_eq!(index.running("web"), Some(0));
+    }
+
+    #[test]
+    fn late_events_cannot_bring_back_a_removed_container() {
+        let index = live_index();
+        index.record_started(container("a", "web", "running"));
+        index.record_removed("web", &["a".to_owned()]);
+        index.apply(&event(Transition::Started, "a", "web"));
+        index.record_started(container("a", "web", "running"));
+        assert_eq!(index.running("web"), Some(0));
+        assert_eq!(index.summary().containers, 0);
+    }
+
+    #[test]
+    fn a_listing_overrides_only_what_was_learnt_before_it_began() {
+        let index = live_index();
+        index.apply(&event(Transition::Started, "old", "web"));
+        index.apply(&event(Transition::Started, "stale", "web"));
+        let began = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        // While the listing ran: one died, one was started, one removed.
+        index.apply(&event(Transition::Died, "old", "web"));
+        index.record_started(container("new", "web", "running"));
+        index.apply(&event(Transition::Started, "gone", "web"));
+        index.record_removed("web", &["gone".to_owned()]);
+        // The listing saw "old" still running and "gone" still there, and
+        // missed "stale", whose destroy event was lost.
+        index.merge_listing(
+            began,
+            &[
+                container("old", "web", "running"),
+                container("gone", "web", "running"),
+                container("other", "db", "running"),
+            ],
+        );
+        let mut web: Vec<(String, String)> = index
+            .containers("web")
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.id, c.state))
+            .collect();
+        web.sort();
+        assert_eq!(
+            web,
+            [
+                ("new".to_owned(), "running".to_owned()),
+                ("old".to_owned(), "exited".to_owned())
+            ]
+        );
+        assert_eq!(index.running("db"), Some(1));
+    }
+
+    #[test]
+    fn removals_are_forgotten_once_a_listing_agrees() {
+        let index = live_index();
+        index.record_removed("web", &["a".to_owned()]);
+        std::thread::sleep(Duration::from_millis(2));
+        index.merge_listing(Instant::now(), &[]);
+        assert!(index.state().removed.is_empty());
+    }
+}

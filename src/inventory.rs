@@ -1,0 +1,234 @@
+//! Which containers this instance has: answered from the [`ContainerIndex`]
+//! while docker's event stream keeps it live, and from docker itself
+//! otherwise.
+//!
+//! One task follows `docker events` for the connector's whole life: it
+//! restarts the stream when it breaks (with `--since`, so nothing in between
+//! is missed, and with backoff), and lists every container when a stream
+//! starts and every [`RELIST_INTERVAL`] after, which re-seeds the index.
+//! While the index is not live, status requests share one listing at a
+//! time instead of each starting a `docker ps` of its own.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use crate::docker::{Container, Engine, EventStream, EventTime};
+use crate::domain::ServiceName;
+use crate::error::Error;
+use crate::index::{ContainerIndex, IndexSummary};
+
+/// How often a live index is checked against a full listing anyway: a
+/// safety net for events the engine failed to deliver.
+const RELIST_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How far back the first stream asks docker to replay events, so that a
+/// clock slightly ahead of the engine's misses nothing. Replaying events
+/// whose effect the first listing already shows is harmless.
+const REPLAY_MARGIN: Duration = Duration::from_secs(2);
+
+/// First and longest wait before retrying a failed stream or listing.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_LONGEST: Duration = Duration::from_secs(5);
+
+/// A listing in flight, awaited by everyone who needs one meanwhile.
+type SharedListing = Shared<BoxFuture<'static, Result<Arc<Vec<Container>>, Error>>>;
+
+/// This instance's containers.
+pub struct Inventory {
+    engine: Arc<dyn Engine>,
+    index: ContainerIndex,
+    listing: Mutex<Option<SharedListing>>,
+}
+
+impl Inventory {
+    pub fn new(engine: Arc<dyn Engine>) -> Arc<Self> {
+        Arc::new(Inventory {
+            engine,
+            index: ContainerIndex::new(),
+            listing: Mutex::new(None),
+        })
+    }
+
+    /// What the index holds, for `/health`.
+    pub fn summary(&self) -> IndexSummary {
+        self.index.summary()
+    }
+
+    /// How many containers of `service` run: from the index while it is
+    /// live, else from the listing in flight (or a new one).
+    ///
+    /// # Errors
+    /// The docker failure of the listing.
+    pub async fn running(self: &Arc<Self>, service: &ServiceName) -> Result<usize, Error> {
+        if let Some(running) = self.index.running(service.as_str()) {
+            return Ok(running);
+        }
+        let listing = self.shared_listing().await?;
+        Ok(listing
+            .iter()
+            .filter(|c| c.service == service.as_str() && c.is_running())
+            .count())
+    }
+
+    /// The containers of `service`, in any state: from the index while it is
+    /// live, else listed now. Not shared with other callers: a caller that
+    /// acts on the answer must not get one begun before its own changes.
+    ///
+    /// # Errors
+    /// The docker failure of the listing.
+    pub async fn containers(&self, service: &ServiceName) -> Result<Vec<Container>, Error> {
+        match self.index.containers(service.as_str()) {
+            Some(containers) => Ok(containers),
+            None => self.engine.list(service).await,
+        }
+    }
+
+    /// Records a container the connector just started.
+    pub fn record_started(&self, container: Container) {
+        self.index.record_started(container);
+    }
+
+    /// Records containers of `service` the connector just removed.
+    pub fn record_removed(&self, service: &ServiceName, ids: &[String]) {
+        self.index.record_removed(service.as_str(), ids);
+    }
+
+    /// Joins the listing in flight, or starts one. The listing runs in a task
+    /// of its own, so it completes (and reaches the index) even if every
+    /// caller gives up waiting.
+    async fn shared_listing(self: &Arc<Self>) -> Result<Arc<Vec<Container>>, Error> {
+        let listing = self
+            .listing
+            .lock()
+            .expect("listing slot poisoned")
+            .get_or_insert_with(|| self.spawn_listing())
+            .clone();
+        listing.await
+    }
+
+    fn spawn_listing(self: &Arc<Self>) -> SharedListing {
+        let inventory = self.clone();
+        let task = tokio::spawn(async move {
+            let began = Instant::now();
+            let result = inventory.engine.list_all().await.map(Arc::new);
+            match &result {
+                Ok(listing) => inventory.index.merge_listing(began, listing),
+                Err(_) => inventory.index.listing_failed(),
+            }
+            *inventory.listing.lock().expect("listing slot poisoned") = None;
+            result
+        });
+        async move {
+            task.await
+                .unwrap_or_else(|e| Err(Error::DockerFailed(format!("listing stopped: {e}"))))
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Follows docker's events for as long as the connector runs, restarting
+    /// the stream whenever it ends.
+    pub async fn follow_events(self: Arc<Self>) {
+        let mut retry = Backoff::default();
+        let mut since = EventTime::before_now(REPLAY_MARGIN);
+        loop {
+            let started = Instant::now();
+            let stream_began = EventTime::before_now(REPLAY_MARGIN);
+            let reason = match self.engine.watch(since).await {
+                Ok(mut events) => {
+                    self.index.stream_started(started);
+                    log::info!("following docker events since {}", since.since_arg());
+                    let reason = self.follow(events.as_mut(), &mut since, &mut retry).await;
+                    self.index.stream_ended();
+                    // Replay from the last event seen, or, if none came, from
+                    // when this stream began.
+                    since = since.max(stream_began);
+                    reason
+                }
+                Err(e) => e.to_string(),
+            };
+            let delay = retry.next_delay();
+            log::warn!(
+                "docker events stream ended ({reason}); status asks docker directly \
+                 until it runs again; restarting in {} ms",
+                delay.as_millis()
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Applies events until the stream ends, listing every container at once
+    /// and then every [`RELIST_INTERVAL`]; returns why the stream ended.
+    async fn follow(
+        self: &Arc<Self>,
+        events: &mut dyn EventStream,
+        since: &mut EventTime,
+        retry: &mut Backoff,
+    ) -> String {
+        let mut listing_due = Instant::now();
+        let mut listing_retry = Backoff::default();
+        loop {
+            // Dropped and remade after each event; the listing itself runs in
+            // its own task and is joined again, so no work is lost.
+            let due = listing_due;
+            let listing = async move {
+                tokio::time::sleep_until(due.into()).await;
+                self.shared_listing().await
+            };
+            tokio::select! {
+                event = events.next() => match event {
+                    Ok(event) => {
+                        *since = event.time;
+                        self.index.apply(&event);
+                    }
+                    Err(reason) => return reason,
+                },
+                listed = listing => match listed {
+                    Ok(_) if self.index.summary().live => {
+                        listing_due = Instant::now() + RELIST_INTERVAL;
+                        listing_retry = Backoff::default();
+                        *retry = Backoff::default();
+                    }
+                    // A listing begun before this stream cannot make the
+                    // index live; begin another now.
+                    Ok(_) => listing_due = Instant::now(),
+                    Err(e) => {
+                        let delay = listing_retry.next_delay();
+                        log::warn!("listing containers failed ({e}); retrying in {} ms", delay.as_millis());
+                        listing_due = Instant::now() + delay;
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Doubling waits between retries, from [`RETRY_FIRST`] to [`RETRY_LONGEST`].
+#[derive(Debug, Default)]
+struct Backoff {
+    last: Option<Duration>,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let delay = self
+            .last
+            .map_or(RETRY_FIRST, |last| (last * 2).min(RETRY_LONGEST));
+        self.last = Some(delay);
+        delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_a_ceiling() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<u128> = (0..9).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+    }
+}
