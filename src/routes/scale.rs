@@ -3,7 +3,8 @@
 use rocket::data::Data;
 use rocket::serde::json::Json;
 use rocket::{Route, State};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{known_name, read_json};
 use crate::config::AppConfig;
@@ -39,8 +40,14 @@ async fn scale(
     scaler.scale(&name, target).await.map(Json)
 }
 
+/// The answer of a status request.
+#[derive(Serialize)]
+struct StatusReport {
+    running_resources: usize,
+}
+
 #[rocket::get("/service/<name>/status")]
-async fn status(scaler: &State<Scaler>, name: &str) -> Result<Json<Value>, Error> {
-    let running = scaler.running(&known_name(name)?).await?;
-    Ok(Json(json!({ "running_resources": running })))
+async fn status(scaler: &State<Scaler>, name: &str) -> Result<Json<StatusReport>, Error> {
+    let running_resources = scaler.running(&known_name(name)?).await?;
+    Ok(Json(StatusReport { running_resources }))
 }
