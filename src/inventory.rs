@@ -32,6 +32,10 @@ const REPLAY_MARGIN: Duration = Duration::from_secs(2);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_LONGEST: Duration = Duration::from_secs(5);
 
+/// A failure streak is logged as a warning at its first failure and then
+/// every this many (about a minute apart at [`RETRY_LONGEST`]).
+const FAILURES_PER_WARNING: u32 = 12;
+
 /// A listing in flight, awaited by everyone who needs one meanwhile.
 type SharedListing = Shared<BoxFuture<'static, Result<Arc<Vec<Container>>, Error>>>;
 
@@ -139,7 +143,12 @@ impl Inventory {
             let reason = match self.engine.watch(since).await {
                 Ok(mut events) => {
                     self.index.stream_started(started);
-                    log::info!("following docker events since {}", since.since_arg());
+                    let level = if retry.failures <= 1 {
+                        log::Level::Info
+                    } else {
+                        log::Level::Debug
+                    };
+                    log::log!(level, "following docker events since {}", since.since_arg());
                     let reason = self.follow(events.as_mut(), &mut since, &mut retry).await;
                     self.index.stream_ended();
                     // Replay from the last event seen, or, if none came, from
@@ -150,10 +159,19 @@ impl Inventory {
                 Err(e) => e.to_string(),
             };
             let delay = retry.next_delay();
-            log::warn!(
+            // During a long outage: say so when it starts, then about once a
+            // minute, not at every retry.
+            let level = if retry.failures % FAILURES_PER_WARNING == 1 {
+                log::Level::Warn
+            } else {
+                log::Level::Debug
+            };
+            log::log!(
+                level,
                 "docker events stream ended ({reason}); status asks docker directly \
-                 until it runs again; restarting in {} ms",
-                delay.as_millis()
+                 until it runs again; restarting in {} ms (failure {} in a row)",
+                delay.as_millis(),
+                retry.failures
             );
             tokio::time::sleep(delay).await;
         }
@@ -196,7 +214,12 @@ impl Inventory {
                     Ok(_) => listing_due = Instant::now(),
                     Err(e) => {
                         let delay = listing_retry.next_delay();
-                        log::warn!("listing containers failed ({e}); retrying in {} ms", delay.as_millis());
+                        let level = if listing_retry.failures % FAILURES_PER_WARNING == 1 {
+                            log::Level::Warn
+                        } else {
+                            log::Level::Debug
+                        };
+                        log::log!(level, "listing containers failed ({e}); retrying in {} ms", delay.as_millis());
                         listing_due = Instant::now() + delay;
                     }
                 },
@@ -209,6 +232,8 @@ impl Inventory {
 #[derive(Debug, Default)]
 struct Backoff {
     last: Option<Duration>,
+    /// Failures since the last success.
+    failures: u32,
 }
 
 impl Backoff {
@@ -217,6 +242,7 @@ impl Backoff {
             .last
             .map_or(RETRY_FIRST, |last| (last * 2).min(RETRY_LONGEST));
         self.last = Some(delay);
+        self.failures += 1;
         delay
     }
 }

@@ -120,8 +120,9 @@ impl DockerRunner {
 
     /// Starts `docker ARGS...` for as long as the returned stream lives, and
     /// hands out what it prints line by line. Dropping the stream kills the
-    /// child and its process group; so does the connector's own death, even
-    /// by SIGKILL, so no stream outlives the connector.
+    /// child and its process group. The child also dies with the connector,
+    /// even when the connector is SIGKILLed and runs no code of its own, so
+    /// no docker CLI connection outlives it.
     ///
     /// # Errors
     /// [`Error::DockerUnavailable`] when the CLI is missing or cannot start.
