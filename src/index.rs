@@ -131,35 +131,33 @@ impl ContainerIndex {
     pub fn apply(&self, event: &ContainerEvent) {
         let now = Instant::now();
         let mut state = self.state();
-        let id = &event.container.id;
+        let (service, id) = (&event.container.service, &event.container.id);
         if state.removed.contains_key(id) {
             return;
         }
-        if event.transition == Transition::Destroyed {
-            state.forget(&event.container.service, id, now);
-            return;
-        }
-        let containers = state
+        let known = state
             .services
-            .entry(event.container.service.clone())
-            .or_default();
-        match containers.get_mut(id) {
-            Some(entry) => {
-                // A `create` read after the start the connector recorded
-                // itself says nothing new.
-                if event.sets_state() && event.transition != Transition::Created {
-                    entry.container.state.clone_from(&event.container.state);
-                    entry.container.status.clone_from(&event.container.status);
-                }
-                if !event.container.name.is_empty() {
-                    entry.container.name.clone_from(&event.container.name);
-                }
+            .get_mut(service)
+            .and_then(|containers| containers.get_mut(id));
+        match (&event.transition, known) {
+            (Transition::Destroyed, _) => state.forget(service, id, now),
+            (Transition::Renamed, Some(entry)) => {
+                entry.container.name.clone_from(&event.container.name);
                 entry.learnt = now;
             }
-            // A rename of a container never heard of says nothing about
-            // its state; the next listing brings it.
-            None if event.sets_state() => {
-                containers.insert(
+            // A rename of a container never heard of says nothing about its
+            // state; the next listing brings it.
+            (Transition::Renamed, None) => {}
+            // A `create` read after the start the connector recorded itself
+            // says nothing new.
+            (Transition::Created, Some(_)) => {}
+            (_, Some(entry)) => {
+                entry.container.state.clone_from(&event.container.state);
+                entry.container.status.clone_from(&event.container.status);
+                entry.learnt = now;
+            }
+            (_, None) => {
+                state.services.entry(service.clone()).or_default().insert(
                     id.clone(),
                     Entry {
                         container: event.container.clone(),
@@ -167,7 +165,6 @@ impl ContainerIndex {
                     },
                 );
             }
-            None => {}
         }
     }
 

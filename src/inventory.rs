@@ -36,14 +36,26 @@ const RETRY_LONGEST: Duration = Duration::from_secs(5);
 /// every this many (about a minute apart at [`RETRY_LONGEST`]).
 const FAILURES_PER_WARNING: u32 = 12;
 
+/// How long a new event stream must run before the follower lists: a
+/// `docker events` that fails at once (docker down) then costs no listing.
+const STREAM_GRACE: Duration = Duration::from_millis(100);
+
 /// A listing in flight, awaited by everyone who needs one meanwhile.
-type SharedListing = Shared<BoxFuture<'static, Result<Arc<Vec<Container>>, Error>>>;
+#[derive(Clone)]
+struct SharedListing {
+    began: Instant,
+    result: Shared<BoxFuture<'static, Result<Arc<Vec<Container>>, Error>>>,
+}
 
 /// This instance's containers.
 pub struct Inventory {
     engine: Arc<dyn Engine>,
     index: ContainerIndex,
     listing: Mutex<Option<SharedListing>>,
+    /// When the connector last started or removed a container itself. A
+    /// status answered from a listing begun before then could contradict
+    /// the answer of that scale.
+    last_own_change: Mutex<Instant>,
 }
 
 impl Inventory {
@@ -52,6 +64,7 @@ impl Inventory {
             engine,
             index: ContainerIndex::new(),
             listing: Mutex::new(None),
+            last_own_change: Mutex::new(Instant::now()),
         })
     }
 
@@ -69,7 +82,8 @@ impl Inventory {
         if let Some(running) = self.index.running(service.as_str()) {
             return Ok(running);
         }
-        let listing = self.shared_listing().await?;
+        let not_before = *self.last_own_change.lock().expect("poisoned");
+        let listing = self.shared_listing(not_before).await?;
         Ok(listing
             .iter()
             .filter(|c| c.service == service.as_str() && c.is_running())
@@ -92,30 +106,48 @@ impl Inventory {
     /// Records a container the connector just started.
     pub fn record_started(&self, container: Container) {
         self.index.record_started(container);
+        self.note_own_change();
     }
 
     /// Records containers of `service` the connector just removed.
     pub fn record_removed(&self, service: &ServiceName, ids: &[String]) {
         self.index.record_removed(service.as_str(), ids);
+        self.note_own_change();
     }
 
-    /// Joins the listing in flight, or starts one. The listing runs in a task
-    /// of its own, so it completes (and reaches the index) even if every
-    /// caller gives up waiting.
-    async fn shared_listing(self: &Arc<Self>) -> Result<Arc<Vec<Container>>, Error> {
-        let listing = self
-            .listing
-            .lock()
-            .expect("listing slot poisoned")
-            .get_or_insert_with(|| self.spawn_listing())
-            .clone();
-        listing.await
+    fn note_own_change(&self) {
+        *self.last_own_change.lock().expect("poisoned") = Instant::now();
+    }
+
+    /// Joins the listing in flight if it began at `not_before` or later, or
+    /// else waits for it to end and starts (or joins) a newer one: one
+    /// listing runs at a time. The listing runs in a task of its own, so it
+    /// completes (and reaches the index) even if every caller gives up.
+    async fn shared_listing(
+        self: &Arc<Self>,
+        not_before: Instant,
+    ) -> Result<Arc<Vec<Container>>, Error> {
+        loop {
+            let listing = {
+                let mut slot = self.listing.lock().expect("listing slot poisoned");
+                // A listing whose task died without clearing the slot
+                // (a panic) must not answer for ever.
+                if slot.as_ref().is_some_and(|l| l.result.peek().is_some()) {
+                    *slot = None;
+                }
+                slot.get_or_insert_with(|| self.spawn_listing()).clone()
+            };
+            let result = listing.result.await;
+            if listing.began >= not_before {
+                return result;
+            }
+        }
     }
 
     fn spawn_listing(self: &Arc<Self>) -> SharedListing {
         let inventory = self.clone();
+        let began = Instant::now();
         let task = tokio::spawn(async move {
-            let began = Instant::now();
             let result = inventory.engine.list_all().await.map(Arc::new);
             match &result {
                 Ok(listing) => inventory.index.merge_listing(began, listing),
@@ -124,12 +156,27 @@ impl Inventory {
             *inventory.listing.lock().expect("listing slot poisoned") = None;
             result
         });
-        async move {
+        let result = async move {
             task.await
                 .unwrap_or_else(|e| Err(Error::DockerFailed(format!("listing stopped: {e}"))))
         }
         .boxed()
-        .shared()
+        .shared();
+        SharedListing { began, result }
+    }
+
+    /// A listing once `due` has come, as a future the follower can keep
+    /// across events.
+    fn listing_at(
+        self: &Arc<Self>,
+        due: Instant,
+    ) -> BoxFuture<'static, Result<Arc<Vec<Container>>, Error>> {
+        let inventory = self.clone();
+        async move {
+            tokio::time::sleep_until(due.into()).await;
+            inventory.shared_listing(due).await
+        }
+        .boxed()
     }
 
     /// Follows docker's events for as long as the connector runs, restarting
@@ -177,24 +224,19 @@ impl Inventory {
         }
     }
 
-    /// Applies events until the stream ends, listing every container at once
-    /// and then every [`RELIST_INTERVAL`]; returns why the stream ended.
+    /// Applies events until the stream ends, listing every container once
+    /// the stream has run [`STREAM_GRACE`] and then every
+    /// [`RELIST_INTERVAL`]; returns why the stream ended.
     async fn follow(
         self: &Arc<Self>,
         events: &mut dyn EventStream,
         since: &mut EventTime,
         retry: &mut Backoff,
     ) -> String {
-        let mut listing_due = Instant::now();
         let mut listing_retry = Backoff::default();
+        // Kept across events, so that no listing's outcome goes unseen.
+        let mut listing = self.listing_at(Instant::now() + STREAM_GRACE);
         loop {
-            // Dropped and remade after each event; the listing itself runs in
-            // its own task and is joined again, so no work is lost.
-            let due = listing_due;
-            let listing = async move {
-                tokio::time::sleep_until(due.into()).await;
-                self.shared_listing().await
-            };
             tokio::select! {
                 event = events.next() => match event {
                     Ok(event) => {
@@ -203,26 +245,33 @@ impl Inventory {
                     }
                     Err(reason) => return reason,
                 },
-                listed = listing => match listed {
-                    Ok(_) if self.index.summary().live => {
-                        listing_due = Instant::now() + RELIST_INTERVAL;
-                        listing_retry = Backoff::default();
-                        *retry = Backoff::default();
-                    }
-                    // A listing begun before this stream cannot make the
-                    // index live; begin another now.
-                    Ok(_) => listing_due = Instant::now(),
-                    Err(e) => {
-                        let delay = listing_retry.next_delay();
-                        let level = if listing_retry.failures % FAILURES_PER_WARNING == 1 {
-                            log::Level::Warn
-                        } else {
-                            log::Level::Debug
-                        };
-                        log::log!(level, "listing containers failed ({e}); retrying in {} ms", delay.as_millis());
-                        listing_due = Instant::now() + delay;
-                    }
-                },
+                listed = &mut listing => {
+                    let due = match listed {
+                        Ok(_) if self.index.summary().live => {
+                            listing_retry = Backoff::default();
+                            *retry = Backoff::default();
+                            Instant::now() + RELIST_INTERVAL
+                        }
+                        // A listing begun before this stream cannot make the
+                        // index live; begin another now.
+                        Ok(_) => Instant::now(),
+                        Err(e) => {
+                            let delay = listing_retry.next_delay();
+                            let level = if listing_retry.failures % FAILURES_PER_WARNING == 1 {
+                                log::Level::Warn
+                            } else {
+                                log::Level::Debug
+                            };
+                            log::log!(
+                                level,
+                                "listing containers failed ({e}); retrying in {} ms",
+                                delay.as_millis()
+                            );
+                            Instant::now() + delay
+                        }
+                    };
+                    listing = self.listing_at(due);
+                }
             }
         }
     }

@@ -161,7 +161,13 @@ impl Scaler {
             .await;
         let start_error = started.into_iter().find_map(Result::err);
 
-        let after = self.inventory.containers(service).await?;
+        // After a failed start, docker may hold a created-but-never-started
+        // container whose event the index has not read yet: ask docker, so
+        // that nothing the failure left behind escapes the clean-up below.
+        let after = match start_error {
+            Some(_) => self.engine.list(service).await?,
+            None => self.inventory.containers(service).await?,
+        };
         let (running, stopped): (Vec<&Container>, Vec<&Container>) =
             after.iter().partition(|c| c.is_running());
         let stopped_ids = removable_ids(stopped.iter().copied());
@@ -496,7 +502,12 @@ mod tests {
         let (scaler, engine, inventory, _dir) =
             scaler_and_inventory(FakeEngine::default(), &["web"]).await;
         tokio::spawn(inventory.clone().follow_events());
+        let started = std::time::Instant::now();
         while !inventory.summary().live {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "never live"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         let up = scaler.scale(&name("web"), count(3)).await.unwrap();

@@ -127,23 +127,20 @@ impl Engine for DockerCli {
         }
         let mut args = vec![arg("rm"), arg("-f")];
         args.extend(ids.iter().cloned());
-        match self.runner.run(&args).await {
-            Ok(_) => Ok(()),
-            // What the connector wanted gone is gone, or going: someone else
-            // removed it first, before the connector heard of it.
-            Err(Error::DockerFailed(message)) if only_already_gone(&message) => Ok(()),
-            Err(other) => Err(other),
-        }
+        // What the connector wanted gone is gone, or going: someone else
+        // removed it first, before the connector heard of it.
+        self.runner
+            .run_tolerating(&args, already_gone)
+            .await
+            .map(drop)
     }
 }
 
-/// Whether every complaint of a `docker rm -f` is about a container that no
-/// longer exists or is being removed already. Older CLIs fail for those;
-/// newer ones only print them.
-fn only_already_gone(message: &str) -> bool {
-    message.split("; ").all(|complaint| {
-        complaint.contains("No such container") || complaint.contains("is already in progress")
-    })
+/// Whether a complaint of `docker rm -f` is about a container that no longer
+/// exists or is being removed already. Older CLIs fail for those; newer
+/// ones only print them.
+fn already_gone(complaint: &str) -> bool {
+    complaint.contains("No such container") || complaint.contains("is already in progress")
 }
 
 /// `docker events` read as container events.
@@ -256,17 +253,15 @@ mod tests {
     }
 
     #[test]
-    fn a_removal_of_what_is_already_gone_is_no_failure() {
-        assert!(only_already_gone(
-            "Error response from daemon: No such container: abc; \
-             Error response from daemon: removal of container def is already in progress"
+    fn complaints_about_containers_already_gone_are_told_apart() {
+        assert!(already_gone(
+            "Error response from daemon: No such container: abc"
         ));
-        assert!(!only_already_gone(
-            "Error response from daemon: No such container: abc; \
-             Error response from daemon: cannot remove container def: device busy"
+        assert!(already_gone(
+            "Error response from daemon: removal of container def is already in progress"
         ));
-        assert!(!only_already_gone(
-            "docker exited with exit status: 1 and printed nothing"
+        assert!(!already_gone(
+            "Error response from daemon: cannot remove container def: device busy"
         ));
     }
 

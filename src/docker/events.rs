@@ -79,14 +79,6 @@ pub struct ContainerEvent {
     pub time: EventTime,
 }
 
-impl ContainerEvent {
-    /// Whether the event sets the container's state (and not only its name
-    /// or its existence).
-    pub fn sets_state(&self) -> bool {
-        !matches!(self.transition, Transition::Renamed | Transition::Destroyed)
-    }
-}
-
 /// The fields of docker's event JSON the connector reads.
 #[derive(Deserialize)]
 struct RawEvent {

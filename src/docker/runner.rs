@@ -79,6 +79,20 @@ impl DockerRunner {
     /// engine, [`Error::DockerTimeout`] when it overran its deadline (it is
     /// killed), [`Error::DockerFailed`] with its trimmed stderr otherwise.
     pub async fn run(&self, args: &[String]) -> Result<String, Error> {
+        self.run_tolerating(args, |_| false).await
+    }
+
+    /// [`run`](Self::run), but a failure whose every line of stderr is
+    /// `tolerated` counts as success. Decided on docker's whole stderr, before
+    /// it is shortened for an error message.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn run_tolerating(
+        &self,
+        args: &[String],
+        tolerated: impl Fn(&str) -> bool,
+    ) -> Result<String, Error> {
         let program = self.program()?;
         log::debug!("running {} {}", program.display(), masked(args).join(" "));
         let mut child = spawn(&mut command(program, args))?;
@@ -112,8 +126,17 @@ impl DockerRunner {
             .map_err(|e| Error::DockerUnavailable(format!("waiting for docker: {e}")))?;
         // It exited by itself and closed its output: leave its group alone.
         group.disarm();
+        let stdout = || String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() {
-            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+            return Ok(stdout());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let mut complaints = stderr
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .peekable();
+        if complaints.peek().is_some() && complaints.all(tolerated) {
+            return Ok(stdout());
         }
         Err(failure(&output.stderr, output.status))
     }
@@ -386,6 +409,27 @@ mod tests {
                 "-e"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_failure_made_only_of_tolerated_complaints_is_success_however_long() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("docker");
+        // Twenty complaints run far past what an error message keeps.
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nfor i in $(seq 20); do\n\
+             echo \"Error response from daemon: No such container: $(printf '%064d' $i)\" >&2\n\
+             done\n[ \"$1\" = mixed ] && echo 'Error: device busy' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let runner = DockerRunner::new(script.to_str().unwrap(), Duration::from_secs(5));
+        let gone = |line: &str| line.contains("No such container");
+        assert!(runner.run_tolerating(&["rm".into()], gone).await.is_ok());
+        let mixed = runner.run_tolerating(&["mixed".into()], gone).await;
+        assert!(matches!(mixed, Err(Error::DockerFailed(_))), "{mixed:?}");
     }
 
     #[tokio::test]

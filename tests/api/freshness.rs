@@ -51,8 +51,9 @@ async fn time_until_status(app: &TestApp, service: &str, expected: usize, what: 
         }
         assert!(
             started.elapsed() < FRESHNESS + Duration::from_secs(4),
-            "{what}: status still says {} instead of {expected}",
-            reply.body["running_resources"]
+            "{what}: status still says {} instead of {expected}; the connector's log:\n{}",
+            reply.body["running_resources"],
+            app.log()
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -218,16 +219,22 @@ async fn status_stays_right_while_the_event_stream_restarts_and_the_stream_dies_
 }
 
 #[tokio::test]
-async fn without_the_event_stream_concurrent_status_requests_share_one_listing() {
+async fn without_the_event_stream_status_requests_share_one_listing_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let calls = dir.path().join("calls");
-    // docker events fails at once, so the index is never live; each `ps`
-    // takes half a second, so concurrent requests overlap it.
+    // docker events fails at once, so the index is never live. A listing of
+    // the whole instance (`ps` without a service filter) logs its start and
+    // end and takes half a second, so concurrent requests overlap it.
     let script = format!(
-        "echo \"$1\" >> {calls}\n\
-         if [ \"$1\" = events ]; then echo 'events are off in this test' >&2; exit 1; fi\n\
-         if [ \"$1\" = ps ]; then sleep 0.5; fi\n\
-         exec {real} \"$@\"",
+        "if [ \"$1\" = events ]; then echo 'events are off in this test' >&2; exit 1; fi\n\
+         if [ \"$1\" != ps ]; then exec {real} \"$@\"; fi\n\
+         case \"$*\" in *docker-connector.service=*) exec {real} \"$@\";; esac\n\
+         echo start >> {calls}\n\
+         sleep 0.5\n\
+         {real} \"$@\"\n\
+         status=$?\n\
+         echo end >> {calls}\n\
+         exit $status",
         calls = calls.display(),
         real = real_docker()
     );
@@ -237,31 +244,38 @@ async fn without_the_event_stream_concurrent_status_requests_share_one_listing()
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(!index_is_live(&app).await);
 
-    let listings = || {
-        std::fs::read_to_string(&calls)
-            .unwrap_or_default()
-            .lines()
-            .filter(|verb| *verb == "ps")
-            .count()
-    };
-    let before = listings();
+    let log = || std::fs::read_to_string(&calls).unwrap_or_default();
+    let starts = |log: &str| log.lines().filter(|l| *l == "start").count();
+    let before = starts(&log());
     let replies = futures::future::join_all((0..20).map(|_| app.status("web"))).await;
     for reply in &replies {
         assert_eq!(reply.status, 200, "{reply:?}");
         assert_eq!(reply.body["running_resources"], 2, "{reply:?}");
     }
-    let used = listings() - before;
-    // One listing serves them all; a second only if one was already in
-    // flight when the first request came.
+    let log = log();
+    let started = starts(&log) - before;
+    // The requests join the listing in flight (the event follower starts
+    // one at each retry of its stream) or start one; a second only if the
+    // first had ended before the last request came.
     assert!(
-        used <= 2,
-        "20 concurrent status requests ran {used} listings"
+        started <= 2,
+        "20 concurrent status requests started {started} listings"
     );
+    // Over the connector's whole run, listings never overlapped.
+    let mut in_flight = 0;
+    for line in log.lines() {
+        in_flight += if line == "start" { 1 } else { -1 };
+        assert!(in_flight <= 1, "two listings ran at once:\n{log}");
+    }
     record_figures(
         "freshness-fallback",
         &[(
-            "concurrent status requests without the event stream",
-            format!("20 answered from {used} docker listing(s)"),
+            "status without the event stream",
+            format!(
+                "20 concurrent requests answered right; {started} listing(s) started meanwhile, \
+                 {} in the connector's run, never two at once",
+                starts(&log)
+            ),
         )],
     );
 }
