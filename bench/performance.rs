@@ -15,11 +15,12 @@
 //!   connector's back shows in status, and whether the status right after a
 //!   scale says what the scale answered;
 //! * cost growth: status latency with 10 and with 500 containers across 50
-//!   services;
+//!   services, the 10 beside 490 containers of another instance so that the
+//!   host carries the same load in both;
 //! * memory: the connector's resident set after all that load.
 //!
 //! ```sh
-//! cargo bench --bench performance              # the full run, about 5 minutes
+//! cargo bench --bench performance              # the full run, about 6 minutes
 //! cargo bench --bench performance -- --quick   # a short smoke run for CI
 //! ```
 //!
@@ -113,10 +114,15 @@ fn main() -> ExitCode {
     std::fs::create_dir_all(&log_dir).expect("target/bench can be created");
     let instance = format!("bench-{}", helpers::unique_instance());
     let raw_instance = format!("{instance}-raw");
+    let ballast_instance = format!("{instance}-ballast");
     let mut connector = Connector::spawn(
         &instance,
         log_dir.join("connector.log"),
-        vec![instance.clone(), raw_instance.clone()],
+        vec![
+            instance.clone(),
+            raw_instance.clone(),
+            ballast_instance.clone(),
+        ],
     );
     connector.wait_for_first_answer();
     progress!(
@@ -130,9 +136,9 @@ fn main() -> ExitCode {
     let scale = measure_scale(&plan, &connector, &raw_instance);
     let status = measure_status(&plan, &connector);
     let freshness = measure_freshness(&plan, &connector);
-    let (growth, memory) = measure_growth(&plan, &connector);
+    let (growth, memory) = measure_growth(&plan, &connector, &ballast_instance);
     drop(connector);
-    report_leftovers(&[&instance, &raw_instance]);
+    report_leftovers(&[&instance, &raw_instance, &ballast_instance]);
 
     let results = Results {
         startup,
@@ -706,12 +712,23 @@ fn scale_with_raw_cli(instance: &str, raw_instance: &str, round: usize) -> UpDow
     let names: Vec<String> = (0..SCALE_REPLICAS)
         .map(|i| format!("{instance}-raw-{round}-{i}"))
         .collect();
-    let instance_label = format!("{INSTANCE_LABEL}={raw_instance}");
-    let service_label = format!("{SERVICE_LABEL}=raw");
+    let started = Instant::now();
+    let ids = run_raw_containers(&names, raw_instance, "raw");
+    let up = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    remove_raw_containers(&ids);
+    let down = started.elapsed().as_secs_f64();
+    UpDown { up, down }
+}
+
+/// `docker run -d` of one container per name, labelled as the connector
+/// labels its own but with `instance`, `PARALLEL_RUNS` at a time; their ids.
+fn run_raw_containers(names: &[String], instance: &str, service: &str) -> Vec<String> {
+    let instance_label = format!("{INSTANCE_LABEL}={instance}");
+    let service_label = format!("{SERVICE_LABEL}={service}");
     let hash_label = format!("{CONFIG_HASH_LABEL}={RAW_CONFIG_HASH}");
     let ids = Mutex::new(Vec::new());
-    let started = Instant::now();
-    for_each_in_parallel(&names, PARALLEL_RUNS, |name| {
+    for_each_in_parallel(names, PARALLEL_RUNS, |name| {
         let id = docker(&[
             "run",
             "-d",
@@ -734,14 +751,14 @@ fn scale_with_raw_cli(instance: &str, raw_instance: &str, round: usize) -> UpDow
         ]);
         ids.lock().unwrap().push(id.trim().to_owned());
     });
-    let up = started.elapsed().as_secs_f64();
-    let ids = ids.into_inner().unwrap();
+    ids.into_inner().unwrap()
+}
+
+/// One `docker rm -f` of all `ids`.
+fn remove_raw_containers(ids: &[String]) {
     let mut remove = vec!["rm", "-f"];
     remove.extend(ids.iter().map(String::as_str));
-    let started = Instant::now();
     docker(&remove);
-    let down = started.elapsed().as_secs_f64();
-    UpDown { up, down }
 }
 
 // ---------------------------------------------------------------------------
@@ -1150,7 +1167,18 @@ struct Memory {
     peak_mib: f64,
 }
 
-fn measure_growth(plan: &Plan, connector: &Connector) -> (GrowthFigures, Memory) {
+/// Status latency with few and with many containers in the connector's
+/// index. Idle containers still cost the host (each has a containerd shim
+/// that wakes up now and then), which shows in tail latencies whatever the
+/// connector does. So the small case runs beside ballast: containers of
+/// another instance, as many as the large case adds, which the connector
+/// never sees. Both cases then carry the same host load, and only the index
+/// differs.
+fn measure_growth(
+    plan: &Plan,
+    connector: &Connector,
+    ballast_instance: &str,
+) -> (GrowthFigures, Memory) {
     let services: Vec<String> = (0..GROWTH_SERVICES).map(|i| format!("g{i:02}")).collect();
     progress!("cost growth: creating {GROWTH_SERVICES} services");
     for service in &services {
@@ -1160,10 +1188,21 @@ fn measure_growth(plan: &Plan, connector: &Connector) -> (GrowthFigures, Memory)
     let small_counts: Vec<u64> = (0..GROWTH_SERVICES)
         .map(|i| u64::from(i < GROWTH_SMALL_SERVICES))
         .collect();
-    scale_services(connector, &services, &small_counts);
-    let small = measure_size(plan, connector, &services, &small_counts);
-
     let large_counts = vec![plan.growth_replicas; GROWTH_SERVICES];
+    scale_services(connector, &services, &small_counts);
+    let ballast_size = large_counts.iter().sum::<u64>() - small_counts.iter().sum::<u64>();
+    let ballast_names: Vec<String> = (0..ballast_size)
+        .map(|i| format!("{ballast_instance}-{i}"))
+        .collect();
+    progress!(
+        "cost growth: starting {ballast_size} ballast containers of instance {ballast_instance}, \
+         {PARALLEL_RUNS} in parallel"
+    );
+    let ballast = run_raw_containers(&ballast_names, ballast_instance, "ballast");
+    let small = measure_size(plan, connector, &services, &small_counts);
+    progress!("cost growth: removing the ballast");
+    remove_raw_containers(&ballast);
+
     scale_services(connector, &services, &large_counts);
     let large = measure_size(plan, connector, &services, &large_counts);
 
@@ -1618,7 +1657,8 @@ fn rounds_note(plan: &Plan) -> String {
          1 connection for {:?}; percentiles over all requests of a round); freshness {} removals \
          (docker rm -f and docker kill alternating); cost growth {} per size.\n\
          Flat rule: status latency with {} containers at most {FLAT_RATIO_LIMIT} × that with {}, \
-         both across {GROWTH_SERVICES} services.",
+         both across {GROWTH_SERVICES} services and with as many containers on the host \
+         (the small case beside ballast containers of another instance).",
         rounds(plan.startup_rounds),
         rounds(plan.scale_rounds),
         rounds(plan.status_rounds),
