@@ -120,8 +120,8 @@ impl Inventory {
     }
 
     /// Joins the listing in flight if it began at `not_before` or later, or
-    /// else waits for it to end and starts (or joins) a newer one: one
-    /// listing runs at a time. The listing runs in a task of its own, so it
+    /// else waits for it to end and, if it succeeded, starts (or joins) a
+    /// newer one: one listing runs at a time. The listing runs in a task of its own, so it
     /// completes (and reaches the index) even if every caller gives up.
     async fn shared_listing(
         self: &Arc<Self>,
@@ -138,7 +138,10 @@ impl Inventory {
                 slot.get_or_insert_with(|| self.spawn_listing()).clone()
             };
             let result = listing.result.await;
-            if listing.began >= not_before {
+            // A failure answers at once, even from an older listing: a new
+            // one would wait for the same failing docker and overrun the
+            // caller's deadline.
+            if listing.began >= not_before || result.is_err() {
                 return result;
             }
         }
@@ -206,15 +209,8 @@ impl Inventory {
                 Err(e) => e.to_string(),
             };
             let delay = retry.next_delay();
-            // During a long outage: say so when it starts, then about once a
-            // minute, not at every retry.
-            let level = if retry.failures % FAILURES_PER_WARNING == 1 {
-                log::Level::Warn
-            } else {
-                log::Level::Debug
-            };
             log::log!(
-                level,
+                retry.level(),
                 "docker events stream ended ({reason}); status asks docker directly \
                  until it runs again; restarting in {} ms (failure {} in a row)",
                 delay.as_millis(),
@@ -257,13 +253,8 @@ impl Inventory {
                         Ok(_) => Instant::now(),
                         Err(e) => {
                             let delay = listing_retry.next_delay();
-                            let level = if listing_retry.failures % FAILURES_PER_WARNING == 1 {
-                                log::Level::Warn
-                            } else {
-                                log::Level::Debug
-                            };
                             log::log!(
-                                level,
+                                listing_retry.level(),
                                 "listing containers failed ({e}); retrying in {} ms",
                                 delay.as_millis()
                             );
@@ -293,6 +284,17 @@ impl Backoff {
         self.last = Some(delay);
         self.failures += 1;
         delay
+    }
+
+    /// How loud to report the latest failure: during a long outage, a
+    /// warning when it starts and then about once a minute, not at every
+    /// retry.
+    fn level(&self) -> log::Level {
+        if self.failures % FAILURES_PER_WARNING == 1 {
+            log::Level::Warn
+        } else {
+            log::Level::Debug
+        }
     }
 }
 
