@@ -11,14 +11,26 @@ use super::{
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
 
-/// Fields `docker ps` prints per container, tab-separated, in the order
-/// [`parse_ps_line`] reads them. Labels are read one by one: the combined
-/// `Labels` string is ambiguous when a value has a comma.
+/// What `docker ps` prints per container: one JSON array of strings, in the
+/// order [`parse_ps_line`] reads them. Each field goes through `json`, so a
+/// tab, newline or quote inside a label (anyone can label a container with
+/// this instance) cannot shift the fields. Labels are read one by one: the
+/// combined `Labels` string is ambiguous when a value has a comma.
 fn ps_format() -> String {
-    format!(
-        "{{{{.ID}}}}\t{{{{.Label \"{LABEL_SERVICE}\"}}}}\t{{{{.Names}}}}\t{{{{.State}}}}\t\
-         {{{{.Status}}}}\t{{{{.Label \"{LABEL_CONFIG_HASH}\"}}}}\t{{{{.CreatedAt}}}}"
-    )
+    let fields = [
+        ".ID".to_owned(),
+        format!("(.Label \"{LABEL_SERVICE}\")"),
+        ".Names".to_owned(),
+        ".State".to_owned(),
+        ".Status".to_owned(),
+        format!("(.Label \"{LABEL_CONFIG_HASH}\")"),
+        ".CreatedAt".to_owned(),
+    ];
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|field| format!("{{{{json {field}}}}}"))
+        .collect();
+    format!("[{}]", fields.join(","))
 }
 
 /// Containers of one connector instance, managed through the docker CLI.
@@ -159,21 +171,20 @@ impl EventStream for DockerEvents {
 }
 
 fn parse_ps_line(line: &str) -> Result<Container, Error> {
-    let fields: Vec<&str> = line.split('\t').collect();
-    let [id, service, name, state, status, config_hash, created] = fields[..] else {
-        return Err(Error::DockerFailed(format!(
-            "unexpected `docker ps` line: {line:?}"
-        )));
-    };
+    let [id, service, name, state, status, config_hash, created]: [String; 7] =
+        serde_json::from_str(line).map_err(|e| {
+            Error::DockerFailed(format!("unexpected `docker ps` line {line:?}: {e}"))
+        })?;
+    let created = parse_created_at(&created)
+        .ok_or_else(|| Error::DockerFailed(format!("unexpected creation time {created:?}")))?;
     Ok(Container {
-        id: id.to_owned(),
-        service: service.to_owned(),
-        name: name.to_owned(),
-        state: state.to_owned(),
-        status: status.to_owned(),
-        config_hash: config_hash.to_owned(),
-        created: parse_created_at(created)
-            .ok_or_else(|| Error::DockerFailed(format!("unexpected creation time {created:?}")))?,
+        id,
+        service,
+        name,
+        state,
+        status,
+        config_hash,
+        created,
     })
 }
 
@@ -221,9 +232,9 @@ mod tests {
 
     #[test]
     fn reads_a_ps_line() {
-        let line = "abc123\tweb\tdefault-web-1\texited\tExited (1) 2 seconds ago\t0123abcd\t2026-11-28 05:47:28 +0000 UTC";
+        let line = r#"["abc123","we\tb","default-web-1","exited","Exited (1) 2 seconds ago","0123abcd","2026-11-28 05:47:28 +0000 UTC"]"#;
         let container = parse_ps_line(line).unwrap();
-        assert_eq!(container.service, "web");
+        assert_eq!(container.service, "we\tb");
         assert_eq!(container.name, "default-web-1");
         assert!(!container.is_running());
         assert_eq!(container.config_hash, "0123abcd");
@@ -247,8 +258,9 @@ mod tests {
     fn asks_docker_for_the_fields_the_parser_reads() {
         assert_eq!(
             ps_format(),
-            "{{.ID}}\t{{.Label \"docker-connector.service\"}}\t{{.Names}}\t{{.State}}\t\
-             {{.Status}}\t{{.Label \"docker-connector.config-hash\"}}\t{{.CreatedAt}}"
+            "[{{json .ID}},{{json (.Label \"docker-connector.service\")}},{{json .Names}},\
+             {{json .State}},{{json .Status}},{{json (.Label \"docker-connector.config-hash\")}},\
+             {{json .CreatedAt}}]"
         );
     }
 
@@ -268,5 +280,6 @@ mod tests {
     #[test]
     fn refuses_a_line_it_does_not_understand() {
         assert!(parse_ps_line("abc\tonly-two").is_err());
+        assert!(parse_ps_line(r#"["abc","only-two"]"#).is_err());
     }
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{docker, real_docker, record_figures, AppOptions, Rng, TestApp, TEST_IMAGE};
+use crate::helpers::{
+    docker, real_docker, record_figures, AppOptions, ForeignContainer, Rng, TestApp, TEST_IMAGE,
+};
 
 /// The issue's promise for a change made behind the connector's back.
 const FRESHNESS: Duration = Duration::from_secs(1);
@@ -278,4 +280,30 @@ async fn without_the_event_stream_status_requests_share_one_listing_at_a_time() 
             ),
         )],
     );
+}
+
+#[tokio::test]
+async fn a_stranger_with_this_instances_label_and_odd_label_values_breaks_no_listing() {
+    let mut app = TestApp::spawn().await;
+    // Anyone may label a container with this instance: a tab, a newline and
+    // a quote in its labels must not shift the fields of a listing.
+    let instance_label = format!("docker-connector.instance={}", app.instance);
+    let stranger = ForeignContainer::run(&[
+        "--label",
+        &instance_label,
+        "--label",
+        "docker-connector.service=we\tb",
+        "--label",
+        "docker-connector.config-hash=a\"b\nc",
+        "--",
+        TEST_IMAGE,
+    ]);
+    app.create_service("web", json!({})).await;
+    let reply = app.scale("web", json!(2)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    // A fresh start seeds the index from a listing that includes it.
+    app.restart();
+    wait_until_live(&app, Duration::from_secs(10)).await;
+    assert_eq!(app.status("web").await.body["running_resources"], 2);
+    assert_eq!(stranger.state(), "running");
 }
