@@ -135,7 +135,9 @@ impl Scaler {
     /// Makes exactly `target` containers of `service` run: removes the ones
     /// that are not running, removes any surplus (containers of an older
     /// definition first, then the newest), starts the shortfall in parallel,
-    /// and reports the count measured afterwards.
+    /// records all that in the inventory, and reports the count that then
+    /// runs (from the index, which also holds any event read meanwhile, or
+    /// listed afresh when the index is not live).
     ///
     /// # Errors
     /// [`Error::ServiceNotFound`]; the docker failure, after removing any
@@ -244,7 +246,9 @@ impl Scaler {
     /// [`Error::ServiceNotFound`], the docker failure, or [`Error::Storage`].
     pub async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
         let (_serialized, _) = self.lock(service).await?;
-        let containers = self.inventory.containers(service).await?;
+        // Asked of docker, not the index: a delete is final, and a container
+        // created a moment ago may not have reached the index yet.
+        let containers = self.engine.list(service).await?;
         let ids = removable_ids(&containers);
         self.remove(service, &ids).await?;
         self.store.remove(service).await?;
