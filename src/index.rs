@@ -98,6 +98,11 @@ impl ContainerIndex {
         )
     }
 
+    /// Whether the index answers (see the module's documentation).
+    pub fn is_live(&self) -> bool {
+        self.state().live
+    }
+
     pub fn summary(&self) -> IndexSummary {
         let state = self.state();
         IndexSummary {

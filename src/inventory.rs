@@ -243,7 +243,7 @@ impl Inventory {
                 },
                 listed = &mut listing => {
                     let due = match listed {
-                        Ok(_) if self.index.summary().live => {
+                        Ok(_) if self.index.is_live() => {
                             listing_retry = Backoff::default();
                             *retry = Backoff::default();
                             Instant::now() + RELIST_INTERVAL

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::{
-    real_docker, record_figures, unique_instance, AppOptions, TestApp, TEST_IMAGE,
+    real_docker, record_figures, unique_instance, AppOptions, Process, TestApp, TEST_IMAGE,
 };
 
 /// The requests that need docker. Under a fault the container index is not
@@ -229,56 +229,19 @@ async fn an_unreachable_daemon_answers_503() {
     assert_fault_answers_503(("DOCKER_HOST", "unix:///nonexistent/docker.sock")).await;
 }
 
-/// Whether `pid` runs (a zombie has finished; only its parent has not yet
-/// collected it).
-fn is_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name in parentheses.
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next());
-        !matches!(state, Some("Z" | "X"))
-    })
-}
-
-/// The process group of `pid` (0 once it is gone).
-fn process_group(pid: u32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // After the command name: state, parent, process group.
-            let (_, rest) = stat.rsplit_once(')')?;
-            rest.split_whitespace().nth(2)?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
-/// Running processes of this test's hang, with their pids: those whose command line names the
+/// Running processes of this test's hang: those whose command line names the
 /// wrapper, or whose environment carries `marker`. The check by content, not
 /// only by recorded pid, also finds a child started just before the deadline
 /// whose pid never made it into the file, and ignores a pid reused since.
-fn hung_processes(wrapper: &Path, marker: &str) -> Vec<(u32, String)> {
+fn hung_processes(wrapper: &Path, marker: &str) -> Vec<Process> {
     let wrapper = wrapper.to_str().unwrap().as_bytes();
     let marker = marker.as_bytes();
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().map_while(Result::ok) {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if (contains(&cmdline, wrapper) || contains(&environ, marker)) && is_running(pid) {
-            found.push((
-                pid,
-                format!(
-                    "{pid} ({})",
-                    String::from_utf8_lossy(&cmdline).replace('\0', " ").trim()
-                ),
-            ));
-        }
-    }
-    found
+    Process::all()
+        .into_iter()
+        .filter(|p| contains(&p.cmdline, wrapper) || contains(&p.environ, marker))
+        .filter(Process::is_running)
+        .collect()
 }
 
 #[tokio::test]
@@ -351,8 +314,8 @@ async fn a_hung_docker_cli_is_killed_with_its_children_and_answers_504_within_th
     let deadline_bound = || -> Vec<String> {
         hung_processes(&wrapper, &marker)
             .into_iter()
-            .filter(|(pid, _)| !streams.contains(&process_group(*pid)))
-            .map(|(_, description)| description)
+            .filter(|process| !streams.contains(&process.group))
+            .map(|process| process.describe())
             .collect()
     };
     let mut survivors = deadline_bound();

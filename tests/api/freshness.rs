@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::{
-    docker, real_docker, record_figures, AppOptions, ForeignContainer, Rng, TestApp, TEST_IMAGE,
+    docker, real_docker, record_figures, AppOptions, ForeignContainer, Process, Rng, TestApp,
+    TEST_IMAGE,
 };
 
 /// The promise for a change made behind the connector's back.
@@ -35,55 +36,27 @@ async fn wait_until_live(app: &TestApp, limit: Duration) {
     }
 }
 
-/// Polls status until it reports `expected` running containers; returns how
-/// long that took, or panics after `FRESHNESS` and a margin for a loaded
-/// machine's scheduling of the poll itself.
+/// How long status took to report `expected` running containers of
+/// `service` after `what`; panics past `FRESHNESS` (polling gives up later,
+/// with a margin for a loaded machine's scheduling of the poll itself).
 async fn time_until_status(app: &TestApp, service: &str, expected: usize, what: &str) -> Duration {
-    let started = Instant::now();
-    loop {
-        let reply = app.status(service).await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-        if reply.body["running_resources"] == json!(expected) {
-            let elapsed = started.elapsed();
-            assert!(
-                elapsed < FRESHNESS,
-                "{what}: status showed it after {elapsed:?}, more than {FRESHNESS:?}"
-            );
-            return elapsed;
-        }
-        assert!(
-            started.elapsed() < FRESHNESS + Duration::from_secs(4),
-            "{what}: status still says {} instead of {expected}; the connector's log:\n{}",
-            reply.body["running_resources"],
-            app.log()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let elapsed = app
+        .wait_for_running(service, expected, FRESHNESS + Duration::from_secs(4), what)
+        .await;
+    assert!(
+        elapsed < FRESHNESS,
+        "{what}: status showed it after {elapsed:?}, more than {FRESHNESS:?}"
+    );
+    elapsed
 }
 
 /// The connector's running `docker events` children, by pid.
 fn event_streams(connector: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().map_while(Result::ok) {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // After the command name: state, then parent.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let parent: u32 = fields.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let is_events = cmdline.split(|b| *b == 0).any(|arg| arg == b"events");
-        if parent == connector && is_events && !matches!(fields.first(), Some(&"Z")) {
-            found.push(pid);
-        }
-    }
-    found
+    Process::all()
+        .into_iter()
+        .filter(|p| p.parent == connector && p.has_arg("events") && p.is_running())
+        .map(|p| p.pid)
+        .collect()
 }
 
 fn kill(pid: u32) {
@@ -207,10 +180,7 @@ async fn status_stays_right_while_the_event_stream_restarts_and_the_stream_dies_
     // take its docker events child down with it.
     app.stop();
     let started = Instant::now();
-    while std::path::Path::new(&format!("/proc/{}/cmdline", restarted[0])).exists()
-        && !std::fs::read_to_string(format!("/proc/{}/stat", restarted[0]))
-            .is_ok_and(|stat| stat.contains(") Z "))
-    {
+    while Process::read(restarted[0]).is_some_and(|p| p.is_running()) {
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "docker events {} outlived the connector",

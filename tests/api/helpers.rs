@@ -373,6 +373,36 @@ impl TestApp {
         self.get(&format!("/service/{name}/status")).await
     }
 
+    /// Polls status every 5 ms until it reports `expected` running
+    /// containers of `service` (the index learns of changes made behind the
+    /// connector's back from docker's events, a moment after they happen);
+    /// returns how long that took. Panics after `limit`, naming `what` and
+    /// showing the connector's log.
+    pub async fn wait_for_running(
+        &self,
+        service: &str,
+        expected: usize,
+        limit: Duration,
+        what: &str,
+    ) -> Duration {
+        let started = std::time::Instant::now();
+        loop {
+            let reply = self.status(service).await;
+            assert_eq!(reply.status, 200, "{reply:?}");
+            if reply.body["running_resources"] == json!(expected) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{what}: status still says {} instead of {expected} after {limit:?}; \
+                 the connector's log:\n{}",
+                reply.body["running_resources"],
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Ids of this test's containers of `service` (any service if `None`),
     /// in any state.
     pub fn containers(&self, service: Option<&str>) -> Vec<String> {
@@ -486,6 +516,71 @@ pub fn launch_expecting_failure(dir: &Path, env: &[(&str, &str)]) -> (Option<i32
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// One process as `/proc` shows it, for tests that look for what the
+/// connector (or a docker wrapper) started.
+pub struct Process {
+    pub pid: u32,
+    /// The state letter: R, S, D, Z (finished, not yet collected), ...
+    state: String,
+    pub parent: u32,
+    pub group: u32,
+    /// The arguments, each ended by a NUL.
+    pub cmdline: Vec<u8>,
+    pub environ: Vec<u8>,
+}
+
+impl Process {
+    /// `pid`, if it still exists.
+    pub fn read(pid: u32) -> Option<Process> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command name in parentheses: state, parent, group.
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?.to_owned();
+        let parent = fields.next()?.parse().ok()?;
+        let group = fields.next()?.parse().ok()?;
+        Some(Process {
+            pid,
+            state,
+            parent,
+            group,
+            cmdline: std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
+            environ: std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default(),
+        })
+    }
+
+    /// Every process of the machine.
+    pub fn all() -> Vec<Process> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .map_while(Result::ok)
+            .filter_map(|entry| entry.file_name().to_string_lossy().parse().ok())
+            .filter_map(Process::read)
+            .collect()
+    }
+
+    /// Whether it runs: a zombie has finished, only its parent has not yet
+    /// collected it.
+    pub fn is_running(&self) -> bool {
+        !matches!(self.state.as_str(), "Z" | "X")
+    }
+
+    pub fn has_arg(&self, arg: &str) -> bool {
+        self.cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes())
+    }
+
+    /// `pid (command line)`, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({})",
+            self.pid,
+            String::from_utf8_lossy(&self.cmdline)
+                .replace('\0', " ")
+                .trim()
+        )
+    }
 }
 
 /// The path of the real docker CLI, for scripts that wrap it.

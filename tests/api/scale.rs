@@ -60,16 +60,8 @@ async fn scale_replaces_containers_that_died_behind_its_back() {
     app.scale("web", json!(2)).await;
     let victim = app.running("web")[0].clone();
     docker(&["kill", &victim]);
-    // Status learns of the death from docker's events, a moment after the
-    // kill returns.
-    let started = Instant::now();
-    while app.status("web").await.body["running_resources"] != 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "status never saw the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    app.wait_for_running("web", 1, Duration::from_secs(5), "a kill behind its back")
+        .await;
 
     let reply = app.scale("web", json!(2)).await;
     assert_eq!(reply.body["running_resources"], 2, "{reply:?}");
