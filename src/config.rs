@@ -9,9 +9,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthToken;
 use crate::domain::ServiceName;
+use crate::logging::LogFormat;
 
 /// Where the connector listens unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7051;
+
+/// Seconds in-flight requests get to finish after SIGTERM (Rocket's
+/// `shutdown.grace`): as long as one docker command may take by default, so
+/// a scale under way when systemd stops the connector still answers.
+pub const SHUTDOWN_GRACE_SECONDS: u32 = 30;
+
+/// Seconds after the grace for connections to close (Rocket's
+/// `shutdown.mercy`).
+pub const SHUTDOWN_MERCY_SECONDS: u32 = 5;
 
 /// The keys the connector adds to Rocket's.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -40,6 +50,8 @@ pub struct AppConfig {
     pub auth_token: Option<AuthToken>,
     /// Lets the connector listen beyond loopback without `auth_token`.
     pub allow_unauthenticated: bool,
+    /// Text lines or JSON lines.
+    pub log_format: LogFormat,
 }
 
 impl Default for AppConfig {
@@ -53,6 +65,7 @@ impl Default for AppConfig {
             scale_concurrency: 8,
             auth_token: None,
             allow_unauthenticated: false,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -125,7 +138,8 @@ where
 
 /// Rocket's configuration sources with the connector's defaults underneath:
 /// Rocket's defaults, then ours (port 7051, `log_level` normal even in
-/// release builds, where Rocket's is critical), then the TOML file (`config_file`,
+/// release builds, where Rocket's is critical; a shutdown grace long enough
+/// for a scale), then the TOML file (`config_file`,
 /// else `ROCKET_CONFIG`, else `Rocket.toml`), then `ROCKET_*` variables.
 pub fn figment(config_file: Option<&Path>) -> Figment {
     let toml_file = match config_file {
@@ -137,6 +151,8 @@ pub fn figment(config_file: Option<&Path>) -> Figment {
         .merge(Serialized::defaults(AppConfig::default()))
         .merge(("port", DEFAULT_PORT))
         .merge(("log_level", rocket::config::LogLevel::Normal))
+        .merge(("shutdown.grace", SHUTDOWN_GRACE_SECONDS))
+        .merge(("shutdown.mercy", SHUTDOWN_MERCY_SECONDS))
         .merge(Toml::file(toml_file).nested())
         .merge(
             Env::prefixed("ROCKET_")
@@ -170,10 +186,24 @@ mod tests {
         let rocket: rocket::Config = figment.extract().unwrap();
         assert_eq!(rocket.port, DEFAULT_PORT);
         assert_eq!(rocket.log_level, rocket::config::LogLevel::Normal);
+        assert_eq!(rocket.shutdown.grace, SHUTDOWN_GRACE_SECONDS);
+        assert_eq!(rocket.shutdown.mercy, SHUTDOWN_MERCY_SECONDS);
         let config = AppConfig::from_figment(&figment).unwrap();
         assert_eq!(config.instance, "default");
         assert_eq!(config.data_file, PathBuf::from("data/services.json"));
         assert!(config.auth_token.is_none());
         assert!(!config.allow_unauthenticated);
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_refused_naming_the_key() {
+        let figment =
+            Figment::from(Serialized::defaults(AppConfig::default())).merge(("log_format", "xml"));
+        let error = AppConfig::from_figment(&figment).unwrap_err();
+        assert!(
+            error.contains("log_format") && error.contains("xml"),
+            "{error}"
+        );
     }
 }

@@ -12,7 +12,7 @@
 //! listing begun after the stream started has been merged. Otherwise callers
 //! must ask the engine.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -74,12 +74,25 @@ impl ContainerIndex {
         if !state.live {
             return None;
         }
-        Some(state.services.get(service).map_or(0, |containers| {
-            containers
-                .values()
-                .filter(|entry| entry.container.is_running())
-                .count()
-        }))
+        Some(state.running(service))
+    }
+
+    /// How many containers of each of `services` run, if the index is live:
+    /// one look at the index for all of them.
+    pub fn running_counts<'a>(
+        &self,
+        services: impl IntoIterator<Item = &'a str>,
+    ) -> Option<BTreeMap<String, usize>> {
+        let state = self.state();
+        if !state.live {
+            return None;
+        }
+        Some(
+            services
+                .into_iter()
+                .map(|service| (service.to_owned(), state.running(service)))
+                .collect(),
+        )
     }
 
     /// The containers of `service`, in any state, if the index is live.
@@ -256,6 +269,16 @@ impl ContainerIndex {
 }
 
 impl State {
+    /// How many containers of `service` run.
+    fn running(&self, service: &str) -> usize {
+        self.services.get(service).map_or(0, |containers| {
+            containers
+                .values()
+                .filter(|entry| entry.container.is_running())
+                .count()
+        })
+    }
+
     fn forget(&mut self, service: &str, id: &str, now: Instant) {
         if let Some(containers) = self.services.get_mut(service) {
             containers.remove(id);

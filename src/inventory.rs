@@ -9,6 +9,7 @@
 //! While the index is not live, status requests share one listing at a
 //! time instead of each starting a `docker ps` of its own.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,17 @@ impl Inventory {
             .iter()
             .filter(|c| c.service == service.as_str() && c.is_running())
             .count())
+    }
+
+    /// How many containers of each of `services` run, from the index alone:
+    /// `None` while it is not live (metrics then leave the counts out rather
+    /// than start a listing).
+    pub fn running_counts<'a>(
+        &self,
+        services: impl IntoIterator<Item = &'a ServiceName>,
+    ) -> Option<BTreeMap<String, usize>> {
+        self.index
+            .running_counts(services.into_iter().map(ServiceName::as_str))
     }
 
     /// The containers of `service`, in any state: from the index while it is

@@ -12,7 +12,9 @@
 //! - [`scaler`]: turns a wanted count into docker removals and starts.
 //! - [`health`]: whether the engine answers, checked at most once a second.
 //! - [`routes`]: the HTTP endpoints and JSON catchers.
-//! - [`logging`]: the fern logger and the per-request log line.
+//! - [`metrics`]: the Prometheus metrics `/metrics` exposes.
+//! - [`logging`]: the fern logger, and the log line and metrics of every request.
+//! - [`shutdown`]: on SIGTERM, lets requests in flight finish, and stops nothing else.
 
 pub mod auth;
 pub mod config;
@@ -23,8 +25,10 @@ pub mod health;
 pub mod index;
 pub mod inventory;
 pub mod logging;
+pub mod metrics;
 pub mod routes;
 pub mod scaler;
+pub mod shutdown;
 pub mod store;
 
 use std::sync::Arc;
@@ -39,6 +43,7 @@ use config::AppConfig;
 use docker::{DockerCli, DockerRunner, Engine};
 use health::HealthCheck;
 use inventory::Inventory;
+use metrics::Metrics;
 use scaler::Scaler;
 use store::Store;
 
@@ -62,7 +67,12 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
     let access = AccessPolicy::new(config.auth_token.as_ref());
     auth::check_exposure(server.address, &access, config.allow_unauthenticated)?;
     let store = Arc::new(Store::open(&config.data_file)?);
-    let runner = DockerRunner::new(&config.docker, Duration::from_secs(config.docker_timeout));
+    let metrics = Arc::new(Metrics::new());
+    let runner = DockerRunner::new(
+        &config.docker,
+        Duration::from_secs(config.docker_timeout),
+        metrics.clone(),
+    );
     let engine: Arc<dyn Engine> = Arc::new(DockerCli::new(runner, config.instance.clone()));
     let health = HealthCheck::new(
         engine.clone(),
@@ -94,9 +104,11 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(access)
         .manage(health)
         .manage(inventory.clone())
+        .manage(metrics)
         .mount("/", routes::routes())
         .register("/", routes::catchers())
         .attach(logging::RequestLogger)
+        .attach(shutdown::DrainOnShutdown::default())
         .attach(AdHoc::on_liftoff("follow docker events", move |_| {
             Box::pin(async move {
                 // Runs until the runtime stops; dropping it kills `docker events`.

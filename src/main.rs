@@ -61,7 +61,8 @@ fn main() -> ExitCode {
     let log_level = figment
         .extract_inner("log_level")
         .unwrap_or(rocket::config::LogLevel::Normal);
-    if let Err(e) = logging::init(log_level) {
+    let log_format = figment.extract_inner("log_format").unwrap_or_default();
+    if let Err(e) = logging::init(log_level, log_format) {
         eprintln!("docker-connector: cannot set up logging: {e}");
     }
     let server = match docker_connector::rocket(figment) {

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
+use crate::metrics::{CallOutcome, Metrics};
 
 /// Most of docker's stderr an error message carries.
 const MAX_MESSAGE_CHARS: usize = 600;
@@ -34,6 +35,19 @@ const UNREACHABLE_MARKERS: [&str; 4] = [
     "Is the docker daemon running",
 ];
 
+/// docker's management commands, whose verb is their first two words
+/// (`image inspect`), as opposed to `run` or `ps`.
+const MANAGEMENT_COMMANDS: [&str; 8] = [
+    "container",
+    "image",
+    "network",
+    "node",
+    "service",
+    "swarm",
+    "system",
+    "volume",
+];
+
 /// Runs docker commands with a deadline.
 #[derive(Debug, Clone)]
 pub struct DockerRunner {
@@ -44,17 +58,20 @@ pub struct DockerRunner {
     /// What the configuration asked for: a path, or a name to find on `PATH`.
     configured: String,
     timeout: Duration,
+    /// Where every call is counted, by verb and outcome.
+    metrics: Arc<Metrics>,
 }
 
 impl DockerRunner {
     /// Looks `configured` up (a path, or a name on `PATH`). A CLI that cannot
     /// be found is not fatal: the connector still serves definitions, and
     /// docker-backed requests answer 503 until it appears.
-    pub fn new(configured: &str, timeout: Duration) -> Self {
+    pub fn new(configured: &str, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         let runner = DockerRunner {
             program: OnceLock::new(),
             configured: configured.to_owned(),
             timeout,
+            metrics,
         };
         if let Err(e) = runner.program() {
             log::warn!("{e}; docker-backed requests will answer 503 until it is installed");
@@ -89,6 +106,18 @@ impl DockerRunner {
     /// # Errors
     /// As [`run`](Self::run).
     pub async fn run_tolerating(
+        &self,
+        args: &[String],
+        tolerated: impl Fn(&str) -> bool,
+    ) -> Result<String, Error> {
+        let mut call = CallRecord::begin(&self.metrics, args);
+        let result = self.execute(args, tolerated).await;
+        call.finish(CallOutcome::of(&result));
+        result
+    }
+
+    /// The body of [`run_tolerating`](Self::run_tolerating), uncounted.
+    async fn execute(
         &self,
         args: &[String],
         tolerated: impl Fn(&str) -> bool,
@@ -150,6 +179,19 @@ impl DockerRunner {
     /// # Errors
     /// [`Error::DockerUnavailable`] when the CLI is missing or cannot start.
     pub fn stream(&self, args: &[String]) -> Result<OutputStream, Error> {
+        let stream = self.start_stream(args);
+        self.metrics.observe_docker_stream(
+            &verb(args),
+            match &stream {
+                Ok(_) => CallOutcome::Started,
+                Err(e) => CallOutcome::of::<()>(&Err(e.clone())),
+            },
+        );
+        stream
+    }
+
+    /// The body of [`stream`](Self::stream), uncounted.
+    fn start_stream(&self, args: &[String]) -> Result<OutputStream, Error> {
         let program = self.program()?;
         log::debug!("following {} {}", program.display(), masked(args).join(" "));
         let mut command = command(program, args);
@@ -209,6 +251,57 @@ impl DockerRunner {
             stderr: Some(stderr),
             ended: None,
         })
+    }
+}
+
+/// The `verb` label of a docker command: its first word, or its first two
+/// for a management command. The connector's own code builds every argv, so
+/// the set of verbs is small and fixed.
+fn verb(args: &[String]) -> String {
+    match args {
+        [first, second, ..] if MANAGEMENT_COMMANDS.contains(&first.as_str()) => {
+            format!("{first} {second}")
+        }
+        [first, ..] => first.clone(),
+        [] => String::new(),
+    }
+}
+
+/// One docker call being timed. Dropped before [`finish`](Self::finish) (its
+/// request went away and the child was killed), it counts as abandoned.
+struct CallRecord<'a> {
+    metrics: &'a Metrics,
+    verb: String,
+    began: Instant,
+    finished: bool,
+}
+
+impl<'a> CallRecord<'a> {
+    fn begin(metrics: &'a Metrics, args: &[String]) -> Self {
+        CallRecord {
+            metrics,
+            verb: verb(args),
+            began: Instant::now(),
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, outcome: CallOutcome) {
+        self.finished = true;
+        self.metrics
+            .observe_docker_call(&self.verb, outcome, self.began.elapsed());
+    }
+}
+
+impl Drop for CallRecord<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.metrics.observe_docker_call(
+                &self.verb,
+                CallOutcome::Abandoned,
+                self.began.elapsed(),
+            );
+        }
     }
 }
 
@@ -425,17 +518,65 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let runner = DockerRunner::new(script.to_str().unwrap(), Duration::from_secs(5));
+        let runner = DockerRunner::new(
+            script.to_str().unwrap(),
+            Duration::from_secs(5),
+            Arc::default(),
+        );
         let gone = |line: &str| line.contains("No such container");
         assert!(runner.run_tolerating(&["rm".into()], gone).await.is_ok());
         let mixed = runner.run_tolerating(&["mixed".into()], gone).await;
         assert!(matches!(mixed, Err(Error::DockerFailed(_))), "{mixed:?}");
     }
 
+    #[test]
+    fn the_verb_of_a_management_command_is_its_first_two_words() {
+        let args = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert_eq!(verb(&args(&["run", "-d", "--name", "x"])), "run");
+        assert_eq!(verb(&args(&["image", "inspect", "img:1"])), "image inspect");
+        assert_eq!(verb(&args(&["service", "scale", "x=2"])), "service scale");
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_request_went_away_counts_as_abandoned() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("docker");
+        std::fs::write(&script, "#!/bin/sh\nsleep 30\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let runner = DockerRunner::new(
+            script.to_str().unwrap(),
+            Duration::from_secs(60),
+            metrics.clone(),
+        );
+        let args = ["run".to_owned()];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), runner.run(&args))
+                .await
+                .is_err()
+        );
+        let text = metrics.render(0, None);
+        assert!(
+            text.contains(r#"docker_calls_total{outcome="abandoned",verb="run"} 1"#),
+            "{text}"
+        );
+    }
+
     #[tokio::test]
     async fn a_missing_cli_is_unavailable_not_a_crash() {
-        let runner = DockerRunner::new("/nonexistent/docker", Duration::from_secs(1));
+        let metrics = Arc::new(Metrics::new());
+        let runner = DockerRunner::new(
+            "/nonexistent/docker",
+            Duration::from_secs(1),
+            metrics.clone(),
+        );
         let err = runner.run(&["ps".to_owned()]).await.unwrap_err();
         assert!(matches!(err, Error::DockerUnavailable(_)), "{err:?}");
+        let text = metrics.render(0, None);
+        assert!(
+            text.contains(r#"docker_calls_total{outcome="unavailable",verb="ps"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! The connector about itself: `/health` (open to all, for monitoring) and
-//! `/openapi.json` (the contract).
+//! The connector about itself: `/health` (open to all, for monitoring),
+//! `/metrics` (for Prometheus) and `/openapi.json` (the contract).
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use super::gate::credentials;
 use crate::auth::{AccessPolicy, Credentials};
 use crate::health::HealthCheck;
 use crate::inventory::Inventory;
+use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::store::Store;
 
 /// The OpenAPI 3 description of every endpoint, served as written.
@@ -20,7 +21,7 @@ const OPENAPI_DOCUMENT: &str = include_str!("../openapi.json");
 
 /// The routes of this module.
 pub fn routes() -> Vec<Route> {
-    rocket::routes![health, openapi]
+    rocket::routes![health, prometheus_metrics, openapi]
 }
 
 /// Who is asking: `/health` answers anyone, but shows details only to
@@ -69,6 +70,24 @@ async fn health(
         },
     });
     (status, Json(body))
+}
+
+/// The Prometheus exposition. Behind the token like every endpoint but
+/// `/health`: it names the services. Asks docker nothing: the running counts
+/// come from the container index, and are left out while it is not live.
+#[rocket::get("/metrics")]
+fn prometheus_metrics(
+    metrics: &State<Arc<Metrics>>,
+    store: &State<Arc<Store>>,
+    inventory: &State<Arc<Inventory>>,
+) -> (ContentType, String) {
+    let services = store.all();
+    let running = inventory.running_counts(services.keys());
+    let content_type = ContentType::parse_flexible(CONTENT_TYPE).expect("a valid content type");
+    (
+        content_type,
+        metrics.render(services.len(), running.as_ref()),
+    )
 }
 
 #[rocket::get("/openapi.json")]

@@ -31,7 +31,7 @@ const PROBED_METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPT
 /// access gate: auth_token, and requests from web pages), 400
 /// and 413 where a body is read, 404 where a service is looked up, 500 where
 /// the definitions file is written, 502/503/504 where docker runs.
-const STATUSES: [(&str, &str, &[u16]); 9] = [
+const STATUSES: [(&str, &str, &[u16]); 10] = [
     ("GET", "/service", &[200, 401, 403]),
     ("POST", "/service", &[201, 400, 401, 403, 409, 413, 500]),
     ("GET", "/service/{name}", &[200, 401, 403, 404]),
@@ -56,6 +56,7 @@ const STATUSES: [(&str, &str, &[u16]); 9] = [
         &[200, 401, 403, 404, 502, 503, 504],
     ),
     ("GET", "/health", &[200, 503]),
+    ("GET", "/metrics", &[200, 401, 403]),
     ("GET", "/openapi.json", &[200, 401, 403]),
 ];
 
@@ -272,6 +273,14 @@ fn schema_problems(doc: &Value, schema: &Value, value: &Value) -> Vec<String> {
 /// that is not JSON where one is documented (or present where none is), or a
 /// body outside the schema. An answer outside every operation (a 405, a 404
 /// for an unknown path) must still be the documented error body.
+/// The one media type a response documents, and its schema.
+fn documented_media(response: &Value) -> Option<(&str, &Value)> {
+    let content = response["content"].as_object()?;
+    assert_eq!(content.len(), 1, "one media type per response: {response}");
+    let (media_type, media) = content.iter().next()?;
+    Some((media_type.as_str(), &media["schema"]))
+}
+
 fn answer_problems(doc: &Value, method: &str, path: &str, reply: &Reply) -> Vec<String> {
     let label = format!("{method} {path} -> {}", reply.status);
     let error_schema = json!({"$ref": "#/components/schemas/Error"});
@@ -309,13 +318,16 @@ fn answer_problems(doc: &Value, method: &str, path: &str, reply: &Reply) -> Vec<
             Some(value) => problems.extend(schema_problems(doc, &header["schema"], &json!(value))),
         }
     }
-    match response["content"]["application/json"].get("schema") {
-        Some(schema) => {
+    match documented_media(response) {
+        Some((media_type, schema)) => {
             if !reply
                 .header("content-type")
-                .is_some_and(|t| t.starts_with("application/json"))
+                .is_some_and(|t| t.starts_with(media_type))
             {
-                problems.push(format!("content type {:?}", reply.header("content-type")));
+                problems.push(format!(
+                    "content type {:?}, documented {media_type}",
+                    reply.header("content-type")
+                ));
             }
             problems.extend(schema_problems(doc, schema, &reply.body));
         }
@@ -418,6 +430,14 @@ fn every_operation_documents_its_statuses_and_its_errors_use_the_error_schema() 
         for (status, response) in responses {
             let response = resolve(&doc, response);
             let schema = &response["content"]["application/json"]["schema"];
+            if path == "/metrics" && status == "200" {
+                assert_eq!(
+                    response["content"]["text/plain"]["schema"],
+                    json!({"type": "string"}),
+                    "{label} {status}: the Prometheus text format"
+                );
+                continue;
+            }
             let code: u16 = status.parse().unwrap();
             assert!(
                 response["description"].is_string(),
@@ -690,6 +710,7 @@ async fn real_answers_fit_the_documented_statuses_headers_and_schemas() {
     run.send(&app, "DELETE", "/service/second", None, 404).await;
     run.send(&app, "GET", "/health", None, 200).await;
     run.send(&app, "GET", "/openapi.json", None, 200).await;
+    run.send(&app, "GET", "/metrics", None, 200).await;
     run.send(&app, "PATCH", "/service", None, 405).await;
     run.send(&app, "GET", "/nope", None, 404).await;
 
@@ -743,6 +764,7 @@ async fn real_answers_fit_the_documented_statuses_headers_and_schemas() {
         ("POST", "/service/web/scale"),
         ("DELETE", "/service/web"),
         ("GET", "/openapi.json"),
+        ("GET", "/metrics"),
     ] {
         let reply = guarded.send_with_headers(method, path, &[], None).await;
         run.check(method, path, &reply, 401);

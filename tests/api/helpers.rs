@@ -247,9 +247,19 @@ impl TestApp {
     /// Asks the server to stop with SIGTERM, as systemd does, and waits for
     /// it to exit; returns its exit code.
     pub fn terminate(&mut self) -> Option<i32> {
+        self.send_sigterm();
+        self.wait_for_exit()
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits for the server to exit after a signal; returns its exit code.
+    pub fn wait_for_exit(&mut self) -> Option<i32> {
         let started = std::time::Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -257,7 +267,8 @@ impl TestApp {
             }
             assert!(
                 started.elapsed() < STARTUP_DEADLINE,
-                "the server ignored SIGTERM"
+                "the server did not exit after SIGTERM:\n{}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -309,11 +320,20 @@ impl TestApp {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
+        let is_text = headers
+            .get("content-type")
+            .and_then(|t| t.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/plain"));
         let body = if bytes.is_empty() {
             Value::Null
+        } else if is_text {
+            Value::String(String::from_utf8(bytes.to_vec()).expect("text answers are UTF-8"))
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                panic!("answer is not JSON: {}", String::from_utf8_lossy(&bytes))
+                panic!(
+                    "answer is neither JSON nor text: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
             })
         };
         Reply {

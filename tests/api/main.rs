@@ -11,6 +11,7 @@ mod faults;
 mod freshness;
 mod helpers;
 mod injection;
+mod observability;
 mod readme;
 mod restart;
 mod scale;

@@ -1,8 +1,10 @@
 //! What survives a restart of the connector, and what stops it starting.
 
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::helpers::{launch_expecting_failure, TestApp};
+use crate::helpers::{launch_expecting_failure, real_docker, AppOptions, TestApp};
 
 #[tokio::test]
 async fn definitions_and_containers_survive_a_kill_and_restart() {
@@ -36,6 +38,32 @@ async fn sigterm_stops_the_connector_cleanly_and_never_its_containers() {
     let before = app.running("web");
     assert_eq!(app.terminate(), Some(0), "{}", app.log());
     assert_eq!(app.running("web"), before);
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_scale_in_flight_finish_and_answer_before_exiting() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each `docker run` takes two seconds, so the scale is surely in flight
+    // when SIGTERM arrives.
+    let script = format!("[ \"$1\" = run ] && sleep 2\nexec {} \"$@\"", real_docker());
+    let mut app = TestApp::spawn_with(AppOptions::new().fake_docker(dir.path(), &script)).await;
+    app.create_service("web", json!({})).await;
+
+    let (reply, ()) = tokio::join!(app.scale("web", json!(2)), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.send_sigterm();
+    });
+
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", app.log());
+    assert_eq!(reply.body["running_resources"], 2);
+    // wait_for_exit allows 20 s, less than the 30 s shutdown grace: the
+    // connector leaves as soon as its last request has answered.
+    assert_eq!(app.wait_for_exit(), Some(0), "{}", app.log());
+    assert_eq!(
+        app.running("web").len(),
+        2,
+        "stopping the connector stopped its containers"
+    );
 }
 
 #[test]
