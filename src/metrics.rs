@@ -57,9 +57,16 @@ impl CallOutcome {
     pub fn of<T>(result: &Result<T, Error>) -> Self {
         match result {
             Ok(_) => CallOutcome::Ok,
-            Err(Error::DockerTimeout { .. }) => CallOutcome::Timeout,
-            Err(Error::DockerUnavailable(_)) => CallOutcome::Unavailable,
-            Err(_) => CallOutcome::Failed,
+            Err(error) => Self::of_error(error),
+        }
+    }
+
+    /// The outcome of a call that failed with `error`.
+    pub fn of_error(error: &Error) -> Self {
+        match error {
+            Error::DockerTimeout { .. } => CallOutcome::Timeout,
+            Error::DockerUnavailable(_) => CallOutcome::Unavailable,
+            _ => CallOutcome::Failed,
         }
     }
 
@@ -295,7 +302,7 @@ mod tests {
         metrics.observe_docker_call("run", CallOutcome::Ok, Duration::from_millis(400));
         metrics.observe_docker_call(
             "run",
-            CallOutcome::of::<()>(&Err(Error::DockerTimeout { seconds: 30 })),
+            CallOutcome::of_error(&Error::DockerTimeout { seconds: 30 }),
             Duration::from_secs(30),
         );
         metrics.observe_docker_stream("events", CallOutcome::Started);

@@ -184,7 +184,7 @@ impl DockerRunner {
             &verb(args),
             match &stream {
                 Ok(_) => CallOutcome::Started,
-                Err(e) => CallOutcome::of::<()>(&Err(e.clone())),
+                Err(e) => CallOutcome::of_error(e),
             },
         );
         stream
