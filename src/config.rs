@@ -15,8 +15,10 @@ use crate::logging::LogFormat;
 pub const DEFAULT_PORT: u16 = 7051;
 
 /// Seconds in-flight requests get to finish after SIGTERM (Rocket's
-/// `shutdown.grace`): as long as one docker command may take by default, so
-/// a scale under way when systemd stops the connector still answers.
+/// `shutdown.grace`): as long as one docker command may take by default,
+/// enough for a typical scale under way when systemd stops the connector.
+/// A scale of many containers can take several docker commands' time; the
+/// README says to raise it with `docker_timeout`.
 pub const SHUTDOWN_GRACE_SECONDS: u32 = 30;
 
 /// Seconds after the grace for connections to close (Rocket's

@@ -2,11 +2,12 @@
 //! writes one line and records the metrics of every request.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::kv::{self, VisitSource};
 use rocket::config::LogLevel;
 use rocket::fairing::{Fairing, Info, Kind};
+use rocket::http::{Method, Status};
 use rocket::{Data, Request, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -57,7 +58,9 @@ pub fn init(level: LogLevel, format: LogFormat) -> Result<(), log::SetLoggerErro
         .level_for("rocket", rockets)
         .level_for("_", rockets)
         // Rocket's request lines print the URI with its query string, which
-        // may carry anything a client typed; ours print the path only.
+        // may carry anything a client typed; ours print the path only. This
+        // also silences Rocket's other per-request notes at debug (matched
+        // routes, a handler's panic message); its launch lines stay.
         .level_for("rocket::server", log::LevelFilter::Off)
         .level_for("hyper", log::LevelFilter::Warn)
         .chain(std::io::stderr())
@@ -103,8 +106,14 @@ impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
 /// the metrics under its route's template.
 pub struct RequestLogger;
 
-/// When the request arrived, kept in the request's local cache.
-struct Arrival(Instant);
+/// When the request arrived and with which method, kept in the request's
+/// local cache. The method is taken on arrival because Rocket answers a
+/// HEAD request with its GET route and rewrites the method to GET before
+/// response fairings run.
+struct Arrival {
+    at: Instant,
+    method: Method,
+}
 
 #[rocket::async_trait]
 impl Fairing for RequestLogger {
@@ -116,12 +125,20 @@ impl Fairing for RequestLogger {
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
-        request.local_cache(|| Arrival(Instant::now()));
+        let method = request.method();
+        request.local_cache(|| Arrival {
+            at: Instant::now(),
+            method,
+        });
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        let took = request.local_cache(|| Arrival(Instant::now())).0.elapsed();
-        let method = request.method().as_str();
+        let arrival = request.local_cache(|| Arrival {
+            at: Instant::now(),
+            method: request.method(),
+        });
+        let took = arrival.at.elapsed();
+        let method = arrival.method.as_str();
         let route = route_label(request);
         let status = response.status().code;
         let path = request.uri().path();
@@ -134,6 +151,21 @@ impl Fairing for RequestLogger {
         if let Some(metrics) = request.rocket().state::<Arc<Metrics>>() {
             metrics.observe_request(method, route, status, took);
         }
+    }
+}
+
+/// Logs and counts a request Rocket could not parse (an unknown method, a
+/// malformed URI or header). Rocket answers those with the 400 catcher
+/// without running any fairing, so the catcher calls this instead; the
+/// method it hands over is a placeholder, hence `unparsed`.
+pub fn record_unparsed_request(request: &Request<'_>, status: Status) {
+    let code = status.code;
+    log::info!(
+        method = "unparsed", route = UNMATCHED_ROUTE, status = code;
+        "unparsable request {code}"
+    );
+    if let Some(metrics) = request.rocket().state::<Arc<Metrics>>() {
+        metrics.observe_request("unparsed", UNMATCHED_ROUTE, code, Duration::ZERO);
     }
 }
 

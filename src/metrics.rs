@@ -22,8 +22,8 @@ const NAMESPACE: &str = "docker_connector";
 
 /// Upper bounds, in seconds, of the request-duration buckets: status answers
 /// take well under a millisecond, a large scale several seconds.
-const REQUEST_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+const REQUEST_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// Upper bounds, in seconds, of the docker-call buckets: `docker ps` takes
@@ -45,8 +45,9 @@ pub enum CallOutcome {
     Unavailable,
     /// It overran its deadline and was killed.
     Timeout,
-    /// Its caller gave up before it finished (the request went away); the
-    /// child was killed.
+    /// Its caller stopped waiting before it finished (`/health`'s 5 s
+    /// limit, a listing dropped when the events stream ended); the child was
+    /// killed.
     Abandoned,
     /// A long-running stream (`docker events`) started.
     Started,
@@ -111,6 +112,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric registered, at zero, with `build_info` set.
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some(NAMESPACE.into()), None)
             .expect("the namespace is a valid metric name");

@@ -26,8 +26,10 @@ pub struct DrainOnShutdown {
     idle: Notify,
 }
 
-/// Marks a request that was counted, so that only counted requests are
-/// uncounted (Rocket answers some malformed requests without `on_request`).
+/// Marks a request that was counted. Rocket runs both request and response
+/// fairings or neither, but a response uncounted without its request would
+/// wrap the count and hold every later shutdown for the whole grace, so the
+/// response side checks.
 struct Counted(bool);
 
 #[rocket::async_trait]

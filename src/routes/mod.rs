@@ -66,7 +66,9 @@ fn default_catcher(status: Status, request: &Request<'_>) -> ErrorReply {
     if status == Status::BadRequest {
         // The connector's own 400s never reach a catcher: this one is Rocket
         // refusing a request it could not parse, and the request it hands
-        // over is a placeholder whose method and path mean nothing.
+        // over is a placeholder whose method and path mean nothing. No
+        // fairing sees such a request, so it is logged and counted here.
+        crate::logging::record_unparsed_request(request, status);
         return ErrorReply::new(
             status,
             format!("{reason}: the request could not be parsed (unknown method, or a malformed URI or header)"),

@@ -268,11 +268,6 @@ fn schema_problems(doc: &Value, schema: &Value, value: &Value) -> Vec<String> {
     problems
 }
 
-/// Every way `reply`, the answer to `method path`, departs from the document:
-/// an undocumented status, a missing or invalid documented header, a body
-/// that is not JSON where one is documented (or present where none is), or a
-/// body outside the schema. An answer outside every operation (a 405, a 404
-/// for an unknown path) must still be the documented error body.
 /// The one media type a response documents, and its schema.
 fn documented_media(response: &Value) -> Option<(&str, &Value)> {
     let content = response["content"].as_object()?;
@@ -281,6 +276,11 @@ fn documented_media(response: &Value) -> Option<(&str, &Value)> {
     Some((media_type.as_str(), &media["schema"]))
 }
 
+/// Every way `reply`, the answer to `method path`, departs from the document:
+/// an undocumented status, a missing or invalid documented header, a body
+/// of another media type than documented (or present where none is), or a
+/// body outside the schema. An answer outside every operation (a 405, a 404
+/// for an unknown path) must still be the documented error body.
 fn answer_problems(doc: &Value, method: &str, path: &str, reply: &Reply) -> Vec<String> {
     let label = format!("{method} {path} -> {}", reply.status);
     let error_schema = json!({"$ref": "#/components/schemas/Error"});

@@ -43,14 +43,21 @@ async fn sigterm_stops_the_connector_cleanly_and_never_its_containers() {
 #[tokio::test]
 async fn sigterm_lets_a_scale_in_flight_finish_and_answer_before_exiting() {
     let dir = tempfile::tempdir().unwrap();
-    // Each `docker run` takes two seconds, so the scale is surely in flight
-    // when SIGTERM arrives.
-    let script = format!("[ \"$1\" = run ] && sleep 2\nexec {} \"$@\"", real_docker());
+    // Each `docker run` marks that it began and then takes two seconds, so
+    // SIGTERM surely arrives while the scale is in flight.
+    let began = dir.path().join("run-began");
+    let script = format!(
+        "[ \"$1\" = run ] && touch {} && sleep 2\nexec {} \"$@\"",
+        began.display(),
+        real_docker()
+    );
     let mut app = TestApp::spawn_with(AppOptions::new().fake_docker(dir.path(), &script)).await;
     app.create_service("web", json!({})).await;
 
     let (reply, ()) = tokio::join!(app.scale("web", json!(2)), async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        while !began.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         app.send_sigterm();
     });
 

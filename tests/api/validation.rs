@@ -814,3 +814,20 @@ async fn duplicate_keys_are_refused_rather_than_resolved_silently() {
     assert!(faults.is_empty(), "{}", faults.join("\n"));
     assert_eq!(std::fs::read(app.data_file()).unwrap(), stored);
 }
+
+#[tokio::test]
+async fn a_request_rocket_cannot_parse_is_still_logged_and_counted() {
+    let app = TestApp::spawn().await;
+    let reply = send_raw(&app, "FOO", "/service", None).unwrap();
+    assert_eq!(reply.status, 400);
+    let log = app.log_containing("unparsable request 400").await;
+    assert!(log.contains("unparsable request 400"), "{log}");
+    let metrics = app.get("/metrics").await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains(
+            r#"docker_connector_http_requests_total{method="unparsed",route="unmatched",status="400"} 1"#
+        ),
+        "{text}"
+    );
+}
