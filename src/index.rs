@@ -5,8 +5,12 @@
 //! are read), the connector's own starts and removals (as they return), and
 //! full listings (which take a while, so they describe some moment between
 //! their start and their end). Every piece of information carries when it
-//! was learnt, and a listing only overrides what was learnt before the
+//! was learnt, and a listing only overrides what was learnt well before the
 //! listing began: anything newer is at least as recent as the listing.
+//! "Well before", because docker's listing lags its own events: the engine
+//! announces a container's `die` before its `docker ps` stops showing it
+//! running (about 50 ms on the development machine, more under load), so a
+//! listing begun just after an event can still describe the moment before.
 //!
 //! The index answers only while it is *live*: an event stream runs and a
 //! listing begun after the stream started has been merged. Otherwise callers
@@ -25,6 +29,13 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 /// Above this many remembered removals, those older than
 /// [`TOMBSTONE_TTL`] are forgotten even without a listing.
 const TOMBSTONE_SWEEP_AT: usize = 4096;
+
+/// How long after an event docker's listing may still show the state from
+/// before it (see the module's documentation). What the index learnt less
+/// than this before a listing began stands against that listing; the next
+/// listing (the follower relists every 30 s) still corrects it if an event
+/// was missed.
+const LISTING_LAG: Duration = Duration::from_secs(1);
 
 /// One container and when the index learnt what it says about it.
 #[derive(Debug, Clone)]
@@ -54,14 +65,26 @@ pub struct IndexSummary {
 }
 
 /// The containers of one connector instance, by service.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ContainerIndex {
     state: Mutex<State>,
+    /// [`LISTING_LAG`]; shorter in unit tests, which would otherwise sleep
+    /// through it.
+    listing_lag: Duration,
+}
+
+impl Default for ContainerIndex {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl ContainerIndex {
     pub fn new() -> Self {
-        Self::default()
+        ContainerIndex {
+            state: Mutex::default(),
+            listing_lag: LISTING_LAG,
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -227,15 +250,20 @@ impl ContainerIndex {
     /// Merges a full listing of the instance's containers that began at
     /// `began`; makes the index live if the event stream ran by then.
     pub fn merge_listing(&self, began: Instant, listing: &[Container]) {
+        // What was learnt after this may be newer than what the listing shows.
+        let stands_after = began.checked_sub(self.listing_lag).unwrap_or(began);
         let mut state = self.state();
         let mut merged: HashMap<String, HashMap<String, Entry>> = HashMap::new();
         for container in listing {
-            let removed_since = state.removed.get(&container.id).is_some_and(|t| *t > began);
+            let removed_since = state
+                .removed
+                .get(&container.id)
+                .is_some_and(|t| *t > stands_after);
             let known_since = state
                 .services
                 .get(&container.service)
                 .and_then(|containers| containers.get(&container.id))
-                .is_some_and(|entry| entry.learnt > began);
+                .is_some_and(|entry| entry.learnt > stands_after);
             if removed_since || known_since {
                 continue;
             }
@@ -247,11 +275,11 @@ impl ContainerIndex {
                 },
             );
         }
-        // What was learnt after the listing began stands; what was learnt
+        // What was learnt since `stands_after` stands; what was learnt
         // before and is not listed is gone.
         for (service, containers) in &state.services {
             for (id, entry) in containers {
-                if entry.learnt > began {
+                if entry.learnt > stands_after {
                     merged
                         .entry(service.clone())
                         .or_default()
@@ -260,8 +288,8 @@ impl ContainerIndex {
             }
         }
         state.services = merged;
-        // The listing agrees with removals learnt before it began.
-        state.removed.retain(|_, learnt| *learnt > began);
+        // The listing agrees with removals learnt well before it began.
+        state.removed.retain(|_, learnt| *learnt > stands_after);
         if state.stream_since.is_some_and(|since| since <= began) {
             state.live = true;
         }
@@ -326,9 +354,19 @@ mod tests {
         }
     }
 
+    /// The listing lag of the tests that sleep through it.
+    const SHORT_LAG: Duration = Duration::from_millis(20);
+
     /// An index made live by an empty listing after its stream started.
     fn live_index() -> ContainerIndex {
-        let index = ContainerIndex::new();
+        live_index_with_lag(LISTING_LAG)
+    }
+
+    fn live_index_with_lag(listing_lag: Duration) -> ContainerIndex {
+        let index = ContainerIndex {
+            listing_lag,
+            ..ContainerIndex::new()
+        };
         let started = Instant::now();
         index.stream_started(started);
         index.merge_listing(started, &[]);
@@ -410,10 +448,11 @@ mod tests {
     }
 
     #[test]
-    fn a_listing_overrides_only_what_was_learnt_before_it_began() {
-        let index = live_index();
+    fn a_listing_overrides_only_what_was_learnt_well_before_it_began() {
+        let index = live_index_with_lag(SHORT_LAG);
         index.apply(&event(Transition::Started, "old", "web"));
         index.apply(&event(Transition::Started, "stale", "web"));
+        std::thread::sleep(SHORT_LAG * 2);
         let began = Instant::now();
         std::thread::sleep(Duration::from_millis(2));
         // While the listing ran: one died, one was started, one removed.
@@ -450,10 +489,30 @@ mod tests {
 
     #[test]
     fn removals_are_forgotten_once_a_listing_agrees() {
-        let index = live_index();
+        let index = live_index_with_lag(SHORT_LAG);
         index.record_removed("web", &["a".to_owned()]);
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(SHORT_LAG * 2);
         index.merge_listing(Instant::now(), &[]);
         assert!(index.state().removed.is_empty());
+    }
+
+    #[test]
+    fn a_listing_begun_just_after_an_event_cannot_undo_it() {
+        // Docker announces a death before its listing stops showing the
+        // container running: a listing begun just after the event says so.
+        let index = live_index();
+        index.apply(&event(Transition::Started, "a", "web"));
+        index.apply(&event(Transition::Died, "a", "web"));
+        index.apply(&event(Transition::Destroyed, "b", "web"));
+        std::thread::sleep(Duration::from_millis(5));
+        index.merge_listing(
+            Instant::now(),
+            &[
+                container("a", "web", "running"),
+                container("b", "web", "running"),
+            ],
+        );
+        assert_eq!(index.running("web"), Some(0));
+        assert_eq!(index.containers("web").unwrap().len(), 1);
     }
 }
