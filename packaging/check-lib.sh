@@ -1,6 +1,7 @@
 # Sourced by packaging/check.sh and packaging/check-systemd.sh: how a check
-# reports. Set `me` before sourcing; `summary` collects what passed, for the
-# closing report, and `started` times the whole run.
+# reports, and what both need around it. Set `me` before sourcing; `summary`
+# collects what passed, for the closing report, and `started` times the
+# whole run.
 # shellcheck shell=bash disable=SC2034,SC2154 # me comes from, and started is read by, the sourcing script
 started=$SECONDS
 summary=()
@@ -15,3 +16,29 @@ passed() {
   summary+=("$*")
   echo "$me: ok: $*" >&2
 }
+
+# Whether /bin/busybox is a static one, which the test image is made of (no
+# registry is reachable, so the image is built locally, as the tests do).
+has_static_busybox() { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }
+
+# Installs the named Debian packages; nothing when none is named.
+install_packages() {
+  [ $# -gt 0 ] || return 0
+  echo "$me: installing $*" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# build_test_image NAME DIR: a local image of the static busybox whose
+# default command sleeps, assembled in DIR.
+build_test_image() {
+  local name=$1 dir=$2
+  mkdir -p "$dir/bin"
+  cp /bin/busybox "$dir/bin/busybox"
+  for applet in sh sleep; do ln -s busybox "$dir/bin/$applet"; done
+  tar -C "$dir" -c . | docker import --change 'CMD ["sleep", "86400"]' --change 'ENV PATH=/bin' - "$name" >/dev/null
+}
+
+# A reply of the scripts' call(): the body, then the status on its own line.
+status_of() { tail -n 1 <<<"$1"; }
+body() { sed '$d' <<<"$1"; }

@@ -23,11 +23,9 @@ me=packaging/check-systemd.sh
 timeout 10 docker info >/dev/null 2>&1 || fail "no Docker engine answers 'docker info'"
 missing=()
 command -v debootstrap >/dev/null || missing+=(debootstrap)
-{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+command -v jq >/dev/null || missing+=(jq)
+has_static_busybox || missing+=(busybox-static)
+install_packages "${missing[@]}"
 # The host's docker CLI goes into the container; Debian has no package with
 # the CLI alone. It must need nothing beyond libc, which bookworm has.
 docker_cli=$(command -v docker)
@@ -126,10 +124,7 @@ esac
 passed "systemd boots as PID 1 in a bookworm container ($state)"
 
 # The test image, on the host's engine: a static busybox that sleeps.
-mkdir -p "$work/image/bin"
-cp /bin/busybox "$work/image/bin/busybox"
-for applet in sh sleep; do ln -s busybox "$work/image/bin/$applet"; done
-tar -C "$work/image" -c . | docker import --change 'CMD ["sleep", "86400"]' --change 'ENV PATH=/bin' - "$app_image" >/dev/null
+build_test_image "$app_image" "$work/image"
 images+=("$app_image")
 
 # --- The .deb ---------------------------------------------------------------
@@ -141,8 +136,6 @@ call() {
   inside curl -sS -X "$1" -H 'content-type: application/json' ${3:+--data "$3"} -w '\n%{http_code}' "$api$2" ||
     fail "$1 $2: no answer: $(inside journalctl -u "$unit" --no-pager | tail -n 20)"
 }
-status_of() { tail -n 1 <<<"$1"; }
-body() { sed '$d' <<<"$1"; }
 ours() { docker ps -q --filter "label=docker-connector.instance=$run" | wc -l; }
 main_pid() { inside systemctl show -p MainPID --value "$unit"; }
 # Waits up to 10 s for the unit to be active and answer /health.

@@ -79,14 +79,10 @@ getent group docker >/dev/null && docker_group_existed=yes
 # curl and jq to talk to the API.
 missing=()
 command -v rpm >/dev/null || missing+=(rpm)
-{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
+has_static_busybox || missing+=(busybox-static)
 command -v curl >/dev/null || missing+=(curl)
 command -v jq >/dev/null || missing+=(jq)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "$me: installing ${missing[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_packages "${missing[@]}"
 
 # --- Cleanup, on success and on failure ------------------------------------
 
@@ -212,10 +208,7 @@ fi
 # --- The installed binary, packaged config, as the service user ---------
 
 # The test image: a static busybox whose default command sleeps.
-mkdir -p "$work/image/bin"
-cp /bin/busybox "$work/image/bin/busybox"
-for applet in sh sleep; do ln -s busybox "$work/image/bin/$applet"; done
-tar -C "$work/image" -c . | docker import --change 'CMD ["sleep", "86400"]' --change 'ENV PATH=/bin' - "$image" >/dev/null
+build_test_image "$image" "$work/image"
 image_built=yes
 
 # What systemd's StateDirectory= would make: a directory of the user's own.
@@ -289,9 +282,8 @@ call() {
 }
 expect() {
   local want=$1 what=$2 reply=$3
-  [ "$(tail -n 1 <<<"$reply")" = "$want" ] || fail "$what answered $(tail -n 1 <<<"$reply"), not $want: $(sed '$d' <<<"$reply")"
+  [ "$(status_of "$reply")" = "$want" ] || fail "$what answered $(status_of "$reply"), not $want: $(body "$reply")"
 }
-body() { sed '$d' <<<"$1"; }
 ours() { docker ps -q --filter "label=docker-connector.instance=$instance" | wc -l; }
 
 reply=$(call GET /health)

@@ -207,18 +207,18 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Counts one docker command that ran to its end (or was abandoned).
+    /// Counts one docker command that ran to its end (or was abandoned),
+    /// and how long it took.
     pub fn observe_docker_call(&self, verb: &str, outcome: CallOutcome, took: Duration) {
-        self.docker_calls
-            .with_label_values(&[verb, outcome.label()])
-            .inc();
+        self.count_docker_call(verb, outcome);
         self.docker_duration
             .with_label_values(&[verb])
             .observe(took.as_secs_f64());
     }
 
-    /// Counts one attempt to start a stream: it started, or could not.
-    pub fn observe_docker_stream(&self, verb: &str, outcome: CallOutcome) {
+    /// Counts one docker command without timing it: a stream that started,
+    /// or could not, whose lifetime is no call duration.
+    pub fn count_docker_call(&self, verb: &str, outcome: CallOutcome) {
         self.docker_calls
             .with_label_values(&[verb, outcome.label()])
             .inc();
@@ -307,7 +307,7 @@ mod tests {
             CallOutcome::of_error(&Error::DockerTimeout { seconds: 30 }),
             Duration::from_secs(30),
         );
-        metrics.observe_docker_stream("events", CallOutcome::Started);
+        metrics.count_docker_call("events", CallOutcome::Started);
         let text = metrics.render(0, None);
         for (series, value) in [
             (

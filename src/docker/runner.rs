@@ -167,7 +167,7 @@ impl DockerRunner {
     /// [`Error::DockerUnavailable`] when the CLI is missing or cannot start.
     pub fn stream(&self, args: &[String]) -> Result<OutputStream, Error> {
         let stream = self.start_stream(args);
-        self.metrics.observe_docker_stream(
+        self.metrics.count_docker_call(
             verb(args),
             match &stream {
                 Ok(_) => CallOutcome::Started,
@@ -249,7 +249,7 @@ fn verb(args: &[String]) -> &str {
 }
 
 /// One docker call being timed. Dropped before [`finish`](Self::finish) (its
-/// request went away and the child was killed), it counts as abandoned.
+/// caller stopped waiting and the child was killed), it counts as abandoned.
 struct CallRecord<'a> {
     metrics: &'a Metrics,
     verb: &'a str,
@@ -485,22 +485,29 @@ mod tests {
         );
     }
 
+    /// A runner whose docker CLI is a shell script with `body`, in `dir`.
+    fn fake_runner(
+        dir: &Path,
+        body: &str,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> DockerRunner {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("docker");
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        DockerRunner::new(script.to_str().unwrap(), timeout, metrics)
+    }
+
     #[tokio::test]
     async fn a_failure_made_only_of_tolerated_complaints_is_success_however_long() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("docker");
         // Twenty complaints run far past what an error message keeps.
-        std::fs::write(
-            &script,
-            "#!/bin/sh\nfor i in $(seq 20); do\n\
+        let runner = fake_runner(
+            dir.path(),
+            "for i in $(seq 20); do\n\
              echo \"Error response from daemon: No such container: $(printf '%064d' $i)\" >&2\n\
-             done\n[ \"$1\" = mixed ] && echo 'Error: device busy' >&2\nexit 1\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let runner = DockerRunner::new(
-            script.to_str().unwrap(),
+             done\n[ \"$1\" = mixed ] && echo 'Error: device busy' >&2\nexit 1",
             Duration::from_secs(5),
             Arc::default(),
         );
@@ -512,14 +519,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_whose_caller_stopped_waiting_counts_as_abandoned() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("docker");
-        std::fs::write(&script, "#!/bin/sh\nsleep 30\n").unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let metrics = Arc::new(Metrics::new());
-        let runner = DockerRunner::new(
-            script.to_str().unwrap(),
+        let runner = fake_runner(
+            dir.path(),
+            "sleep 30",
             Duration::from_secs(60),
             metrics.clone(),
         );

@@ -217,14 +217,11 @@ impl TestApp {
     /// Waits up to five seconds for the server to log a line containing
     /// `needle` (it logs a request after answering it); returns the log.
     pub async fn log_containing(&self, needle: &str) -> String {
-        let started = std::time::Instant::now();
-        loop {
+        poll_until(Duration::from_secs(5), move || async move {
             let log = self.log();
-            if log.contains(needle) || started.elapsed() > Duration::from_secs(5) {
-                return log;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (log.contains(needle), log)
+        })
+        .await
     }
 
     /// Kills the server with SIGKILL and starts it again on the same data
@@ -455,6 +452,23 @@ impl Drop for TestApp {
             args.extend(ids.iter().map(String::as_str));
             let _ = Command::new("docker").args(&args).output();
         }
+    }
+}
+
+/// Runs `probe` every 20 ms until it says it is done, for at most `limit`,
+/// and returns what it found last: the caller asserts on that, so a timeout
+/// fails with the caller's own message.
+pub async fn poll_until<T, Probe>(limit: Duration, mut probe: impl FnMut() -> Probe) -> T
+where
+    Probe: std::future::Future<Output = (bool, T)>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let (done, found) = probe().await;
+        if done || started.elapsed() > limit {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

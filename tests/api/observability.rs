@@ -7,7 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde_json::{json, Value};
 
-use crate::helpers::{documented_operations, AppOptions, TestApp};
+use crate::helpers::{documented_operations, poll_until, AppOptions, TestApp};
 
 /// One sample: metric name and labels as written, e.g.
 /// `docker_connector_services` or `x_total{a="b",c="d"}`, mapped to its value.
@@ -78,16 +78,13 @@ async fn metrics_count_requests_by_route_template_docker_calls_and_running_conta
 
     // The running gauge comes from the index, which goes live shortly
     // after the start; the request counts are already final.
-    let started = std::time::Instant::now();
-    let (text, samples) = loop {
-        let (text, samples) = scrape(&app).await;
-        if samples.contains_key(r#"docker_connector_service_running_containers{service="web"}"#)
-            || started.elapsed() > Duration::from_secs(5)
-        {
-            break (text, samples);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let app = &app;
+    let (text, samples) = poll_until(Duration::from_secs(5), move || async move {
+        let (text, samples) = scrape(app).await;
+        let gauge = r#"docker_connector_service_running_containers{service="web"}"#;
+        (samples.contains_key(gauge), (text, samples))
+    })
+    .await;
     let value = |series: &str| {
         *samples
             .get(series)
@@ -268,19 +265,17 @@ async fn text_logs_write_one_line_per_request() {
         assert_eq!(app.get("/service").await.status, 200);
     }
     // The reader thread may not have passed the last lines on yet.
-    let started = std::time::Instant::now();
-    let request_lines = loop {
-        let log = app.log();
-        let lines: Vec<String> = log
+    let app = &app;
+    let request_lines = poll_until(Duration::from_secs(5), move || async move {
+        let lines: Vec<String> = app
+            .log()
             .lines()
             .filter(|line| line.contains("GET /service "))
             .map(str::to_owned)
             .collect();
-        if lines.len() >= 5 || started.elapsed() > Duration::from_secs(5) {
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (lines.len() >= 5, lines)
+    })
+    .await;
     assert_eq!(request_lines.len(), 5, "{request_lines:#?}");
     let shape = Regex::new(r"^\S+ INFO  GET /service 200 \d+\.\dms$").unwrap();
     assert!(
