@@ -54,6 +54,15 @@ pub struct AppConfig {
     pub allow_unauthenticated: bool,
     /// Text lines or JSON lines.
     pub log_format: LogFormat,
+    /// Whether the connector keeps every service at its desired count on
+    /// its own (replacing containers that die or vanish, rolling definition
+    /// changes); when off, it acts only when called, as the original did.
+    pub reconcile: bool,
+    /// How many containers a roll replaces at once.
+    pub update_parallelism: usize,
+    /// Seconds a new container must keep running in a roll before an old
+    /// one is removed.
+    pub update_settle: f64,
 }
 
 impl Default for AppConfig {
@@ -68,6 +77,9 @@ impl Default for AppConfig {
             auth_token: None,
             allow_unauthenticated: false,
             log_format: LogFormat::Text,
+            reconcile: true,
+            update_parallelism: 1,
+            update_settle: 2.0,
         }
     }
 }
@@ -88,6 +100,12 @@ impl AppConfig {
         }
         if config.scale_concurrency == 0 {
             return Err("configuration: scale_concurrency must be at least 1".into());
+        }
+        if config.update_parallelism == 0 {
+            return Err("configuration: update_parallelism must be at least 1".into());
+        }
+        if !(0.0..=3600.0).contains(&config.update_settle) {
+            return Err("configuration: update_settle must be between 0 and 3600 seconds".into());
         }
         if let Some(token) = &config.auth_token {
             token.check().map_err(|e| format!("configuration: {e}"))?;
@@ -196,6 +214,27 @@ mod tests {
         assert!(config.auth_token.is_none());
         assert!(!config.allow_unauthenticated);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert!(config.reconcile);
+        assert_eq!(config.update_parallelism, 1);
+        assert_eq!(config.update_settle, 2.0);
+    }
+
+    #[test]
+    fn update_settings_out_of_range_are_refused_naming_the_key() {
+        let defaults = || Figment::from(Serialized::defaults(AppConfig::default()));
+        let refusals = [
+            defaults().merge(("update_parallelism", 0)),
+            defaults().merge(("update_settle", -1.0)),
+            defaults().merge(("update_settle", f64::NAN)),
+        ];
+        for (figment, key) in
+            refusals
+                .iter()
+                .zip(["update_parallelism", "update_settle", "update_settle"])
+        {
+            let error = AppConfig::from_figment(figment).unwrap_err();
+            assert!(error.contains(key), "{error}");
+        }
     }
 
     #[test]

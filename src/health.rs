@@ -119,6 +119,14 @@ mod tests {
             unreachable!("health only asks for the version")
         }
 
+        async fn published_ports(
+            &self,
+            _: &[String],
+        ) -> Result<std::collections::HashMap<String, crate::docker::PublishedPorts>, Error>
+        {
+            unreachable!("health only asks for the version")
+        }
+
         async fn server_version(&self) -> Result<String, Error> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             // Takes a while, as docker does, so that the checks overlap.

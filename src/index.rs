@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::docker::{Container, ContainerEvent, Transition};
+use crate::docker::{Container, ContainerEvent, PublishedPorts, Transition};
 
 /// Removed ids are remembered this long (at least until the next listing),
 /// so that a late event cannot bring a removed container back.
@@ -42,6 +42,20 @@ const LISTING_LAG: Duration = Duration::from_secs(1);
 struct Entry {
     container: Container,
     learnt: Instant,
+    /// A `kill` was seen since it last started: its next `die` is final,
+    /// since the restart policy leaves a container killed or stopped on
+    /// purpose down. Any other `die` is followed by the engine's restart.
+    kill_requested: bool,
+}
+
+impl Entry {
+    fn new(container: Container, learnt: Instant) -> Self {
+        Entry {
+            container,
+            learnt,
+            kill_requested: false,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +64,10 @@ struct State {
     services: HashMap<String, HashMap<String, Entry>>,
     /// Ids known to be removed, and when that was learnt.
     removed: HashMap<String, Instant>,
+    /// Host ports of running containers, by id, as last inspected; dropped
+    /// when the container starts, dies or goes, since a restart may publish
+    /// it on other ports.
+    ports: HashMap<String, PublishedPorts>,
     /// When the running event stream started, if one runs.
     stream_since: Option<Instant>,
     /// Whether a listing begun after `stream_since` has been merged, and no
@@ -153,6 +171,31 @@ impl ContainerIndex {
         let mut state = self.state();
         state.stream_since = Some(at);
         state.live = false;
+        // Events may have been missed: no port can be vouched for.
+        state.ports.clear();
+    }
+
+    /// The ports known for each of `ids` that has them.
+    pub fn ports(&self, ids: &[&str]) -> HashMap<String, PublishedPorts> {
+        let state = self.state();
+        ids.iter()
+            .filter_map(|id| Some((id.to_string(), state.ports.get(*id)?.clone())))
+            .collect()
+    }
+
+    /// Remembers inspected ports of containers the index holds as running.
+    pub fn record_ports(&self, inspected: HashMap<String, PublishedPorts>) {
+        let mut state = self.state();
+        for (id, ports) in inspected {
+            let running = state.services.values().any(|containers| {
+                containers
+                    .get(&id)
+                    .is_some_and(|e| e.container.is_running())
+            });
+            if running {
+                state.ports.insert(id, ports);
+            }
+        }
     }
 
     /// The event stream ended: changes may go unseen until it runs again.
@@ -176,6 +219,12 @@ impl ContainerIndex {
         if state.removed.contains_key(id) {
             return;
         }
+        if matches!(
+            event.transition,
+            Transition::Started | Transition::Died | Transition::Destroyed
+        ) {
+            state.ports.remove(id);
+        }
         let known = state
             .services
             .get_mut(service)
@@ -186,25 +235,41 @@ impl ContainerIndex {
                 entry.container.name.clone_from(&event.container.name);
                 entry.learnt = now;
             }
-            // A rename of a container never heard of says nothing about its
-            // state; the next listing brings it.
-            (Transition::Renamed, None) => {}
+            (Transition::Killed, Some(entry)) => entry.kill_requested = true,
+            // A rename or kill of a container never heard of says nothing
+            // about its state; the next listing brings it.
+            (Transition::Renamed | Transition::Killed, None) => {}
             // A `create` read after the start the connector recorded itself
             // says nothing new.
             (Transition::Created, Some(_)) => {}
+            (Transition::Died, Some(entry)) => {
+                entry.container.status.clone_from(&event.container.status);
+                entry.container.last_exit_code = event.container.last_exit_code;
+                if entry.kill_requested {
+                    entry.container.state.clone_from(&event.container.state);
+                } else {
+                    restarting(&mut entry.container);
+                }
+                entry.learnt = now;
+            }
             (_, Some(entry)) => {
                 entry.container.state.clone_from(&event.container.state);
                 entry.container.status.clone_from(&event.container.status);
+                if event.transition == Transition::Started {
+                    entry.kill_requested = false;
+                }
                 entry.learnt = now;
             }
-            (_, None) => {
-                state.services.entry(service.clone()).or_default().insert(
-                    id.clone(),
-                    Entry {
-                        container: event.container.clone(),
-                        learnt: now,
-                    },
-                );
+            (transition, None) => {
+                let mut container = event.container.clone();
+                if *transition == Transition::Died {
+                    restarting(&mut container);
+                }
+                state
+                    .services
+                    .entry(service.clone())
+                    .or_default()
+                    .insert(id.clone(), Entry::new(container, now));
             }
         }
     }
@@ -227,13 +292,7 @@ impl ContainerIndex {
             }
             Some(_) => {}
             None => {
-                containers.insert(
-                    container.id.clone(),
-                    Entry {
-                        container,
-                        learnt: now,
-                    },
-                );
+                containers.insert(container.id.clone(), Entry::new(container, now));
             }
         }
     }
@@ -267,13 +326,23 @@ impl ContainerIndex {
             if removed_since || known_since {
                 continue;
             }
-            merged.entry(container.service.clone()).or_default().insert(
-                container.id.clone(),
-                Entry {
-                    container: container.clone(),
-                    learnt: began,
-                },
-            );
+            // A listing cannot tell restarts or kills: keep what events said.
+            let mut entry = Entry::new(container.clone(), began);
+            if let Some(earlier) = state
+                .services
+                .get(&container.service)
+                .and_then(|containers| containers.get(&container.id))
+            {
+                entry.container.restarts = earlier.container.restarts;
+                if entry.container.last_exit_code.is_none() {
+                    entry.container.last_exit_code = earlier.container.last_exit_code;
+                }
+                entry.kill_requested = earlier.kill_requested;
+            }
+            merged
+                .entry(container.service.clone())
+                .or_default()
+                .insert(container.id.clone(), entry);
         }
         // What was learnt since `stands_after` stands; what was learnt
         // before and is not listed is gone.
@@ -288,12 +357,27 @@ impl ContainerIndex {
             }
         }
         state.services = merged;
+        let State {
+            services, ports, ..
+        } = &mut *state;
+        ports.retain(|id, _| services.values().any(|c| c.contains_key(id)));
         // The listing agrees with removals learnt well before it began.
         state.removed.retain(|_, learnt| *learnt > stands_after);
         if state.stream_since.is_some_and(|since| since <= began) {
             state.live = true;
         }
     }
+}
+
+/// A container whose process just ended by itself: its restart policy
+/// brings it back (docker shows it `restarting` meanwhile), once more.
+fn restarting(container: &mut Container) {
+    let code = container
+        .last_exit_code
+        .map_or_else(|| "unknown".to_owned(), |code| code.to_string());
+    container.state = "restarting".to_owned();
+    container.status = format!("Restarting ({code})");
+    container.restarts += 1;
 }
 
 impl State {
@@ -308,6 +392,7 @@ impl State {
     }
 
     fn forget(&mut self, service: &str, id: &str, now: Instant) {
+        self.ports.remove(id);
         if let Some(containers) = self.services.get_mut(service) {
             containers.remove(id);
             if containers.is_empty() {
@@ -336,6 +421,8 @@ mod tests {
             status: String::new(),
             config_hash: "h".into(),
             created: 0,
+            restarts: 0,
+            last_exit_code: None,
         }
     }
 
@@ -345,7 +432,7 @@ mod tests {
             Transition::Started => "running",
             Transition::Paused => "paused",
             Transition::Died => "exited",
-            Transition::Renamed | Transition::Destroyed => "",
+            Transition::Killed | Transition::Renamed | Transition::Destroyed => "",
         };
         ContainerEvent {
             transition,
@@ -481,10 +568,38 @@ mod tests {
             web,
             [
                 ("new".to_owned(), "running".to_owned()),
-                ("old".to_owned(), "exited".to_owned())
+                // Died unasked: its restart policy brings it back.
+                ("old".to_owned(), "restarting".to_owned())
             ]
         );
         assert_eq!(index.running("db"), Some(1));
+    }
+
+    #[test]
+    fn a_kill_makes_the_next_death_final_and_other_deaths_restarts() {
+        let index = live_index_with_lag(SHORT_LAG);
+        let state_of = |index: &ContainerIndex| {
+            let c = index.containers("web").unwrap().remove(0);
+            (c.state, c.restarts, c.last_exit_code)
+        };
+        let mut died = event(Transition::Died, "a", "web");
+        died.container.last_exit_code = Some(1);
+        index.apply(&event(Transition::Started, "a", "web"));
+        index.apply(&died);
+        assert_eq!(state_of(&index), ("restarting".into(), 1, Some(1)));
+        index.apply(&event(Transition::Started, "a", "web"));
+        index.apply(&died);
+        assert_eq!(state_of(&index), ("restarting".into(), 2, Some(1)));
+        index.apply(&event(Transition::Started, "a", "web"));
+        assert_eq!(state_of(&index), ("running".into(), 2, Some(1)));
+        index.apply(&event(Transition::Killed, "a", "web"));
+        died.container.last_exit_code = Some(137);
+        index.apply(&died);
+        assert_eq!(state_of(&index), ("exited".into(), 2, Some(137)));
+        // A start clears the kill: the next death is a restart again.
+        index.apply(&event(Transition::Started, "a", "web"));
+        index.apply(&died);
+        assert_eq!(state_of(&index), ("restarting".into(), 3, Some(137)));
     }
 
     #[test]

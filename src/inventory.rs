@@ -9,13 +9,13 @@
 //! While the index is not live, status requests share one listing at a
 //! time instead of each starting a `docker ps` of its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
-use crate::docker::{Container, Engine, EventStream, EventTime};
+use crate::docker::{Container, Engine, EventStream, EventTime, PublishedPorts};
 use crate::domain::ServiceName;
 use crate::error::Error;
 use crate::index::{ContainerIndex, IndexSummary};
@@ -57,6 +57,10 @@ pub struct Inventory {
     /// status answered from a listing begun before then could contradict
     /// the answer of that scale.
     last_own_change: Mutex<Instant>,
+    /// Woken by every event read and every listing merged into a live
+    /// index, so the reconciler can act on them; one
+    /// waiter (the reconciler), and a wake-up while it is busy is kept.
+    changed: tokio::sync::Notify,
 }
 
 impl Inventory {
@@ -66,6 +70,7 @@ impl Inventory {
             index: ContainerIndex::new(),
             listing: Mutex::new(None),
             last_own_change: Mutex::new(Instant::now()),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -83,12 +88,43 @@ impl Inventory {
         if let Some(running) = self.index.running(service.as_str()) {
             return Ok(running);
         }
-        let not_before = *self.last_own_change.lock().expect("poisoned");
-        let listing = self.shared_listing(not_before).await?;
+        let listing = self.fresh_listing().await?;
         Ok(listing
             .iter()
             .filter(|c| c.service == service.as_str() && c.is_running())
             .count())
+    }
+
+    /// The containers of `service`, in any state, for a report: from the
+    /// index while it is live, else from the listing in flight (or a new
+    /// one), as [`Inventory::running`].
+    ///
+    /// # Errors
+    /// The docker failure of the listing.
+    pub async fn snapshot(
+        self: &Arc<Self>,
+        service: &ServiceName,
+    ) -> Result<Vec<Container>, Error> {
+        if let Some(containers) = self.index.containers(service.as_str()) {
+            return Ok(containers);
+        }
+        let listing = self.fresh_listing().await?;
+        Ok(listing
+            .iter()
+            .filter(|c| c.service == service.as_str())
+            .cloned()
+            .collect())
+    }
+
+    /// The containers of `service` if the index is live; never asks docker.
+    pub fn indexed(&self, service: &ServiceName) -> Option<Vec<Container>> {
+        self.index.containers(service.as_str())
+    }
+
+    /// A shared listing begun after the connector's own last change.
+    async fn fresh_listing(self: &Arc<Self>) -> Result<Arc<Vec<Container>>, Error> {
+        let not_before = *self.last_own_change.lock().expect("poisoned");
+        self.shared_listing(not_before).await
     }
 
     /// How many containers of each of `services` run, from the index alone:
@@ -113,6 +149,39 @@ impl Inventory {
             Some(containers) => Ok(containers),
             None => self.engine.list(service).await,
         }
+    }
+
+    /// Waits until an event about one of the instance's containers is read.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// The host ports of `containers` that run: from what the index learnt,
+    /// else inspected now (and remembered until they next start or stop).
+    ///
+    /// # Errors
+    /// The docker failure of the inspection.
+    pub async fn published_ports(
+        &self,
+        containers: &[Container],
+    ) -> Result<HashMap<String, PublishedPorts>, Error> {
+        let running: Vec<&str> = containers
+            .iter()
+            .filter(|c| c.is_running())
+            .map(|c| c.id.as_str())
+            .collect();
+        let mut known = self.index.ports(&running);
+        let unknown: Vec<String> = running
+            .iter()
+            .filter(|id| !known.contains_key(**id))
+            .map(|id| id.to_string())
+            .collect();
+        if !unknown.is_empty() {
+            let inspected = self.engine.published_ports(&unknown).await?;
+            self.index.record_ports(inspected.clone());
+            known.extend(inspected);
+        }
+        Ok(known)
     }
 
     /// Records a container the connector just started.
@@ -250,12 +319,15 @@ impl Inventory {
                     Ok(event) => {
                         *since = event.time;
                         self.index.apply(&event);
+                        self.changed.notify_one();
                     }
                     Err(reason) => return reason,
                 },
                 listed = &mut listing => {
                     let due = match listed {
                         Ok(_) if self.index.is_live() => {
+                            // The reconciler may act on the index (again).
+                            self.changed.notify_one();
                             listing_retry = Backoff::default();
                             *retry = Backoff::default();
                             Instant::now() + RELIST_INTERVAL

@@ -9,7 +9,8 @@
 //! - [`docker`]: the docker CLI runner and the engine interface over it.
 //! - [`index`]: the in-memory picture of the instance's containers.
 //! - [`inventory`]: keeps the index live from docker's events; lists when it is not.
-//! - [`scaler`]: turns a wanted count into docker removals and starts.
+//! - [`scaler`]: turns a service's desired state into docker removals and starts, and rolls updates.
+//! - [`reconciler`]: keeps every service at its desired state without being asked.
 //! - [`health`]: whether the engine answers, checked at most once a second.
 //! - [`routes`]: the HTTP endpoints and JSON catchers.
 //! - [`metrics`]: the Prometheus metrics `/metrics` exposes.
@@ -26,6 +27,7 @@ pub mod index;
 pub mod inventory;
 pub mod logging;
 pub mod metrics;
+pub mod reconciler;
 pub mod routes;
 pub mod scaler;
 pub mod shutdown;
@@ -44,7 +46,8 @@ use docker::{DockerCli, DockerRunner, Engine};
 use health::HealthCheck;
 use inventory::Inventory;
 use metrics::Metrics;
-use scaler::Scaler;
+use reconciler::Reconciler;
+use scaler::{Scaler, UpdatePolicy};
 use store::Store;
 
 /// Longest a health check waits for docker: monitors time out sooner than
@@ -79,18 +82,32 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         Duration::from_secs(config.docker_timeout.min(HEALTH_DEADLINE_SECONDS)),
     );
     let inventory = Inventory::new(engine.clone());
-    let scaler = Scaler::new(
+    let mut scaler = Scaler::new(
         engine,
         inventory.clone(),
         store.clone(),
         config.instance.clone(),
         config.scale_concurrency,
     );
+    if config.reconcile {
+        scaler = scaler.reconciling(UpdatePolicy {
+            parallelism: config.update_parallelism,
+            settle: Duration::from_secs_f64(config.update_settle),
+        });
+    }
+    let scaler = Arc::new(scaler);
+    let reconciler = Reconciler::new(scaler.clone(), store.clone(), inventory.clone());
+    let reconciling = config.reconcile;
     let summary = format!(
-        "instance {:?}, {} services from {}, {}",
+        "instance {:?}, {} services from {}, {}, {}",
         config.instance,
         store.all().len(),
         store.path().display(),
+        if config.reconcile {
+            "reconciling"
+        } else {
+            "acting only when called"
+        },
         if access.requires_token() {
             "bearer token required"
         } else {
@@ -100,6 +117,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
     Ok(rocket::custom(figment)
         .manage(store)
         .manage(scaler)
+        .manage(reconciler.clone())
         .manage(config)
         .manage(access)
         .manage(health)
@@ -113,6 +131,13 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
             Box::pin(async move {
                 // Runs until the runtime stops; dropping it kills `docker events`.
                 tokio::spawn(inventory.follow_events());
+            })
+        }))
+        .attach(AdHoc::on_liftoff("reconcile", move |_| {
+            Box::pin(async move {
+                if reconciling {
+                    tokio::spawn(reconciler.run());
+                }
             })
         }))
         .attach(AdHoc::on_liftoff("announce", move |rocket| {

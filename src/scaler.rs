@@ -1,22 +1,27 @@
-//! Brings a service's containers to a wanted count: look up what runs, plan
-//! removals and starts, carry them out and record them in the inventory,
-//! then measure the result.
+//! Brings a service's containers to its desired state: as many as its
+//! desired count, all of its current definition. A scale records the count
+//! and acts at once; the reconciler calls [`Scaler::reconcile`] whenever
+//! something changed. Each pass looks up what runs, plans removals and
+//! starts, carries them out and records them in the inventory; a pass that
+//! finds only containers of an older definition rolls one batch of them,
+//! start-first.
 //!
 //! Operations on one service are serialized by a per-service lock, so two
-//! scales of the same service never race each other or a delete; different
-//! services proceed in parallel.
+//! scales, a roll and a delete of the same service never race each other;
+//! different services proceed in parallel.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::docker::{Container, Engine, StartOutcome};
+use crate::docker::{Container, Engine, PublishedPorts, StartOutcome};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::inventory::Inventory;
-use crate::store::Store;
+use crate::store::{Store, StoredService};
 
 /// Exclusive use of one service's containers.
 type ServiceGuard = tokio::sync::OwnedMutexGuard<()>;
@@ -24,11 +29,129 @@ type ServiceGuard = tokio::sync::OwnedMutexGuard<()>;
 /// How often a start retries with another name after a clash.
 const NAME_ATTEMPTS: usize = 10;
 
-/// What a scale or status request reports.
+/// The wait before the reconciler tries a service again after a failed
+/// attempt doubles from this ...
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// ... up to this, so a service that cannot start costs the engine one
+/// attempt a minute.
+const RETRY_LONGEST: Duration = Duration::from_secs(60);
+
+/// How a definition change is rolled out.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdatePolicy {
+    /// How many containers are replaced at once.
+    pub parallelism: usize,
+    /// How long a new container must keep running before an old one goes.
+    pub settle: Duration,
+}
+
+/// What a scale reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ScaleReport {
     pub running_resources: usize,
     pub desired_resources: u32,
+}
+
+/// Where a service stands, as `GET /service/<name>/status` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceStatus {
+    pub running_resources: usize,
+    /// `None` only until the count of a service from an old data file is
+    /// adopted.
+    pub desired_resources: Option<u32>,
+    pub containers: Vec<ContainerStatus>,
+    pub rollout: Rollout,
+    /// Why the service is not at its desired state, when the connector
+    /// knows: the last docker error, or containers that keep exiting.
+    pub problem: Option<String>,
+    /// Failed attempts in a row to reach the desired state.
+    pub failed_attempts: u32,
+}
+
+/// One container in a status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
+    /// Container port → host port; `None` when docker could not be asked.
+    pub ports: Option<PublishedPorts>,
+    /// Whether it runs the service's current definition.
+    pub current: bool,
+    pub restarts: u32,
+    pub last_exit_code: Option<i64>,
+}
+
+/// How far the current definition has reached.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollout {
+    /// `complete`: every container runs the current definition; `rolling`:
+    /// the reconciler is replacing older ones; `failed`: the current
+    /// definition did not keep running, so the older containers stay (and
+    /// it is tried again after a backoff); `manual`: reconciling is off, so
+    /// older containers are only replaced by scales.
+    pub state: &'static str,
+    pub updated: usize,
+    pub outdated: usize,
+    pub error: Option<String>,
+}
+
+/// What one reconcile pass left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The service is at its desired state, or waits for a retry.
+    Settled,
+    /// A batch was rolled; the next one can follow at once.
+    Continue,
+}
+
+/// The failures and backoff of one service, kept in memory.
+#[derive(Debug, Default)]
+struct Progress {
+    failures: u32,
+    last_error: Option<String>,
+    /// No reconcile pass before then.
+    retry_at: Option<Instant>,
+    /// The config hash whose roll failed, and why.
+    failed_roll: Option<(String, String)>,
+}
+
+impl Progress {
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.last_error = None;
+        self.retry_at = None;
+    }
+
+    fn failed(&mut self, error: &Error) {
+        self.failures += 1;
+        self.last_error = Some(error.to_string());
+        let doublings = self.failures.saturating_sub(1).min(16);
+        let wait = (RETRY_FIRST * 2u32.pow(doublings)).min(RETRY_LONGEST);
+        self.retry_at = Some(Instant::now() + wait);
+    }
+}
+
+/// The lock and progress of one service.
+#[derive(Default)]
+struct ServiceSlot {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    progress: Mutex<Progress>,
+}
+
+impl ServiceSlot {
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().expect("progress poisoned")
+    }
+
+    fn record<T>(&self, result: &Result<T, Error>) {
+        match result {
+            Ok(_) => self.progress().succeeded(),
+            Err(e) => self.progress().failed(e),
+        }
+    }
 }
 
 /// Drives the containers of every service through an [`Engine`].
@@ -38,9 +161,12 @@ pub struct Scaler {
     store: Arc<Store>,
     instance: String,
     concurrency: usize,
-    /// One lock per existing service, made when it is first scaled or
-    /// deleted and dropped when it is deleted.
-    locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
+    update: UpdatePolicy,
+    /// Whether the reconciler runs: the rollout state says so.
+    reconciling: bool,
+    /// One slot per existing service, made when it is first needed and
+    /// dropped when the service is deleted.
+    slots: Mutex<HashMap<ServiceName, Arc<ServiceSlot>>>,
 }
 
 impl Scaler {
@@ -57,46 +183,63 @@ impl Scaler {
             store,
             instance,
             concurrency,
-            locks: Mutex::new(HashMap::new()),
+            update: UpdatePolicy {
+                parallelism: 1,
+                settle: Duration::from_secs(2),
+            },
+            reconciling: false,
+            slots: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Waits for exclusive use of `service` and returns its definition as it
-    /// stands once that use is granted. A lock is only made for a service
+    /// Rolls definition changes with `update` when the reconciler runs.
+    pub fn reconciling(mut self, update: UpdatePolicy) -> Self {
+        self.update = update;
+        self.reconciling = true;
+        self
+    }
+
+    fn slot(&self, service: &ServiceName) -> Arc<ServiceSlot> {
+        self.slots
+            .lock()
+            .expect("slot table poisoned")
+            .entry(service.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Waits for exclusive use of `service` and returns what the store holds
+    /// of it once that use is granted. A slot is only made for a service
     /// that exists, so requests for unknown names cannot grow the table.
     async fn lock(
         &self,
         service: &ServiceName,
-    ) -> Result<(ServiceGuard, ServiceDefinition), Error> {
+    ) -> Result<(ServiceGuard, Arc<ServiceSlot>, StoredService), Error> {
         self.ensure_defined(service)?;
-        let lock = self
-            .locks
-            .lock()
-            .expect("lock table poisoned")
-            .entry(service.clone())
-            .or_default()
-            .clone();
-        let guard = lock.lock_owned().await;
-        match self.definition(service) {
-            Ok(definition) => Ok((guard, definition)),
-            Err(e) => {
+        let slot = self.slot(service);
+        let guard = slot.lock.clone().lock_owned().await;
+        match self.store.service(service) {
+            Some(stored) => Ok((guard, slot, stored)),
+            None => {
                 // Deleted while this request waited: the last one out drops
-                // the entry, so deleted names do not linger in the table.
-                self.forget_lock(service);
-                Err(e)
+                // the slot, so deleted names do not linger in the table.
+                drop(slot);
+                self.forget_slot(service);
+                Err(Error::ServiceNotFound(service.to_string()))
             }
         }
     }
 
-    /// Drops the lock of a deleted service unless a request is waiting on it.
-    fn forget_lock(&self, service: &ServiceName) {
-        let mut locks = self.locks.lock().expect("lock table poisoned");
-        // The table's own reference and the caller's guard: nobody else waits.
-        if locks
+    /// Drops the slot of a deleted service unless a request is waiting on it.
+    fn forget_slot(&self, service: &ServiceName) {
+        let mut slots = self.slots.lock().expect("slot table poisoned");
+        // The table's reference to the slot, and the caller's guard on its
+        // lock: nobody else waits.
+        if slots
             .get(service)
-            .is_some_and(|lock| Arc::strong_count(lock) <= 2)
+            .is_some_and(|slot| Arc::strong_count(slot) == 1 && Arc::strong_count(&slot.lock) <= 2)
         {
-            locks.remove(service);
+            slots.remove(service);
         }
     }
 
@@ -110,12 +253,6 @@ impl Scaler {
         }
     }
 
-    fn definition(&self, service: &ServiceName) -> Result<ServiceDefinition, Error> {
-        self.store
-            .get(service)
-            .ok_or_else(|| Error::ServiceNotFound(service.to_string()))
-    }
-
     /// Counts the running containers of `service`.
     ///
     /// # Errors
@@ -125,6 +262,97 @@ impl Scaler {
         self.inventory.running(service).await
     }
 
+    /// Where `service` stands: its counts, each container, the rollout and
+    /// the last problem. Ports come from the index, or one `docker inspect`
+    /// of containers whose ports are not known yet; if that fails, they are
+    /// reported unknown rather than failing the whole status.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`], or the docker failure of a listing.
+    pub async fn status(&self, service: &ServiceName) -> Result<ServiceStatus, Error> {
+        let stored = self
+            .store
+            .service(service)
+            .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
+        let mut containers = self.inventory.snapshot(service).await?;
+        containers.sort_by(|a, b| {
+            (name_number(&a.name), a.created).cmp(&(name_number(&b.name), b.created))
+        });
+        let current_hash = stored.definition.config_hash();
+        let publishes_nothing = stored.definition.ports().is_empty();
+        // Containers of a definition without ports publish none: only the
+        // others are worth asking docker about.
+        let to_inspect: Vec<Container> = containers
+            .iter()
+            .filter(|c| !(publishes_nothing && c.config_hash == current_hash))
+            .cloned()
+            .collect();
+        let inspected = match self.inventory.published_ports(&to_inspect).await {
+            Ok(ports) => Some(ports),
+            Err(e) => {
+                log::warn!("cannot read the ports of '{service}': {e}");
+                None
+            }
+        };
+        let ports_of = |c: &Container| -> Option<PublishedPorts> {
+            if !c.is_running() || (publishes_nothing && c.config_hash == current_hash) {
+                return Some(PublishedPorts::new());
+            }
+            inspected.as_ref()?.get(&c.id).cloned()
+        };
+        let entries: Vec<ContainerStatus> = containers
+            .iter()
+            .map(|c| ContainerStatus {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                state: c.state.clone(),
+                created: c.created,
+                ports: ports_of(c),
+                current: c.config_hash == current_hash,
+                restarts: c.restarts,
+                last_exit_code: c.last_exit_code,
+            })
+            .collect();
+        let places: Vec<&Container> = containers.iter().filter(|c| c.holds_a_place()).collect();
+        let updated = places
+            .iter()
+            .filter(|c| c.config_hash == current_hash)
+            .count();
+        let outdated = places.len() - updated;
+        let slot = self.slot(service);
+        let progress = slot.progress();
+        let failed_roll = progress
+            .failed_roll
+            .as_ref()
+            .filter(|(hash, _)| *hash == current_hash)
+            .map(|(_, why)| why.clone());
+        let rollout = Rollout {
+            state: match (outdated, &failed_roll) {
+                (0, _) => "complete",
+                (_, Some(_)) => "failed",
+                _ if !self.reconciling => "manual",
+                _ => "rolling",
+            },
+            updated,
+            outdated,
+            error: failed_roll,
+        };
+        let problem = progress.last_error.clone().or_else(|| {
+            places
+                .iter()
+                .find(|c| c.state == "restarting")
+                .map(|c| crash_loop(c))
+        });
+        Ok(ServiceStatus {
+            running_resources: containers.iter().filter(|c| c.is_running()).count(),
+            desired_resources: stored.desired,
+            containers: entries,
+            rollout,
+            problem,
+            failed_attempts: progress.failures,
+        })
+    }
+
     /// Removes containers of `service` and records that they are gone.
     async fn remove(&self, service: &ServiceName, ids: &[String]) -> Result<(), Error> {
         self.engine.remove(ids).await?;
@@ -132,32 +360,235 @@ impl Scaler {
         Ok(())
     }
 
-    /// Makes exactly `target` containers of `service` run: removes the ones
-    /// that are not running, removes any surplus (containers of an older
-    /// definition first, then the newest), starts the shortfall in parallel,
-    /// records all that in the inventory, and reports the count that then
-    /// runs (from the index, which also holds any event read meanwhile, or
-    /// listed afresh when the index is not live).
+    /// Records `target` as the desired count of `service`, then makes
+    /// exactly that many containers hold its places (see
+    /// [`Scaler::fix_count`]), whatever a backoff says: an explicit request
+    /// always acts.
     ///
     /// # Errors
-    /// [`Error::ServiceNotFound`]; the docker failure, after removing any
-    /// container this left not running; [`Error::DockerFailed`] when the
-    /// measured count is not `target` (new containers stopped right after
-    /// starting, or something else started more).
+    /// [`Error::ServiceNotFound`]; [`Error::Storage`] (nothing was changed
+    /// then); the docker failure, or [`Error::DockerFailed`] when the count
+    /// that runs afterwards is not `target`. The desired count stays
+    /// recorded, and the reconciler (if on) keeps working towards it.
     pub async fn scale(
         &self,
         service: &ServiceName,
         target: ReplicaCount,
     ) -> Result<ScaleReport, Error> {
-        let (_serialized, definition) = self.lock(service).await?;
-        let target = target.get();
+        let (_serialized, slot, stored) = self.lock(service).await?;
+        self.store.set_desired(service, target.get()).await?;
+        let result = self.fix_count(&stored.definition, target.get()).await;
+        slot.record(&result);
+        result
+    }
+
+    /// Whether the reconciler should look at `service` now: the index is
+    /// live, the service is not waiting out a backoff, and the index shows
+    /// something to do. Without a live index (docker's event stream is down,
+    /// so docker is likely down or hung) the reconciler waits: a pass would
+    /// only hold the service's lock against requests while docker times out.
+    pub fn needs_reconciling(&self, service: &ServiceName) -> bool {
+        let slot = self.slot(service);
+        let progress = slot.progress();
+        if progress.retry_at.is_some_and(|at| at > Instant::now()) {
+            return false;
+        }
+        let Some(stored) = self.store.service(service) else {
+            return false;
+        };
+        let Some(containers) = self.inventory.indexed(service) else {
+            return false;
+        };
+        let Some(desired) = stored.desired else {
+            return true;
+        };
+        let hash = stored.definition.config_hash();
+        !Plan::new(&containers, &hash, desired as usize).is_empty()
+            || containers
+                .iter()
+                .any(|c| c.holds_a_place() && c.config_hash != hash)
+    }
+
+    /// When the earliest backoff still running ends.
+    pub fn next_retry(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let slots = self.slots.lock().expect("slot table poisoned");
+        slots
+            .values()
+            .filter_map(|slot| slot.progress().retry_at)
+            .filter(|at| *at > now)
+            .min()
+    }
+
+    /// One reconcile pass over `service`: adopt the running count of a
+    /// service from an old data file, fix the count, else roll one batch of
+    /// outdated containers.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`] if it was deleted meanwhile; the failure
+    /// of the pass, which also starts (or lengthens) the service's backoff.
+    pub async fn reconcile(&self, service: &ServiceName) -> Result<Step, Error> {
+        let (_serialized, slot, stored) = self.lock(service).await?;
+        let result = self.reconcile_locked(service, &slot, &stored).await;
+        match &result {
+            Ok(_) => slot.progress().succeeded(),
+            Err(e) => {
+                log::warn!("reconciling '{service}': {e}");
+                slot.progress().failed(e);
+            }
+        }
+        result
+    }
+
+    async fn reconcile_locked(
+        &self,
+        service: &ServiceName,
+        slot: &ServiceSlot,
+        stored: &StoredService,
+    ) -> Result<Step, Error> {
+        let definition = &stored.definition;
+        let hash = definition.config_hash();
+        let containers = self.inventory.containers(service).await?;
+        let desired = match stored.desired {
+            Some(desired) => desired,
+            None => {
+                let running = containers.iter().filter(|c| c.holds_a_place()).count();
+                let adopted = self
+                    .store
+                    .adopt_desired(service, u32::try_from(running).unwrap_or(u32::MAX))
+                    .await?;
+                log::info!("'{service}': adopted {adopted} as its desired count");
+                adopted
+            }
+        };
+        if !Plan::new(&containers, &hash, desired as usize).is_empty() {
+            self.fix_count(definition, desired).await?;
+            return Ok(Step::Continue);
+        }
+        let mut outdated: Vec<&Container> = containers
+            .iter()
+            .filter(|c| c.holds_a_place() && c.config_hash != hash)
+            .collect();
+        if outdated.is_empty() {
+            slot.progress().failed_roll = None;
+            return Ok(Step::Settled);
+        }
+        // Not running first, then the newest: the tail of the keep order.
+        outdated.sort_by_key(|c| (c.is_running(), std::cmp::Reverse(c.created)));
+        let batch: Vec<Container> = outdated
+            .into_iter()
+            .take(self.update.parallelism)
+            .cloned()
+            .collect();
+        match self.roll_batch(definition, &containers, &batch).await {
+            Ok(()) => {
+                slot.progress().failed_roll = None;
+                Ok(Step::Continue)
+            }
+            Err(e) => {
+                slot.progress().failed_roll = Some((hash, e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces `outdated` start-first: starts as many containers of
+    /// `definition`, waits the settle time, and removes the outdated ones
+    /// only if every new one ran all along. Otherwise removes the new ones
+    /// and leaves the outdated ones serving.
+    ///
+    /// # Errors
+    /// [`Error::DockerFailed`] saying why the new containers did not hold.
+    async fn roll_batch(
+        &self,
+        definition: &ServiceDefinition,
+        containers: &[Container],
+        outdated: &[Container],
+    ) -> Result<(), Error> {
+        let service = definition.name();
+        let names = NameAllocator::new(format!("{}-{}-", self.instance, service), containers);
+        let started: Vec<Result<String, Error>> = stream::iter(0..outdated.len())
+            .map(|_| self.start_one(definition, &names))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let new_ids: Vec<String> = started.iter().filter_map(|r| r.clone().ok()).collect();
+        let start_error = started.into_iter().find_map(Result::err);
+        if start_error.is_none() {
+            tokio::time::sleep(self.update.settle).await;
+        }
+        let after = match start_error {
+            Some(_) => self.engine.list(service).await?,
+            None => self.inventory.containers(service).await?,
+        };
+        let held = |id: &String| {
+            after
+                .iter()
+                .any(|c| c.id == *id && c.is_running() && c.restarts == 0)
+        };
+        if start_error.is_none() && new_ids.iter().all(held) {
+            let old_ids: Vec<String> = outdated.iter().map(|c| c.id.clone()).collect();
+            self.remove(service, &old_ids).await?;
+            log::info!(
+                "'{service}': replaced {} outdated container(s) with the current definition",
+                old_ids.len()
+            );
+            return Ok(());
+        }
+        // Anything of the new definition that is not serving goes, including
+        // a container a failed start left created.
+        let failed: Vec<&Container> = after
+            .iter()
+            .filter(|c| {
+                new_ids.contains(&c.id)
+                    || (c.config_hash == definition.config_hash() && !c.holds_a_place())
+            })
+            .collect();
+        let why = match start_error {
+            Some(e) => e.to_string(),
+            None => failed
+                .iter()
+                .find(|c| !c.is_running() || c.restarts > 0)
+                .map_or_else(
+                    || "the new container vanished".to_owned(),
+                    |c| crash_loop(c),
+                ),
+        };
+        let failed_ids = removable_ids(failed);
+        self.remove(service, &failed_ids).await?;
+        Err(Error::DockerFailed(format!(
+            "the update of '{service}' stopped and its older containers keep serving: \
+             a container of the new definition did not keep running for {:?} ({why})",
+            self.update.settle
+        )))
+    }
+
+    /// Makes exactly `target` containers of `definition`'s service hold its
+    /// places: removes dead ones (created, exited, dead), removes any
+    /// surplus (older definitions first, then not running, then the
+    /// newest), starts the shortfall in parallel, records all that in the
+    /// inventory, and reports the count that then runs (from the index,
+    /// which also holds any event read meanwhile, or listed afresh when the
+    /// index is not live).
+    ///
+    /// # Errors
+    /// The docker failure, after removing any container this left dead;
+    /// [`Error::DockerFailed`] when the measured count is not `target` (new
+    /// containers stopped right after starting, or something else started
+    /// more).
+    async fn fix_count(
+        &self,
+        definition: &ServiceDefinition,
+        target: u32,
+    ) -> Result<ScaleReport, Error> {
+        let service = definition.name();
         let containers = self.inventory.containers(service).await?;
         let plan = Plan::new(&containers, &definition.config_hash(), target as usize);
         self.remove(service, &plan.remove).await?;
 
         let names = NameAllocator::new(format!("{}-{}-", self.instance, service), &containers);
-        let started: Vec<Result<(), Error>> = stream::iter(0..plan.start)
-            .map(|_| self.start_one(&definition, &names))
+        let started: Vec<Result<String, Error>> = stream::iter(0..plan.start)
+            .map(|_| self.start_one(definition, &names))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -170,10 +601,10 @@ impl Scaler {
             Some(_) => self.engine.list(service).await?,
             None => self.inventory.containers(service).await?,
         };
-        let (running, stopped): (Vec<&Container>, Vec<&Container>) =
-            after.iter().partition(|c| c.is_running());
-        let stopped_ids = removable_ids(stopped.iter().copied());
-        self.remove(service, &stopped_ids).await?;
+        let dead: Vec<&Container> = after.iter().filter(|c| !c.holds_a_place()).collect();
+        self.remove(service, &removable_ids(dead.iter().copied()))
+            .await?;
+        let running: Vec<&Container> = after.iter().filter(|c| c.is_running()).collect();
         let report = ScaleReport {
             running_resources: running.len(),
             desired_resources: target,
@@ -188,8 +619,12 @@ impl Scaler {
             Some(Error::DockerFailed(message)) => Err(mismatch(message)),
             Some(other) => Err(other),
             None if running.len() < target as usize => {
-                let exits: BTreeSet<&str> = stopped.iter().map(|c| c.status.as_str()).collect();
-                let exits: Vec<&str> = exits.into_iter().collect();
+                let exits: BTreeSet<String> = after
+                    .iter()
+                    .filter(|c| !c.is_running())
+                    .map(|c| c.status.clone())
+                    .collect();
+                let exits: Vec<String> = exits.into_iter().collect();
                 Err(mismatch(if exits.is_empty() {
                     "containers vanished right after starting".to_owned()
                 } else {
@@ -208,25 +643,28 @@ impl Scaler {
         }
     }
 
+    /// Starts one container of `definition`; returns its id.
     async fn start_one(
         &self,
         definition: &ServiceDefinition,
         names: &NameAllocator,
-    ) -> Result<(), Error> {
+    ) -> Result<String, Error> {
         for _ in 0..NAME_ATTEMPTS {
             let name = names.next();
             match self.engine.start(definition, &name).await? {
                 StartOutcome::Started(id) => {
                     self.inventory.record_started(Container {
-                        id,
+                        id: id.clone(),
                         service: definition.name().to_string(),
                         name,
                         state: "running".to_owned(),
                         status: "Up".to_owned(),
                         config_hash: definition.config_hash(),
                         created: unix_now(),
+                        restarts: 0,
+                        last_exit_code: None,
                     });
-                    return Ok(());
+                    return Ok(id);
                 }
                 StartOutcome::NameTaken => {
                     log::info!("container name {name} is taken; trying another")
@@ -245,19 +683,34 @@ impl Scaler {
     /// # Errors
     /// [`Error::ServiceNotFound`], the docker failure, or [`Error::Storage`].
     pub async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
-        let (_serialized, _) = self.lock(service).await?;
+        let (_serialized, slot, _) = self.lock(service).await?;
         // Asked of docker, not the index: a delete is final, and a container
         // created a moment ago may not have reached the index yet.
         let containers = self.engine.list(service).await?;
         let ids = removable_ids(&containers);
         self.remove(service, &ids).await?;
         self.store.remove(service).await?;
-        self.forget_lock(service);
+        drop(slot);
+        self.forget_slot(service);
         Ok(())
     }
 }
 
-/// What a scale removes, and how many containers it starts.
+/// Says why a container is not serving: how it last exited, and how often
+/// the engine restarted it.
+fn crash_loop(container: &Container) -> String {
+    let exit = container.last_exit_code.map_or_else(
+        || "an unknown code".to_owned(),
+        |code| format!("code {code}"),
+    );
+    format!(
+        "container {} exits right after starting (last with {exit}; restarted {} times); \
+         the engine restarts it with a growing delay",
+        container.name, container.restarts
+    )
+}
+
+/// What a pass removes, and how many containers it starts.
 #[derive(Debug, PartialEq, Eq)]
 struct Plan {
     remove: Vec<String>,
@@ -266,19 +719,24 @@ struct Plan {
 
 impl Plan {
     fn new(containers: &[Container], current_hash: &str, target: usize) -> Self {
-        let (mut running, stopped): (Vec<&Container>, Vec<&Container>) =
-            containers.iter().partition(|c| c.is_running());
-        let mut remove = removable_ids(stopped);
-        // Keep-first order: current definition, then oldest; the tail goes.
-        running.sort_by(|a, b| {
+        let (mut places, dead): (Vec<&Container>, Vec<&Container>) =
+            containers.iter().partition(|c| c.holds_a_place());
+        let mut remove = removable_ids(dead);
+        // Keep-first order: current definition, running, oldest; the tail goes.
+        places.sort_by(|a, b| {
             (a.config_hash != current_hash)
                 .cmp(&(b.config_hash != current_hash))
+                .then_with(|| b.is_running().cmp(&a.is_running()))
                 .then_with(|| a.created.cmp(&b.created))
                 .then_with(|| name_number(&a.name).cmp(&name_number(&b.name)))
         });
-        let start = target.saturating_sub(running.len());
-        remove.extend(running.iter().skip(target).map(|c| c.id.clone()));
+        let start = target.saturating_sub(places.len());
+        remove.extend(places.iter().skip(target).map(|c| c.id.clone()));
         Plan { remove, start }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.start == 0
     }
 }
 
@@ -349,6 +807,8 @@ mod tests {
             status: String::new(),
             config_hash: hash.into(),
             created,
+            restarts: 0,
+            last_exit_code: None,
         }
     }
 
@@ -453,6 +913,16 @@ mod tests {
 
         async fn server_version(&self) -> Result<String, Error> {
             Ok("fake".into())
+        }
+
+        async fn published_ports(
+            &self,
+            ids: &[String],
+        ) -> Result<HashMap<String, PublishedPorts>, Error> {
+            Ok(ids
+                .iter()
+                .map(|id| (id.clone(), PublishedPorts::new()))
+                .collect())
         }
 
         async fn remove(&self, ids: &[String]) -> Result<(), Error> {
@@ -565,18 +1035,18 @@ mod tests {
                 Err(Error::ServiceNotFound(_))
             ));
         }
-        assert!(scaler.locks.lock().unwrap().is_empty());
+        assert!(scaler.slots.lock().unwrap().is_empty());
         scaler.scale(&name("web"), count(1)).await.unwrap();
-        assert_eq!(scaler.locks.lock().unwrap().len(), 1);
+        assert_eq!(scaler.slots.lock().unwrap().len(), 1);
         scaler.delete(&name("web")).await.unwrap();
-        assert!(scaler.locks.lock().unwrap().is_empty());
+        assert!(scaler.slots.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn requests_that_waited_on_a_deleted_service_drop_its_lock() {
         let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
         let scaler = Arc::new(scaler);
-        let (held, _) = scaler.lock(&name("web")).await.unwrap();
+        let (held, _, _) = scaler.lock(&name("web")).await.unwrap();
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let scaler = scaler.clone();
@@ -593,6 +1063,6 @@ mod tests {
                 Err(Error::ServiceNotFound(_))
             ));
         }
-        assert!(scaler.locks.lock().unwrap().is_empty());
+        assert!(scaler.slots.lock().unwrap().is_empty());
     }
 }

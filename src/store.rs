@@ -1,5 +1,6 @@
-//! The service definitions: an in-memory map backed by one JSON file. This is
-//! the only code that touches the file.
+//! The services: each one's definition and desired container count, in an
+//! in-memory map backed by one JSON file. This is the only code that touches
+//! the file.
 //!
 //! Every change is written to a temporary file in the same directory, synced,
 //! renamed over the old file and the directory synced, before the change is
@@ -19,10 +20,21 @@ use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
 
 /// Version of the file's layout, written into it so a later layout can be
-/// told apart.
-const FORMAT_VERSION: u64 = 1;
+/// told apart. Version 1 held definitions only; it is still read, and
+/// rewritten as version 2 at the first change.
+const FORMAT_VERSION: u64 = 2;
 
-type Services = BTreeMap<ServiceName, ServiceDefinition>;
+/// What the store keeps of one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredService {
+    pub definition: ServiceDefinition,
+    /// How many containers should run, as the last scale asked. `None` only
+    /// for a service read from a version 1 file, which never recorded it: the
+    /// reconciler then adopts the number running rather than guess.
+    pub desired: Option<u32>,
+}
+
+type Services = BTreeMap<ServiceName, StoredService>;
 
 /// The definitions, readable without waiting on disk writes.
 pub struct Store {
@@ -74,12 +86,17 @@ impl Store {
         &self.path
     }
 
-    /// All definitions, by name.
+    /// All services, by name.
     pub fn all(&self) -> Arc<Services> {
         self.services.read().expect("store lock poisoned").clone()
     }
 
     pub fn get(&self, name: &ServiceName) -> Option<ServiceDefinition> {
+        self.all().get(name).map(|stored| stored.definition.clone())
+    }
+
+    /// A service's definition and desired count.
+    pub fn service(&self, name: &ServiceName) -> Option<StoredService> {
         self.all().get(name).cloned()
     }
 
@@ -88,7 +105,7 @@ impl Store {
         self.all().contains_key(name)
     }
 
-    /// Adds a new definition.
+    /// Adds a new definition, with no container desired yet.
     ///
     /// # Errors
     /// [`Error::ServiceExists`] if the name is taken, [`Error::Storage`] if the
@@ -98,24 +115,75 @@ impl Store {
             if services.contains_key(definition.name()) {
                 return Err(Error::ServiceExists(definition.name().to_string()));
             }
-            services.insert(definition.name().clone(), definition);
+            services.insert(
+                definition.name().clone(),
+                StoredService {
+                    definition,
+                    desired: Some(0),
+                },
+            );
             Ok(())
         })
         .await
     }
 
-    /// Adds or replaces a definition.
+    /// Adds or replaces a definition. A replaced service keeps its desired
+    /// count; a new one desires none.
     ///
     /// # Errors
     /// [`Error::Storage`] if the file could not be written.
     pub async fn replace(&self, definition: ServiceDefinition) -> Result<Replaced, Error> {
         self.change(|services| {
-            Ok(
-                match services.insert(definition.name().clone(), definition) {
-                    Some(_) => Replaced::Updated,
-                    None => Replaced::Created,
-                },
-            )
+            Ok(match services.get_mut(definition.name()) {
+                Some(stored) => {
+                    stored.definition = definition;
+                    Replaced::Updated
+                }
+                None => {
+                    services.insert(
+                        definition.name().clone(),
+                        StoredService {
+                            definition,
+                            desired: Some(0),
+                        },
+                    );
+                    Replaced::Created
+                }
+            })
+        })
+        .await
+    }
+
+    /// Records how many containers of `name` should run.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`] if there is no such service,
+    /// [`Error::Storage`] if the file could not be written.
+    pub async fn set_desired(&self, name: &ServiceName, desired: u32) -> Result<(), Error> {
+        self.change(|services| {
+            let stored = services
+                .get_mut(name)
+                .ok_or_else(|| Error::ServiceNotFound(name.to_string()))?;
+            stored.desired = Some(desired);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records `desired` for `name` unless a count is recorded already (a
+    /// scale may have come first). Returns the count now recorded.
+    ///
+    /// # Errors
+    /// As [`Store::set_desired`].
+    pub async fn adopt_desired(&self, name: &ServiceName, desired: u32) -> Result<u32, Error> {
+        if let Some(Some(recorded)) = self.all().get(name).map(|stored| stored.desired) {
+            return Ok(recorded);
+        }
+        self.change(|services| {
+            let stored = services
+                .get_mut(name)
+                .ok_or_else(|| Error::ServiceNotFound(name.to_string()))?;
+            Ok(*stored.desired.get_or_insert(desired))
         })
         .await
     }
@@ -171,6 +239,13 @@ impl Store {
 }
 
 fn render_file(services: &Services) -> Vec<u8> {
+    let services: BTreeMap<&ServiceName, Value> = services
+        .iter()
+        .map(|(name, stored)| {
+            let entry = json!({"definition": stored.definition, "desired": stored.desired});
+            (name, entry)
+        })
+        .collect();
     let document = json!({ "format_version": FORMAT_VERSION, "services": services });
     let mut bytes = serde_json::to_vec_pretty(&document).expect("definitions serialize");
     bytes.push(b'\n');
@@ -180,27 +255,55 @@ fn render_file(services: &Services) -> Vec<u8> {
 fn parse_file(bytes: &[u8]) -> Result<Services, String> {
     let document: Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    match document.get("format_version").and_then(Value::as_u64) {
-        Some(FORMAT_VERSION) => {}
-        other => {
-            return Err(format!(
-                "unsupported format_version {other:?}, expected {FORMAT_VERSION}"
-            ))
-        }
+    let version = document.get("format_version").and_then(Value::as_u64);
+    if !matches!(version, Some(1 | FORMAT_VERSION)) {
+        return Err(format!(
+            "unsupported format_version {version:?}, expected 1 or {FORMAT_VERSION}"
+        ));
     }
     let Some(entries) = document.get("services").and_then(Value::as_object) else {
         return Err("\"services\" must be an object".into());
     };
     let mut services = Services::new();
     for (key, entry) in entries {
-        let definition = ServiceDefinition::from_create_body(entry)
-            .map_err(|e| format!("service {key:?}: {e}"))?;
-        if definition.name().as_str() != key {
-            return Err(format!("service {key:?} is stored under another name"));
-        }
-        services.insert(definition.name().clone(), definition);
+        let stored = if version == Some(1) {
+            read_definition(key, entry).map(|definition| StoredService {
+                definition,
+                desired: None,
+            })
+        } else {
+            read_service(key, entry)
+        }?;
+        services.insert(stored.definition.name().clone(), stored);
     }
     Ok(services)
+}
+
+/// Reads a version 2 entry: `{"definition": {...}, "desired": N}`.
+fn read_service(key: &str, entry: &Value) -> Result<StoredService, String> {
+    let definition = read_definition(key, entry.get("definition").unwrap_or(&Value::Null))?;
+    let desired = match entry.get("desired") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            value
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("service {key:?}: desired {value} is not a count"))?,
+        ),
+    };
+    Ok(StoredService {
+        definition,
+        desired,
+    })
+}
+
+fn read_definition(key: &str, entry: &Value) -> Result<ServiceDefinition, String> {
+    let definition =
+        ServiceDefinition::from_create_body(entry).map_err(|e| format!("service {key:?}: {e}"))?;
+    if definition.name().as_str() != key {
+        return Err(format!("service {key:?} is stored under another name"));
+    }
+    Ok(definition)
 }
 
 /// How an atomic write fell short.
@@ -311,10 +414,55 @@ mod tests {
             "[]",
             r#"{"format_version": 9, "services": {}}"#,
             r#"{"format_version": 1, "services": {"web": {"name": "web"}}}"#,
+            r#"{"format_version": 2, "services": {"web": {"name": "web", "image": "a:1"}}}"#,
+            r#"{"format_version": 2, "services": {"web": {"definition": {"name": "web", "image": "a:1"}, "desired": -1}}}"#,
         ] {
             fs::write(&path, junk).unwrap();
             let err = Store::open(&path).err().expect(junk);
             assert!(err.contains("services.json"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn desired_counts_survive_reopening_and_replacing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        let store = Store::open(&path).unwrap();
+        let web = ServiceName::parse("web").unwrap();
+        store.create(definition("web", "app:1")).await.unwrap();
+        assert_eq!(store.service(&web).unwrap().desired, Some(0));
+        store.set_desired(&web, 3).await.unwrap();
+        store.replace(definition("web", "app:2")).await.unwrap();
+        let reopened = Store::open(&path).unwrap().service(&web).unwrap();
+        assert_eq!(reopened.desired, Some(3));
+        assert_eq!(reopened.definition.image().as_str(), "app:2");
+        let ghost = ServiceName::parse("ghost").unwrap();
+        assert!(matches!(
+            store.set_desired(&ghost, 1).await,
+            Err(Error::ServiceNotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_is_read_with_desired_counts_to_adopt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        fs::write(
+            &path,
+            r#"{"format_version": 1, "services": {"web": {"name": "web", "image": "app:1"}}}"#,
+        )
+        .unwrap();
+        let store = Store::open(&path).unwrap();
+        let web = ServiceName::parse("web").unwrap();
+        assert_eq!(store.service(&web).unwrap().desired, None);
+        assert_eq!(store.adopt_desired(&web, 2).await.unwrap(), 2);
+        // Adopting again does not override what is recorded.
+        assert_eq!(store.adopt_desired(&web, 5).await.unwrap(), 2);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"format_version\": 2"), "{text}");
+        assert_eq!(
+            Store::open(&path).unwrap().service(&web).unwrap().desired,
+            Some(2)
+        );
     }
 }

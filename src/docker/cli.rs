@@ -1,12 +1,15 @@
 //! The [`Engine`] over the docker CLI: which flags to pass, how to read what
 //! it prints.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use serde::Deserialize;
 
 use super::events::parse_event;
 use super::{
     Container, ContainerEvent, DockerRunner, Engine, EventStream, EventTime, OutputStream,
-    StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE,
+    PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE,
 };
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
@@ -105,7 +108,18 @@ impl Engine for DockerCli {
         definition: &ServiceDefinition,
         name: &str,
     ) -> Result<StartOutcome, Error> {
-        let mut args = vec![arg("run"), arg("-d"), arg("--name"), arg(name)];
+        // The engine restarts a container whose process exits (with its own
+        // backoff, 0.1 s doubling to a minute) and, after an engine restart,
+        // every container nobody stopped; a container killed or stopped on
+        // purpose stays down, for the connector to replace.
+        let mut args = vec![
+            arg("run"),
+            arg("-d"),
+            arg("--restart"),
+            arg("unless-stopped"),
+            arg("--name"),
+            arg(name),
+        ];
         for label in [
             format!("{LABEL_INSTANCE}={}", self.instance),
             format!("{LABEL_SERVICE}={}", definition.name()),
@@ -131,6 +145,33 @@ impl Engine for DockerCli {
             }
             Err(other) => Err(other),
         }
+    }
+
+    async fn published_ports(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, PublishedPorts>, Error> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut args = vec![
+            arg("inspect"),
+            arg("--type"),
+            arg("container"),
+            arg("--format"),
+            arg("[{{json .Id}},{{json .NetworkSettings.Ports}}]"),
+        ];
+        args.extend(ids.iter().cloned());
+        // A container removed meanwhile is simply not reported.
+        let stdout = self
+            .runner
+            .run_tolerating(&args, |complaint| complaint.contains("No such"))
+            .await?;
+        stdout
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(parse_ports_line)
+            .collect()
     }
 
     async fn remove(&self, ids: &[String]) -> Result<(), Error> {
@@ -170,6 +211,38 @@ impl EventStream for DockerEvents {
     }
 }
 
+/// One binding of a container port, as `docker inspect` reports it.
+#[derive(Deserialize)]
+struct Binding {
+    #[serde(rename = "HostPort")]
+    host_port: String,
+}
+
+/// `NetworkSettings.Ports`: each port's bindings, `null` when unpublished.
+type PortBindings = HashMap<String, Option<Vec<Binding>>>;
+
+/// Reads `[id, NetworkSettings.Ports]`: a published port has one binding per
+/// host address (IPv4 and IPv6), normally on the same host port; the first
+/// is reported. An exposed but unpublished port (`null`) is left out.
+fn parse_ports_line(line: &str) -> Result<(String, PublishedPorts), Error> {
+    let unexpected =
+        |e: String| Error::DockerFailed(format!("unexpected `docker inspect` line {line:?}: {e}"));
+    let (id, ports): (String, Option<PortBindings>) =
+        serde_json::from_str(line).map_err(|e| unexpected(e.to_string()))?;
+    let mut published = PublishedPorts::new();
+    for (port, bindings) in ports.unwrap_or_default() {
+        let Some(first) = bindings.as_deref().and_then(<[Binding]>::first) else {
+            continue;
+        };
+        let host_port = first
+            .host_port
+            .parse()
+            .map_err(|_| unexpected(format!("host port {:?}", first.host_port)))?;
+        published.insert(port, host_port);
+    }
+    Ok((id, published))
+}
+
 fn parse_ps_line(line: &str) -> Result<Container, Error> {
     let [id, service, name, state, status, config_hash, created]: [String; 7] =
         serde_json::from_str(line).map_err(|e| {
@@ -182,9 +255,11 @@ fn parse_ps_line(line: &str) -> Result<Container, Error> {
         service,
         name,
         state,
+        last_exit_code: super::exit_code_in(&status),
         status,
         config_hash,
         created,
+        restarts: 0,
     })
 }
 
@@ -275,6 +350,22 @@ mod tests {
         assert!(!already_gone(
             "Error response from daemon: cannot remove container def: device busy"
         ));
+    }
+
+    #[test]
+    fn reads_published_ports_and_skips_unpublished_ones() {
+        let line = r#"["abc",{"53/udp":[{"HostIp":"0.0.0.0","HostPort":"32768"},{"HostIp":"::","HostPort":"32768"}],"8080/tcp":[{"HostIp":"0.0.0.0","HostPort":"32769"}],"9000/tcp":null}]"#;
+        let (id, ports) = parse_ports_line(line).unwrap();
+        assert_eq!(id, "abc");
+        assert_eq!(
+            ports,
+            PublishedPorts::from([("53/udp".into(), 32768), ("8080/tcp".into(), 32769)])
+        );
+        assert_eq!(
+            parse_ports_line(r#"["abc",null]"#).unwrap().1,
+            PublishedPorts::new()
+        );
+        assert!(parse_ports_line(r#"["abc",{"80/tcp":[{"HostPort":"x"}]}]"#).is_err());
     }
 
     #[test]

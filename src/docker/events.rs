@@ -43,6 +43,10 @@ pub enum Transition {
     /// Started, restarted or unpaused: it runs now.
     Started,
     Paused,
+    /// Someone asked the engine to kill or stop it (`docker kill`, `docker
+    /// stop`, `docker rm -f`): its `die` follows, and the restart policy will
+    /// not bring it back.
+    Killed,
     /// Its main process ended (killed, stopped, or exited by itself).
     Died,
     /// Only its name changed.
@@ -63,7 +67,7 @@ impl Transition {
                 "exited",
                 format!("Exited ({})", exit_code.unwrap_or("unknown")),
             )),
-            Transition::Renamed | Transition::Destroyed => None,
+            Transition::Killed | Transition::Renamed | Transition::Destroyed => None,
         }
     }
 }
@@ -101,8 +105,8 @@ struct RawActor {
 }
 
 /// Reads one line of `docker events --format '{{json .}}'`. `Ok(None)` for
-/// events that change nothing the connector counts (exec, health checks,
-/// `kill` before its `die`, ...) or that concern no service.
+/// events that change nothing the connector follows (exec, health checks,
+/// `stop` after its `die`, ...) or that concern no service.
 ///
 /// # Errors
 /// A description of a line that is not a docker event.
@@ -116,6 +120,7 @@ pub fn parse_event(line: &str) -> Result<Option<ContainerEvent>, String> {
         "create" => Transition::Created,
         "start" | "restart" | "unpause" => Transition::Started,
         "pause" => Transition::Paused,
+        "kill" => Transition::Killed,
         "die" => Transition::Died,
         "rename" => Transition::Renamed,
         "destroy" => Transition::Destroyed,
@@ -138,6 +143,10 @@ pub fn parse_event(line: &str) -> Result<Option<ContainerEvent>, String> {
             status,
             config_hash: attribute(LABEL_CONFIG_HASH),
             created: raw.time_nano.div_euclid(1_000_000_000),
+            restarts: 0,
+            last_exit_code: attributes
+                .get("exitCode")
+                .and_then(|code| code.parse().ok()),
         },
         transition,
         time: EventTime(raw.time_nano),
@@ -178,6 +187,7 @@ mod tests {
             ("restart", Transition::Started, "running"),
             ("unpause", Transition::Started, "running"),
             ("pause", Transition::Paused, "paused"),
+            ("kill", Transition::Killed, ""),
             ("rename", Transition::Renamed, ""),
             ("destroy", Transition::Destroyed, ""),
         ] {
@@ -190,7 +200,6 @@ mod tests {
     #[test]
     fn skips_what_changes_no_count() {
         for action in [
-            "kill",
             "stop",
             "exec_start: sh -c true",
             "health_status: healthy",

@@ -26,6 +26,9 @@ pub const LABEL_SERVICE: &str = "docker-connector.service";
 /// container was started from.
 pub const LABEL_CONFIG_HASH: &str = "docker-connector.config-hash";
 
+/// Container port (`8080/tcp`) → the host port docker published it on.
+pub type PublishedPorts = std::collections::BTreeMap<String, u16>;
+
 /// One container the connector owns, as the engine last reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
@@ -40,6 +43,11 @@ pub struct Container {
     pub config_hash: String,
     /// Creation time, seconds since the Unix epoch (docker reports whole seconds).
     pub created: i64,
+    /// How often it died and was restarted in place by its restart policy,
+    /// as far as the connector saw (docker's events since it started).
+    pub restarts: u32,
+    /// The code its process last exited with, if it ever did.
+    pub last_exit_code: Option<i64>,
 }
 
 impl Container {
@@ -47,10 +55,25 @@ impl Container {
         self.state == "running"
     }
 
+    /// Whether it fills one of its service's places: it runs, or will run
+    /// again without the connector (docker is restarting it, or someone
+    /// paused it). Anything else (created, exited, dead) is dead weight.
+    pub fn holds_a_place(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "restarting" | "paused")
+    }
+
     /// Whether the engine is already removing it: removing it again fails.
     pub fn is_being_removed(&self) -> bool {
         self.state == "removing"
     }
+}
+
+/// The exit code in docker's status text (`Exited (1) 2 seconds ago`,
+/// `Restarting (1) ...`), if it shows one.
+pub fn exit_code_in(status: &str) -> Option<i64> {
+    let (_, after) = status.split_once('(')?;
+    let (code, _) = after.split_once(')')?;
+    code.parse().ok()
 }
 
 /// What a start attempt came to.
@@ -104,6 +127,16 @@ pub trait Engine: Send + Sync {
         definition: &ServiceDefinition,
         name: &str,
     ) -> Result<StartOutcome, Error>;
+
+    /// The host ports each of these containers publishes, by id; a container
+    /// that is gone is left out.
+    ///
+    /// # Errors
+    /// The docker failure, as [`Error`].
+    async fn published_ports(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, PublishedPorts>, Error>;
 
     /// Removes the containers with these ids, whatever their state.
     ///

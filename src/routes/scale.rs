@@ -1,16 +1,17 @@
 //! `/service/<name>/scale` and `/service/<name>/status`: the containers.
 
+use std::sync::Arc;
+
 use rocket::data::Data;
 use rocket::serde::json::Json;
 use rocket::{Route, State};
-use serde::Serialize;
 use serde_json::Value;
 
 use super::{known_name, read_json};
 use crate::config::AppConfig;
 use crate::domain::ReplicaCount;
 use crate::error::Error;
-use crate::scaler::{ScaleReport, Scaler};
+use crate::scaler::{ScaleReport, Scaler, ServiceStatus};
 
 pub fn routes() -> Vec<Route> {
     rocket::routes![scale, status]
@@ -18,7 +19,7 @@ pub fn routes() -> Vec<Route> {
 
 #[rocket::post("/service/<name>/scale", data = "<body>")]
 async fn scale(
-    scaler: &State<Scaler>,
+    scaler: &State<Arc<Scaler>>,
     config: &State<AppConfig>,
     name: &str,
     body: Data<'_>,
@@ -40,14 +41,7 @@ async fn scale(
     scaler.scale(&name, target).await.map(Json)
 }
 
-/// The answer of a status request.
-#[derive(Serialize)]
-struct StatusReport {
-    running_resources: usize,
-}
-
 #[rocket::get("/service/<name>/status")]
-async fn status(scaler: &State<Scaler>, name: &str) -> Result<Json<StatusReport>, Error> {
-    let running_resources = scaler.running(&known_name(name)?).await?;
-    Ok(Json(StatusReport { running_resources }))
+async fn status(scaler: &State<Arc<Scaler>>, name: &str) -> Result<Json<ServiceStatus>, Error> {
+    scaler.status(&known_name(name)?).await.map(Json)
 }

@@ -12,6 +12,7 @@ use rocket::{Route, State};
 use super::{known_name, read_json};
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
+use crate::reconciler::Reconciler;
 use crate::scaler::Scaler;
 use crate::store::{Replaced, Store};
 
@@ -25,7 +26,7 @@ fn list(store: &State<Arc<Store>>) -> Json<BTreeMap<String, ServiceDefinition>> 
         store
             .all()
             .iter()
-            .map(|(name, def)| (name.to_string(), def.clone()))
+            .map(|(name, stored)| (name.to_string(), stored.definition.clone()))
             .collect(),
     )
 }
@@ -53,6 +54,7 @@ fn show(store: &State<Arc<Store>>, name: &str) -> Result<Json<ServiceDefinition>
 #[rocket::put("/service/<name>", data = "<body>")]
 async fn replace(
     store: &State<Arc<Store>>,
+    reconciler: &State<Arc<Reconciler>>,
     name: &str,
     body: Data<'_>,
 ) -> Result<Custom<Json<ServiceDefinition>>, Error> {
@@ -62,10 +64,12 @@ async fn replace(
         Replaced::Created => Status::Created,
         Replaced::Updated => Status::Ok,
     };
+    // A changed definition is rolled out in the background.
+    reconciler.wake();
     Ok(Custom(status, Json(definition)))
 }
 
 #[rocket::delete("/service/<name>")]
-async fn delete(scaler: &State<Scaler>, name: &str) -> Result<NoContent, Error> {
+async fn delete(scaler: &State<Arc<Scaler>>, name: &str) -> Result<NoContent, Error> {
     scaler.delete(&known_name(name)?).await.map(|()| NoContent)
 }

@@ -304,10 +304,9 @@ async fn forty_random_scales_beside_another_service_all_succeed_and_settle_exact
             running,
             "{service} left containers that are not running"
         );
-        assert_eq!(
-            app.status(service).await.body,
-            json!({"running_resources": want})
-        );
+        let status = app.status(service).await.body;
+        assert_eq!(status["running_resources"], json!(want), "{status}");
+        assert_eq!(status["desired_resources"], json!(want), "{status}");
     }
     println!(
         "final a={n} b={m}; peak live a={a_peak} b={b_peak}; created a={a_created} b={b_created}; \
@@ -391,8 +390,8 @@ async fn probe_other_services(
         while keep_going(round) {
             let reply = timings.time("status", app.status("b")).await;
             assert_eq!(
-                reply.body,
-                json!({"running_resources": 2}),
+                reply.body["running_resources"],
+                json!(2),
                 "{}",
                 brief(&reply)
             );
@@ -572,7 +571,10 @@ async fn racing_posts_of_one_name_create_it_once_and_store_the_winners_body() {
     );
     // The file was written before the 201, and no loser wrote after it.
     let file: Value = serde_json::from_slice(&std::fs::read(app.data_file()).unwrap()).unwrap();
-    assert_eq!(file["services"], json!({ "race": expected }));
+    assert_eq!(
+        file["services"],
+        json!({ "race": {"definition": expected, "desired": 0} })
+    );
     record_figures(
         "concurrency-post-race",
         &[(
@@ -618,7 +620,10 @@ async fn racing_puts_of_a_new_name_create_it_once_and_replace_it_after() {
         "stored {stored} is no writer's body"
     );
     let file: Value = serde_json::from_slice(&std::fs::read(app.data_file()).unwrap()).unwrap();
-    assert_eq!(file["services"], json!({ "race": stored }));
+    assert_eq!(
+        file["services"],
+        json!({ "race": {"definition": stored, "desired": 0} })
+    );
     record_figures(
         "concurrency-put-race",
         &[(

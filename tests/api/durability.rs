@@ -212,11 +212,17 @@ fn services_on_disk(path: &Path) -> Map<String, Value> {
         .unwrap_or_default();
     keys.sort_unstable();
     assert_eq!(keys, ["format_version", "services"], "{document}");
-    assert_eq!(document["format_version"].as_u64(), Some(1), "{document}");
-    document["services"]
+    assert_eq!(document["format_version"].as_u64(), Some(2), "{document}");
+    let services = document["services"]
         .as_object()
-        .cloned()
-        .unwrap_or_else(|| panic!("\"services\" is not an object: {document}"))
+        .unwrap_or_else(|| panic!("\"services\" is not an object: {document}"));
+    services
+        .iter()
+        .map(|(name, entry)| {
+            assert!(entry["desired"].is_u64(), "{name}: {entry}");
+            (name.clone(), entry["definition"].clone())
+        })
+        .collect()
 }
 
 /// A stored state, briefly: the command tells which write stored it.

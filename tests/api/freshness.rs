@@ -69,7 +69,7 @@ fn kill(pid: u32) {
 
 #[tokio::test]
 async fn every_scale_answer_is_what_the_next_status_says() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(AppOptions::new().without_reconciler()).await;
     app.create_service("web", json!({})).await;
     wait_until_live(&app, Duration::from_secs(10)).await;
     let (mut rng, seed) = Rng::from_env_or_clock("FRESHNESS_SEED");
@@ -94,7 +94,7 @@ async fn every_scale_answer_is_what_the_next_status_says() {
 
 #[tokio::test]
 async fn changes_behind_the_connectors_back_show_in_status_within_a_second() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(AppOptions::new().without_reconciler()).await;
     app.create_service("web", json!({})).await;
     let reply = app.scale("web", json!(4)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -146,7 +146,7 @@ async fn changes_behind_the_connectors_back_show_in_status_within_a_second() {
 #[tokio::test]
 async fn status_stays_right_while_the_event_stream_restarts_and_the_stream_dies_with_the_connector()
 {
-    let mut app = TestApp::spawn().await;
+    let mut app = TestApp::spawn_with(AppOptions::new().without_reconciler()).await;
     app.create_service("web", json!({})).await;
     let reply = app.scale("web", json!(3)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -210,7 +210,12 @@ async fn without_the_event_stream_status_requests_share_one_listing_at_a_time() 
         calls = calls.display(),
         real = real_docker()
     );
-    let app = TestApp::spawn_with(AppOptions::new().fake_docker(dir.path(), &script)).await;
+    let app = TestApp::spawn_with(
+        AppOptions::new()
+            .without_reconciler()
+            .fake_docker(dir.path(), &script),
+    )
+    .await;
     app.create_service("web", json!({})).await;
     let reply = app.scale("web", json!(2)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -254,7 +259,7 @@ async fn without_the_event_stream_status_requests_share_one_listing_at_a_time() 
 
 #[tokio::test]
 async fn a_stranger_with_this_instances_label_and_odd_label_values_breaks_no_listing() {
-    let mut app = TestApp::spawn().await;
+    let mut app = TestApp::spawn_with(AppOptions::new().without_reconciler()).await;
     // Anyone may label a container with this instance: a tab, a newline and
     // a quote in its labels must not shift the fields of a listing.
     let instance_label = format!("docker-connector.instance={}", app.instance);

@@ -155,6 +155,13 @@ impl AppOptions {
         self.env("ROCKET_DOCKER", path.to_str().unwrap())
     }
 
+    /// `reconcile = false`: the connector acts only when called, so a test
+    /// can watch what it sees of changes made behind its back without the
+    /// reconciler undoing them.
+    pub fn without_reconciler(self) -> Self {
+        self.env("ROCKET_RECONCILE", "false")
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_owned());
         self

@@ -348,6 +348,8 @@ async fn nothing_in_a_request_can_become_a_docker_flag() {
     assert_eq!(reply.status, 502, "{reply:?}");
     assert!(reply.error().contains("--privileged"), "{reply:?}");
     assert!(app.containers(Some("flags")).is_empty());
+    // Its desired count stands, and the reconciler would try again: stop it.
+    assert_eq!(app.scale("flags", json!(0)).await.status, 200);
 
     // And a valid service's container is named instance first: never a flag.
     app.create_service("plain", json!({})).await;

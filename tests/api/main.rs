@@ -13,6 +13,7 @@ mod helpers;
 mod injection;
 mod observability;
 mod readme;
+mod reconcile;
 mod restart;
 mod scale;
 mod service;

@@ -17,10 +17,9 @@ async fn scale_up_and_down_runs_exactly_the_number_asked_for() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body["running_resources"], 3);
     assert_eq!(app.running("web").len(), 3);
-    assert_eq!(
-        app.status("web").await.body,
-        json!({"running_resources": 3})
-    );
+    let status = app.status("web").await.body;
+    assert_eq!(status["running_resources"], 3, "{status}");
+    assert_eq!(status["desired_resources"], 3, "{status}");
 
     // httpie's `number=1` sends a string of digits.
     let reply = app.scale("web", json!("1")).await;
@@ -55,7 +54,8 @@ async fn scale_to_zero_leaves_no_container_in_any_state() {
 
 #[tokio::test]
 async fn scale_replaces_containers_that_died_behind_its_back() {
-    let app = TestApp::spawn().await;
+    // As the seed describes it: without the reconciler, a scale does it.
+    let app = TestApp::spawn_with(AppOptions::new().without_reconciler()).await;
     app.create_service("web", json!({})).await;
     app.scale("web", json!(2)).await;
     let victim = app.running("web")[0].clone();

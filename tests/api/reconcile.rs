@@ -1,0 +1,489 @@
+//! The desired state, the reconciler and rolling updates, against the real
+//! engine: what a user of Swarm or Kubernetes expects of a single host.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{docker, poll_until, real_docker, AppOptions, TestApp};
+
+/// Short settle times keep rolls quick in tests; the default is 2 s.
+const SETTLE: &str = "0.5";
+
+fn rolling_options() -> AppOptions {
+    AppOptions::new().env("ROCKET_UPDATE_SETTLE", SETTLE)
+}
+
+/// Options whose docker CLI appends each call's verb to `calls.log` in
+/// `dir`, then runs the real CLI.
+fn counting_docker(dir: &Path) -> AppOptions {
+    let log = dir.join("calls.log");
+    AppOptions::new().fake_docker(
+        dir,
+        &format!(
+            "echo \"$1\" >> '{}'\nexec '{}' \"$@\"",
+            log.display(),
+            real_docker()
+        ),
+    )
+}
+
+/// The docker verbs called so far, from [`counting_docker`]'s log.
+fn calls(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Polls status until `done` holds for its body; returns that body.
+async fn status_until(
+    app: &TestApp,
+    service: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let body = poll_until(limit, || async {
+        let body = app.status(service).await.body;
+        (done(&body), body)
+    })
+    .await;
+    assert!(
+        done(&body),
+        "status never got there within {limit:?}: {body:#}\nlog:\n{}",
+        app.log()
+    );
+    body
+}
+
+fn current_running(body: &Value) -> usize {
+    body["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] == "running" && c["current"] == true)
+        .count()
+}
+
+/// How many containers of "web" docker lists in any state, once that is
+/// `expected` or 5 s have passed: a removal the status already reflects
+/// may still be finishing.
+async fn all_settled(app: &TestApp, expected: usize) -> usize {
+    poll_until(Duration::from_secs(5), || async {
+        let all = app.containers(Some("web")).len();
+        (all == expected, all)
+    })
+    .await
+}
+
+/// `docker ps` of the test's running containers of `service`, sampled
+/// every 20 ms until `stop` is set; returns the fewest seen.
+fn sample_running(
+    app: &TestApp,
+    service: &str,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    let instance = format!("label=docker-connector.instance={}", app.instance);
+    let service = format!("label=docker-connector.service={service}");
+    std::thread::spawn(move || {
+        let mut fewest = usize::MAX;
+        while !stop.load(Ordering::SeqCst) {
+            let out = docker(&["ps", "-q", "--filter", &instance, "--filter", &service]);
+            fewest = fewest.min(out.lines().count());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        fewest
+    })
+}
+
+#[tokio::test]
+async fn a_killed_or_removed_container_is_replaced_within_5_seconds_and_none_is_left_exited() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+    assert_eq!(app.scale("web", json!(2)).await.status, 200);
+
+    for (how, verb) in [
+        ("docker kill", "kill"),
+        ("docker rm -f", "rm"),
+        ("docker stop", "stop"),
+    ] {
+        let before = app.running("web");
+        let victim = before[0].clone();
+        let killed = Instant::now();
+        match verb {
+            "rm" => docker(&["rm", "-f", &victim]),
+            "stop" => docker(&["stop", "-t", "0", &victim]),
+            _ => docker(&["kill", &victim]),
+        };
+        let running = poll_until(Duration::from_secs(5), || async {
+            let running = app.running("web");
+            (running.len() == 2 && !running.contains(&victim), running)
+        })
+        .await;
+        assert!(
+            running.len() == 2 && !running.contains(&victim),
+            "after {how}, still {running:?} after 5 s; log:\n{}",
+            app.log()
+        );
+        let replaced_after = killed.elapsed();
+        let all = poll_until(Duration::from_secs(5), || async {
+            let all = app.containers(Some("web"));
+            (all.len() == 2, all)
+        })
+        .await;
+        assert_eq!(
+            all.len(),
+            2,
+            "after {how}, a dead container was left: {all:?}"
+        );
+        let status = app.status("web").await.body;
+        assert_eq!(status["running_resources"], 2, "{status:#}");
+        assert_eq!(status["desired_resources"], 2, "{status:#}");
+        println!("{how}: replaced after {replaced_after:?}");
+    }
+}
+
+#[tokio::test]
+async fn status_lists_each_container_with_its_published_ports() {
+    let app = TestApp::spawn().await;
+    app.create_service("web", json!({"ports": ["8080", "5353/udp"]}))
+        .await;
+    assert_eq!(app.scale("web", json!(2)).await.status, 200);
+    let body = app.status("web").await.body;
+    assert_eq!(body["running_resources"], 2, "{body:#}");
+    assert_eq!(body["desired_resources"], 2, "{body:#}");
+    assert_eq!(body["rollout"]["state"], "complete", "{body:#}");
+    assert_eq!(body["problem"], Value::Null, "{body:#}");
+    let containers = body["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 2, "{body:#}");
+    let mut ids = app.running("web");
+    ids.sort();
+    let mut listed: Vec<String> = containers
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ids);
+    for container in containers {
+        let id = container["id"].as_str().unwrap();
+        assert_eq!(container["state"], "running");
+        assert_eq!(container["current"], true);
+        assert!(container["name"]
+            .as_str()
+            .unwrap()
+            .starts_with(&app.instance));
+        let created = container["created"].as_i64().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now - 120..=now + 5).contains(&created), "{created}");
+        for port in ["8080/tcp", "5353/udp"] {
+            let published = docker(&["port", id, port]);
+            let host_port: u64 = published
+                .lines()
+                .next()
+                .and_then(|line| line.rsplit(':').next())
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("docker port {port}: {published:?}"));
+            assert_eq!(container["ports"][port], json!(host_port), "{container:#}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crash_loop_is_restarted_by_the_engine_with_backoff_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(counting_docker(dir.path())).await;
+    app.create_service("web", json!({"command": ["sh", "-c", "exit 3"]}))
+        .await;
+    app.scale("web", json!(2)).await;
+    let body = status_until(&app, "web", Duration::from_secs(10), |b| {
+        b["problem"].as_str().is_some_and(|p| p.contains("code 3"))
+    })
+    .await;
+    assert_eq!(body["desired_resources"], 2, "{body:#}");
+
+    // Over a 10 s window, the connector leaves the restarting containers to
+    // the engine, and the engine's restarts slow down.
+    let ids = app.containers(Some("web"));
+    assert_eq!(
+        ids.len(),
+        2,
+        "the crashing containers were replaced: {ids:?}"
+    );
+    let restarts = |id: &str| -> u64 {
+        docker(&["inspect", "--format", "{{.RestartCount}}", id])
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let calls_before = calls(dir.path()).len();
+    let restarts_before = restarts(&ids[0]);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let window: Vec<String> = calls(dir.path()).split_off(calls_before);
+    let restarts_in_window = restarts(&ids[0]) - restarts_before;
+    println!("in 10 s: docker calls {window:?}; engine restarts {restarts_in_window}");
+    assert!(
+        window
+            .iter()
+            .filter(|verb| *verb == "run" || *verb == "rm")
+            .count()
+            == 0,
+        "the connector fought the engine's restarts: {window:?}"
+    );
+    assert!(
+        window.len() <= 4,
+        "too many docker calls in 10 s: {window:?}"
+    );
+    // 0.1 s doubling: at most 7 restarts fit in 10 s (0.1 + ... + 6.4 s).
+    assert!(
+        restarts_in_window <= 7,
+        "{restarts_in_window} restarts in 10 s"
+    );
+    assert_eq!(app.containers(Some("web")), ids);
+    let body = app.status("web").await.body;
+    let restarted = body["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["last_exit_code"] == 3 && c["restarts"].as_u64() >= Some(1));
+    assert!(restarted, "{body:#}");
+}
+
+#[tokio::test]
+async fn a_missing_image_backs_off_exponentially_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(counting_docker(dir.path())).await;
+    app.create(json!({"name": "web", "image": "docker-connector-absent:1"}))
+        .await;
+    let reply = app.scale("web", json!(2)).await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    let started = Instant::now();
+    let runs_before = calls(dir.path()).iter().filter(|v| *v == "run").count();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let runs = calls(dir.path()).iter().filter(|v| *v == "run").count() - runs_before;
+    // Retries after 1, 2, 4 and 8 s (each start may try 2 containers).
+    println!("{runs} docker run in {:?}", started.elapsed());
+    assert!((1..=8).contains(&runs), "{runs} docker run in 12 s");
+    let body = app.status("web").await.body;
+    assert_eq!(body["desired_resources"], 2, "{body:#}");
+    assert_eq!(body["running_resources"], 0, "{body:#}");
+    assert!(
+        body["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("docker-connector-absent")),
+        "{body:#}"
+    );
+    assert!(body["failed_attempts"].as_u64() >= Some(3), "{body:#}");
+    assert!(app.containers(Some("web")).is_empty());
+}
+
+#[tokio::test]
+async fn a_roll_replaces_every_container_start_first_never_dropping_below_desired() {
+    let app = TestApp::spawn_with(rolling_options()).await;
+    app.create_service("web", json!({"environment": {"VERSION": "1"}}))
+        .await;
+    assert_eq!(app.scale("web", json!(3)).await.status, 200);
+    let old = app.running("web");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_running(&app, "web", stop.clone());
+    let statuses = Arc::new(AtomicUsize::new(usize::MAX));
+    let reply = app
+        .put(
+            "web",
+            json!({"image": crate::helpers::TEST_IMAGE, "environment": {"VERSION": "2"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let body = poll_until(Duration::from_secs(30), || async {
+        let body = app.status("web").await.body;
+        let running = body["running_resources"].as_u64().unwrap() as usize;
+        statuses.fetch_min(running, Ordering::SeqCst);
+        (body["rollout"]["state"] == "complete", body)
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let fewest = sampler.join().unwrap();
+    assert_eq!(
+        body["rollout"]["state"],
+        "complete",
+        "{body:#}\n{}",
+        app.log()
+    );
+    assert!(
+        fewest >= 3,
+        "docker ps saw only {fewest} running during the roll"
+    );
+    assert!(
+        statuses.load(Ordering::SeqCst) >= 3,
+        "status said {} running during the roll",
+        statuses.load(Ordering::SeqCst)
+    );
+    // The last old container's removal may still be under way: docker's
+    // listing lags its events by a few tens of milliseconds.
+    let new = poll_until(Duration::from_secs(5), || async {
+        let new = app.running("web");
+        (new.len() == 3, new)
+    })
+    .await;
+    assert_eq!(new.len(), 3, "{body:#}\n{}", app.log());
+    assert!(
+        new.iter().all(|id| !old.contains(id)),
+        "old containers remain"
+    );
+    for id in &new {
+        let env = docker(&["inspect", "--format", "{{json .Config.Env}}", id]);
+        assert!(env.contains("VERSION=2"), "{env}");
+    }
+    assert_eq!(all_settled(&app, 3).await, 3);
+}
+
+#[tokio::test]
+async fn a_roll_whose_new_definition_cannot_run_stops_and_the_old_containers_keep_serving() {
+    let app = TestApp::spawn_with(rolling_options()).await;
+    app.create_service("web", json!({})).await;
+    assert_eq!(app.scale("web", json!(2)).await.status, 200);
+    let mut old = app.running("web");
+    old.sort();
+
+    for (broken, why) in [
+        (
+            json!({"image": crate::helpers::TEST_IMAGE, "command": ["sh", "-c", "exit 7"]}),
+            "code 7",
+        ),
+        (
+            json!({"image": "docker-connector-absent:2"}),
+            "docker-connector-absent",
+        ),
+    ] {
+        assert_eq!(app.put("web", broken).await.status, 200);
+        let body = status_until(&app, "web", Duration::from_secs(15), |b| {
+            b["rollout"]["state"] == "failed"
+        })
+        .await;
+        let error = body["rollout"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "{body:#}");
+        assert_eq!(body["running_resources"], 2, "{body:#}");
+        assert_eq!(body["rollout"]["outdated"], 2, "{body:#}");
+        // Whatever the failed attempt started is gone again.
+        let mut left = poll_until(Duration::from_secs(5), || async {
+            let left = app.containers(Some("web"));
+            (left.len() == 2, left)
+        })
+        .await;
+        left.sort();
+        assert_eq!(left, old, "the old containers must keep serving");
+    }
+}
+
+#[tokio::test]
+async fn a_scale_during_a_roll_is_honoured_and_the_roll_completes() {
+    let app = TestApp::spawn_with(rolling_options().env("ROCKET_UPDATE_SETTLE", "1")).await;
+    app.create_service("web", json!({"environment": {"V": "1"}}))
+        .await;
+    app.scale("web", json!(3)).await;
+    app.put(
+        "web",
+        json!({"image": crate::helpers::TEST_IMAGE, "environment": {"V": "2"}}),
+    )
+    .await;
+    status_until(&app, "web", Duration::from_secs(10), |b| {
+        b["rollout"]["updated"].as_u64() >= Some(1)
+    })
+    .await;
+    let reply = app.scale("web", json!(5)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["running_resources"], 5, "{reply:?}");
+    let body = status_until(&app, "web", Duration::from_secs(30), |b| {
+        b["rollout"]["state"] == "complete" && current_running(b) == 5
+    })
+    .await;
+    assert_eq!(body["desired_resources"], 5);
+    assert_eq!(all_settled(&app, 5).await, 5);
+}
+
+#[tokio::test]
+async fn after_a_kill_mid_roll_the_restarted_connector_finishes_the_roll() {
+    let mut app = TestApp::spawn_with(rolling_options().env("ROCKET_UPDATE_SETTLE", "1")).await;
+    app.create_service("web", json!({"environment": {"V": "1"}}))
+        .await;
+    app.scale("web", json!(3)).await;
+    app.put(
+        "web",
+        json!({"image": crate::helpers::TEST_IMAGE, "environment": {"V": "2"}}),
+    )
+    .await;
+    // Killed as the first new container settles, before an old one goes.
+    status_until(&app, "web", Duration::from_secs(10), |b| {
+        b["containers"].as_array().unwrap().len() == 4
+    })
+    .await;
+    app.restart();
+    let body = status_until(&app, "web", Duration::from_secs(30), |b| {
+        b["rollout"]["state"] == "complete"
+            && current_running(b) == 3
+            && b["containers"].as_array().unwrap().len() == 3
+    })
+    .await;
+    assert_eq!(body["desired_resources"], 3, "{body:#}");
+    assert_eq!(all_settled(&app, 3).await, 3);
+    assert_eq!(app.running("web").len(), 3);
+}
+
+#[tokio::test]
+async fn on_start_the_connector_brings_services_back_to_their_desired_counts() {
+    let mut app = TestApp::spawn().await;
+    app.create_service("web", json!({})).await;
+    app.create_service("db", json!({})).await;
+    app.scale("web", json!(2)).await;
+    app.scale("db", json!(1)).await;
+    app.stop();
+    // While it is down, its containers go.
+    let mut all = app.containers(None);
+    all.insert(0, "-f".into());
+    all.insert(0, "rm".into());
+    docker(&all.iter().map(String::as_str).collect::<Vec<_>>());
+    app.restart();
+    for (service, desired) in [("web", 2), ("db", 1)] {
+        let body = status_until(&app, service, Duration::from_secs(10), |b| {
+            b["running_resources"] == desired
+        })
+        .await;
+        assert_eq!(body["desired_resources"], desired);
+    }
+}
+
+#[tokio::test]
+async fn with_reconcile_off_the_connector_acts_only_when_called() {
+    let app = TestApp::spawn_with(AppOptions::new().without_reconciler()).await;
+    app.create_service("web", json!({})).await;
+    app.scale("web", json!(2)).await;
+    let victim = app.running("web")[0].clone();
+    docker(&["kill", &victim]);
+    app.wait_for_running("web", 1, Duration::from_secs(5), "a kill")
+        .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(app.running("web").len(), 1, "something replaced it");
+    assert_eq!(app.containers(Some("web")).len(), 2, "something removed it");
+    let body = app.status("web").await.body;
+    assert_eq!(body["desired_resources"], 2);
+    // A change of definition waits for a scale, too.
+    app.put(
+        "web",
+        json!({"image": crate::helpers::TEST_IMAGE, "environment": {"V": "2"}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let body = app.status("web").await.body;
+    assert_eq!(body["rollout"]["state"], "manual", "{body:#}");
+    assert_eq!(body["rollout"]["outdated"], 1, "{body:#}");
+    let reply = app.scale("web", json!(2)).await;
+    assert_eq!(reply.body["running_resources"], 2, "{reply:?}");
+    assert_eq!(app.containers(Some("web")).len(), 2);
+}
