@@ -79,25 +79,10 @@ impl Inventory {
         self.index.summary()
     }
 
-    /// How many containers of `service` run: from the index while it is
-    /// live, else from the listing in flight (or a new one).
-    ///
-    /// # Errors
-    /// The docker failure of the listing.
-    pub async fn running(self: &Arc<Self>, service: &ServiceName) -> Result<usize, Error> {
-        if let Some(running) = self.index.running(service.as_str()) {
-            return Ok(running);
-        }
-        let listing = self.fresh_listing().await?;
-        Ok(listing
-            .iter()
-            .filter(|c| c.service == service.as_str() && c.is_running())
-            .count())
-    }
-
     /// The containers of `service`, in any state, for a report: from the
     /// index while it is live, else from the listing in flight (or a new
-    /// one), as [`Inventory::running`].
+    /// one begun after the connector's own last change, so a report never
+    /// contradicts a scale that has already answered).
     ///
     /// # Errors
     /// The docker failure of the listing.

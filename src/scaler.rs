@@ -253,15 +253,6 @@ impl Scaler {
         }
     }
 
-    /// Counts the running containers of `service`.
-    ///
-    /// # Errors
-    /// [`Error::ServiceNotFound`], or the docker failure.
-    pub async fn running(&self, service: &ServiceName) -> Result<usize, Error> {
-        self.ensure_defined(service)?;
-        self.inventory.running(service).await
-    }
-
     /// Where `service` stands: its counts, each container, the rollout and
     /// the last problem. Ports come from the index, or one `docker inspect`
     /// of containers whose ports are not known yet; if that fails, they are
@@ -988,7 +979,10 @@ mod tests {
         assert_eq!(up.running_resources, 3);
         let down = scaler.scale(&name("web"), count(1)).await.unwrap();
         assert_eq!(down.running_resources, 1);
-        assert_eq!(scaler.running(&name("web")).await.unwrap(), 1);
+        let status = scaler.status(&name("web")).await.unwrap();
+        assert_eq!(status.running_resources, 1);
+        assert_eq!(status.desired_resources, Some(1));
+        assert_eq!(status.containers.len(), 1);
         assert_eq!(engine.containers.lock().unwrap().len(), 1);
         assert_eq!(
             engine
