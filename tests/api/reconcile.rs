@@ -382,17 +382,26 @@ async fn a_roll_whose_new_definition_cannot_run_stops_and_the_old_containers_kee
     }
 }
 
-#[tokio::test]
-async fn a_scale_during_a_roll_is_honoured_and_the_roll_completes() {
+/// A connector rolling 3 containers of "web" to a new environment, one at
+/// a time with a 1 s settle: slow enough to act in the middle of.
+async fn start_a_slow_roll() -> TestApp {
     let app = TestApp::spawn_with(rolling_options().env("ROCKET_UPDATE_SETTLE", "1")).await;
     app.create_service("web", json!({"environment": {"V": "1"}}))
         .await;
     app.scale("web", json!(3)).await;
-    app.put(
-        "web",
-        json!({"image": crate::helpers::TEST_IMAGE, "environment": {"V": "2"}}),
-    )
-    .await;
+    let reply = app
+        .put(
+            "web",
+            json!({"image": crate::helpers::TEST_IMAGE, "environment": {"V": "2"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    app
+}
+
+#[tokio::test]
+async fn a_scale_during_a_roll_is_honoured_and_the_roll_completes() {
+    let app = start_a_slow_roll().await;
     status_until(&app, "web", Duration::from_secs(10), |b| {
         b["rollout"]["updated"].as_u64() >= Some(1)
     })
@@ -410,15 +419,7 @@ async fn a_scale_during_a_roll_is_honoured_and_the_roll_completes() {
 
 #[tokio::test]
 async fn after_a_kill_mid_roll_the_restarted_connector_finishes_the_roll() {
-    let mut app = TestApp::spawn_with(rolling_options().env("ROCKET_UPDATE_SETTLE", "1")).await;
-    app.create_service("web", json!({"environment": {"V": "1"}}))
-        .await;
-    app.scale("web", json!(3)).await;
-    app.put(
-        "web",
-        json!({"image": crate::helpers::TEST_IMAGE, "environment": {"V": "2"}}),
-    )
-    .await;
+    let mut app = start_a_slow_roll().await;
     // Killed as the first new container settles, before an old one goes.
     status_until(&app, "web", Duration::from_secs(10), |b| {
         b["containers"].as_array().unwrap().len() == 4
