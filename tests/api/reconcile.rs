@@ -148,7 +148,7 @@ async fn a_killed_or_removed_container_is_replaced_within_5_seconds_and_none_is_
 }
 
 #[tokio::test]
-async fn status_lists_each_container_with_its_published_ports() {
+async fn status_lists_each_container_with_its_published_ports_and_restart_policy() {
     let app = TestApp::spawn().await;
     app.create_service("web", json!({"ports": ["8080", "5353/udp"]}))
         .await;
@@ -172,6 +172,15 @@ async fn status_lists_each_container_with_its_published_ports() {
         let id = container["id"].as_str().unwrap();
         assert_eq!(container["state"], "running");
         assert_eq!(container["current"], true);
+        // What brings it back after an engine restart (not restarted here:
+        // the engine is shared).
+        let policy = docker(&[
+            "inspect",
+            "--format",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            id,
+        ]);
+        assert_eq!(policy.trim(), "unless-stopped");
         assert!(container["name"]
             .as_str()
             .unwrap()
