@@ -44,7 +44,8 @@ struct Entry {
     learnt: Instant,
     /// A `kill` was seen since it last started: its next `die` is final,
     /// since the restart policy leaves a container killed or stopped on
-    /// purpose down. Any other `die` is followed by the engine's restart.
+    /// purpose down. Any other `die` of a container with the policy is
+    /// followed by the engine's restart.
     kill_requested: bool,
 }
 
@@ -245,7 +246,7 @@ impl ContainerIndex {
             (Transition::Died, Some(entry)) => {
                 entry.container.status.clone_from(&event.container.status);
                 entry.container.last_exit_code = event.container.last_exit_code;
-                if entry.kill_requested {
+                if entry.kill_requested || !event.restarts_itself {
                     entry.container.state.clone_from(&event.container.state);
                 } else {
                     restarting(&mut entry.container);
@@ -262,7 +263,7 @@ impl ContainerIndex {
             }
             (transition, None) => {
                 let mut container = event.container.clone();
-                if *transition == Transition::Died {
+                if *transition == Transition::Died && event.restarts_itself {
                     restarting(&mut container);
                 }
                 state
@@ -438,6 +439,7 @@ mod tests {
             transition,
             container: container(id, service, state),
             time: EventTime::from_nanos(0),
+            restarts_itself: true,
         }
     }
 
@@ -600,6 +602,11 @@ mod tests {
         index.apply(&event(Transition::Started, "a", "web"));
         index.apply(&died);
         assert_eq!(state_of(&index), ("restarting".into(), 3, Some(137)));
+        // Without the restart policy, every death is final.
+        index.apply(&event(Transition::Started, "a", "web"));
+        died.restarts_itself = false;
+        index.apply(&died);
+        assert_eq!(state_of(&index), ("exited".into(), 3, Some(137)));
     }
 
     #[test]

@@ -76,7 +76,11 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         Duration::from_secs(config.docker_timeout),
         metrics.clone(),
     );
-    let engine: Arc<dyn Engine> = Arc::new(DockerCli::new(runner, config.instance.clone()));
+    let mut docker_cli = DockerCli::new(runner, config.instance.clone());
+    if config.reconcile {
+        docker_cli = docker_cli.with_restart_policy();
+    }
+    let engine: Arc<dyn Engine> = Arc::new(docker_cli);
     let health = HealthCheck::new(
         engine.clone(),
         Duration::from_secs(config.docker_timeout.min(HEALTH_DEADLINE_SECONDS)),

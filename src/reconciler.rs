@@ -19,8 +19,9 @@ use crate::inventory::Inventory;
 use crate::scaler::{Scaler, Step};
 use crate::store::Store;
 
-/// How often every service is looked at even when nothing was heard: a
-/// missed event costs at most this long.
+/// How often every service is looked at over the index even when nothing
+/// woke the reconciler. (An event docker never delivered is caught by the
+/// index's own relisting every 30 s, which also wakes the reconciler.)
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The background reconciler.

@@ -101,28 +101,24 @@ pub struct Rollout {
 /// What one reconcile pass left to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// The service is at its desired state, or waits for a retry.
+    /// The service is at its desired state, or its work waits out a backoff.
     Settled,
     /// A batch was rolled; the next one can follow at once.
     Continue,
 }
 
-/// The failures and backoff of one service, kept in memory.
+/// Failed attempts in a row at one kind of work, and the backoff they set.
 #[derive(Debug, Default)]
-struct Progress {
+struct Attempts {
     failures: u32,
     last_error: Option<String>,
-    /// No reconcile pass before then.
+    /// The reconciler does not try again before then.
     retry_at: Option<Instant>,
-    /// The config hash whose roll failed, and why.
-    failed_roll: Option<(String, String)>,
 }
 
-impl Progress {
+impl Attempts {
     fn succeeded(&mut self) {
-        self.failures = 0;
-        self.last_error = None;
-        self.retry_at = None;
+        *self = Attempts::default();
     }
 
     fn failed(&mut self, error: &Error) {
@@ -132,6 +128,28 @@ impl Progress {
         let wait = (RETRY_FIRST * 2u32.pow(doublings)).min(RETRY_LONGEST);
         self.retry_at = Some(Instant::now() + wait);
     }
+
+    fn record<T>(&mut self, result: &Result<T, Error>) {
+        match result {
+            Ok(_) => self.succeeded(),
+            Err(e) => self.failed(e),
+        }
+    }
+
+    fn waiting(&self) -> bool {
+        self.retry_at.is_some_and(|at| at > Instant::now())
+    }
+}
+
+/// What the reconciler knows of one service's progress, kept in memory.
+/// Fixing the count and rolling back off separately: a failing roll must
+/// not delay replacing a container that died.
+#[derive(Debug, Default)]
+struct Progress {
+    count: Attempts,
+    roll: Attempts,
+    /// The config hash whose roll failed, and why.
+    failed_roll: Option<(String, String)>,
 }
 
 /// The lock and progress of one service.
@@ -145,13 +163,29 @@ impl ServiceSlot {
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
         self.progress.lock().expect("progress poisoned")
     }
+}
 
-    fn record<T>(&self, result: &Result<T, Error>) {
-        match result {
-            Ok(_) => self.progress().succeeded(),
-            Err(e) => self.progress().failed(e),
-        }
-    }
+/// Which definition fills a shortfall, and which containers count as dead.
+struct Filling<'a> {
+    /// The current definition's hash: its containers are kept first.
+    current_hash: String,
+    /// What new containers are started from: the current definition, or,
+    /// while its roll fails, the earlier definition the service still runs.
+    start: &'a ServiceDefinition,
+    /// While the current definition's roll fails: its containers that do
+    /// not run are dead weight, not places.
+    failing_hash: Option<String>,
+}
+
+/// Who asks for containers to be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// A request: it has `scale_concurrency` starts of its own.
+    Request,
+    /// A reconcile pass: all passes share `scale_concurrency` starts, so a
+    /// host where every service needs containers at once (after an engine
+    /// was wiped, say) is not flooded.
+    Reconciler,
 }
 
 /// Drives the containers of every service through an [`Engine`].
@@ -164,7 +198,10 @@ pub struct Scaler {
     update: UpdatePolicy,
     /// Whether the reconciler runs: the rollout state says so.
     reconciling: bool,
-    /// One slot per existing service, made when it is first needed and
+    /// The starts reconcile passes may have in flight, all services
+    /// together (see [`Caller::Reconciler`]).
+    background_starts: tokio::sync::Semaphore,
+    /// One slot per existing service, made when it is first locked and
     /// dropped when the service is deleted.
     slots: Mutex<HashMap<ServiceName, Arc<ServiceSlot>>>,
 }
@@ -188,6 +225,7 @@ impl Scaler {
                 settle: Duration::from_secs(2),
             },
             reconciling: false,
+            background_starts: tokio::sync::Semaphore::new(concurrency),
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -199,6 +237,8 @@ impl Scaler {
         self
     }
 
+    /// The slot of `service`, made if missing. Only for services that
+    /// exist (see [`Scaler::lock`]).
     fn slot(&self, service: &ServiceName) -> Arc<ServiceSlot> {
         self.slots
             .lock()
@@ -206,6 +246,16 @@ impl Scaler {
             .entry(service.clone())
             .or_default()
             .clone()
+    }
+
+    /// The slot of `service` if it has one; never makes one, so a look at
+    /// a service being deleted cannot bring its slot back.
+    fn existing_slot(&self, service: &ServiceName) -> Option<Arc<ServiceSlot>> {
+        self.slots
+            .lock()
+            .expect("slot table poisoned")
+            .get(service)
+            .cloned()
     }
 
     /// Waits for exclusive use of `service` and returns what the store holds
@@ -240,6 +290,15 @@ impl Scaler {
             .is_some_and(|slot| Arc::strong_count(slot) == 1 && Arc::strong_count(&slot.lock) <= 2)
         {
             slots.remove(service);
+        }
+    }
+
+    /// A service's definition was replaced: whatever failed before says
+    /// nothing about the new one, so its backoffs and errors are cleared
+    /// and the reconciler may roll at once.
+    pub fn definition_replaced(&self, service: &ServiceName) {
+        if let Some(slot) = self.existing_slot(service) {
+            *slot.progress() = Progress::default();
         }
     }
 
@@ -310,11 +369,11 @@ impl Scaler {
             .filter(|c| c.config_hash == current_hash)
             .count();
         let outdated = places.len() - updated;
-        let slot = self.slot(service);
-        let progress = slot.progress();
+        let slot = self.existing_slot(service);
+        let progress = slot.as_ref().map(|slot| slot.progress());
+        let progress = progress.as_deref();
         let failed_roll = progress
-            .failed_roll
-            .as_ref()
+            .and_then(|p| p.failed_roll.as_ref())
             .filter(|(hash, _)| *hash == current_hash)
             .map(|(_, why)| why.clone());
         let rollout = Rollout {
@@ -328,19 +387,21 @@ impl Scaler {
             outdated,
             error: failed_roll,
         };
-        let problem = progress.last_error.clone().or_else(|| {
-            places
-                .iter()
-                .find(|c| c.state == "restarting")
-                .map(|c| crash_loop(c))
-        });
+        let problem = progress
+            .and_then(|p| p.count.last_error.clone())
+            .or_else(|| {
+                places
+                    .iter()
+                    .find(|c| c.state == "restarting")
+                    .map(|c| crash_loop(c))
+            });
         Ok(ServiceStatus {
             running_resources: containers.iter().filter(|c| c.is_running()).count(),
             desired_resources: stored.desired,
             containers: entries,
             rollout,
             problem,
-            failed_attempts: progress.failures,
+            failed_attempts: progress.map_or(0, |p| p.count.failures + p.roll.failures),
         })
     }
 
@@ -358,9 +419,11 @@ impl Scaler {
     ///
     /// # Errors
     /// [`Error::ServiceNotFound`]; [`Error::Storage`] (nothing was changed
-    /// then); the docker failure, or [`Error::DockerFailed`] when the count
-    /// that runs afterwards is not `target`. The desired count stays
-    /// recorded, and the reconciler (if on) keeps working towards it.
+    /// then, unless only the final directory sync failed: the store then
+    /// serves the new count, and the reconciler works towards it); the
+    /// docker failure, or [`Error::DockerFailed`] when the count that runs
+    /// afterwards is not `target`. The desired count stays recorded, and the
+    /// reconciler (if on) keeps working towards it.
     pub async fn scale(
         &self,
         service: &ServiceName,
@@ -368,22 +431,59 @@ impl Scaler {
     ) -> Result<ScaleReport, Error> {
         let (_serialized, slot, stored) = self.lock(service).await?;
         self.store.set_desired(service, target.get()).await?;
-        let result = self.fix_count(&stored.definition, target.get()).await;
-        slot.record(&result);
+        let containers = self.inventory.containers(service).await?;
+        let filling = self.filling(&stored, &slot, &containers);
+        let result = self
+            .fix_count(service, &filling, target.get(), Caller::Request)
+            .await;
+        slot.progress().count.record(&result);
         result
     }
 
-    /// Whether the reconciler should look at `service` now: the index is
-    /// live, the service is not waiting out a backoff, and the index shows
-    /// something to do. Without a live index (docker's event stream is down,
-    /// so docker is likely down or hung) the reconciler waits: a pass would
-    /// only hold the service's lock against requests while docker times out.
-    pub fn needs_reconciling(&self, service: &ServiceName) -> bool {
-        let slot = self.slot(service);
-        let progress = slot.progress();
-        if progress.retry_at.is_some_and(|at| at > Instant::now()) {
-            return false;
+    /// How a shortfall of `stored` is filled (see [`Filling`]): from the
+    /// current definition, unless its roll has failed and an earlier
+    /// definition still runs; then from the earlier definition that runs
+    /// the most containers.
+    fn filling<'a>(
+        &self,
+        stored: &'a StoredService,
+        slot: &ServiceSlot,
+        containers: &[Container],
+    ) -> Filling<'a> {
+        let current_hash = stored.definition.config_hash();
+        let failing = slot
+            .progress()
+            .failed_roll
+            .as_ref()
+            .is_some_and(|(hash, _)| *hash == current_hash);
+        let running_of = |hash: &str| {
+            containers
+                .iter()
+                .filter(|c| c.is_running() && c.config_hash == hash)
+                .count()
+        };
+        let fallback = stored
+            .history
+            .iter()
+            .filter(|_| failing)
+            .map(|old| (running_of(&old.config_hash()), old))
+            .filter(|(running, _)| *running > 0)
+            .max_by_key(|(running, _)| *running)
+            .map(|(_, old)| old);
+        Filling {
+            start: fallback.unwrap_or(&stored.definition),
+            failing_hash: failing.then(|| current_hash.clone()),
+            current_hash,
         }
+    }
+
+    /// Whether the reconciler should look at `service` now: the index is
+    /// live, and the index shows work whose backoff (if any) has ended: a
+    /// count to fix, a desired count to adopt, or outdated containers to
+    /// roll. Without a live index (docker's event stream is down, so docker
+    /// is likely down or hung) the reconciler waits: a pass would only hold
+    /// the service's lock against requests while docker times out.
+    pub fn needs_reconciling(&self, service: &ServiceName) -> bool {
         let Some(stored) = self.store.service(service) else {
             return false;
         };
@@ -393,11 +493,15 @@ impl Scaler {
         let Some(desired) = stored.desired else {
             return true;
         };
-        let hash = stored.definition.config_hash();
-        !Plan::new(&containers, &hash, desired as usize).is_empty()
-            || containers
-                .iter()
-                .any(|c| c.holds_a_place() && c.config_hash != hash)
+        // A service never locked yet has no backoff.
+        let slot = self.existing_slot(service).unwrap_or_default();
+        let filling = self.filling(&stored, &slot, &containers);
+        let progress = slot.progress();
+        let count_work = !Plan::new(&containers, &filling, desired as usize).is_empty();
+        let roll_work = containers
+            .iter()
+            .any(|c| c.holds_a_place() && c.config_hash != filling.current_hash);
+        (count_work && !progress.count.waiting()) || (roll_work && !progress.roll.waiting())
     }
 
     /// When the earliest backoff still running ends.
@@ -406,27 +510,27 @@ impl Scaler {
         let slots = self.slots.lock().expect("slot table poisoned");
         slots
             .values()
-            .filter_map(|slot| slot.progress().retry_at)
+            .flat_map(|slot| {
+                let progress = slot.progress();
+                [progress.count.retry_at, progress.roll.retry_at]
+            })
+            .flatten()
             .filter(|at| *at > now)
             .min()
     }
 
     /// One reconcile pass over `service`: adopt the running count of a
     /// service from an old data file, fix the count, else roll one batch of
-    /// outdated containers.
+    /// outdated containers. Each kind of work waits out its own backoff.
     ///
     /// # Errors
     /// [`Error::ServiceNotFound`] if it was deleted meanwhile; the failure
-    /// of the pass, which also starts (or lengthens) the service's backoff.
+    /// of the pass, which also starts (or lengthens) that work's backoff.
     pub async fn reconcile(&self, service: &ServiceName) -> Result<Step, Error> {
         let (_serialized, slot, stored) = self.lock(service).await?;
         let result = self.reconcile_locked(service, &slot, &stored).await;
-        match &result {
-            Ok(_) => slot.progress().succeeded(),
-            Err(e) => {
-                log::warn!("reconciling '{service}': {e}");
-                slot.progress().failed(e);
-            }
+        if let Err(e) = &result {
+            log::warn!("reconciling '{service}': {e}");
         }
         result
     }
@@ -437,8 +541,6 @@ impl Scaler {
         slot: &ServiceSlot,
         stored: &StoredService,
     ) -> Result<Step, Error> {
-        let definition = &stored.definition;
-        let hash = definition.config_hash();
         let containers = self.inventory.containers(service).await?;
         let desired = match stored.desired {
             Some(desired) => desired,
@@ -452,16 +554,30 @@ impl Scaler {
                 adopted
             }
         };
-        if !Plan::new(&containers, &hash, desired as usize).is_empty() {
-            self.fix_count(definition, desired).await?;
-            return Ok(Step::Continue);
+        let filling = self.filling(stored, slot, &containers);
+        if !Plan::new(&containers, &filling, desired as usize).is_empty() {
+            if slot.progress().count.waiting() {
+                return Ok(Step::Settled);
+            }
+            let result = self
+                .fix_count(service, &filling, desired, Caller::Reconciler)
+                .await;
+            slot.progress().count.record(&result);
+            return result.map(|_| Step::Continue);
         }
+        slot.progress().count.succeeded();
+        let hash = &filling.current_hash;
         let mut outdated: Vec<&Container> = containers
             .iter()
-            .filter(|c| c.holds_a_place() && c.config_hash != hash)
+            .filter(|c| c.holds_a_place() && c.config_hash != *hash)
             .collect();
         if outdated.is_empty() {
-            slot.progress().failed_roll = None;
+            let mut progress = slot.progress();
+            progress.roll.succeeded();
+            progress.failed_roll = None;
+            return Ok(Step::Settled);
+        }
+        if slot.progress().roll.waiting() {
             return Ok(Step::Settled);
         }
         // Not running first, then the newest: the tail of the keep order.
@@ -471,22 +587,23 @@ impl Scaler {
             .take(self.update.parallelism)
             .cloned()
             .collect();
-        match self.roll_batch(definition, &containers, &batch).await {
-            Ok(()) => {
-                slot.progress().failed_roll = None;
-                Ok(Step::Continue)
-            }
-            Err(e) => {
-                slot.progress().failed_roll = Some((hash, e.to_string()));
-                Err(e)
-            }
-        }
+        let result = self
+            .roll_batch(&stored.definition, &containers, &batch, desired)
+            .await;
+        let mut progress = slot.progress();
+        progress.roll.record(&result);
+        progress.failed_roll = match &result {
+            Ok(()) => None,
+            Err(e) => Some((hash.clone(), e.to_string())),
+        };
+        result.map(|()| Step::Continue)
     }
 
     /// Replaces `outdated` start-first: starts as many containers of
-    /// `definition`, waits the settle time, and removes the outdated ones
-    /// only if every new one ran all along. Otherwise removes the new ones
-    /// and leaves the outdated ones serving.
+    /// `definition`, waits the settle time, and, only if every new one ran
+    /// all along, removes as many outdated ones as keep `desired` running
+    /// (one of the others may have died meanwhile). Otherwise removes the
+    /// new ones and leaves the outdated ones serving.
     ///
     /// # Errors
     /// [`Error::DockerFailed`] saying why the new containers did not hold.
@@ -495,11 +612,12 @@ impl Scaler {
         definition: &ServiceDefinition,
         containers: &[Container],
         outdated: &[Container],
+        desired: u32,
     ) -> Result<(), Error> {
         let service = definition.name();
         let names = NameAllocator::new(format!("{}-{}-", self.instance, service), containers);
         let started: Vec<Result<String, Error>> = stream::iter(0..outdated.len())
-            .map(|_| self.start_one(definition, &names))
+            .map(|_| self.start_one(definition, &names, Caller::Reconciler))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -518,7 +636,14 @@ impl Scaler {
                 .any(|c| c.id == *id && c.is_running() && c.restarts == 0)
         };
         if start_error.is_none() && new_ids.iter().all(held) {
-            let old_ids: Vec<String> = outdated.iter().map(|c| c.id.clone()).collect();
+            let running = after.iter().filter(|c| c.is_running()).count();
+            let spare = running.saturating_sub(desired as usize);
+            let old_ids: Vec<String> = outdated
+                .iter()
+                .filter(|old| after.iter().any(|c| c.id == old.id))
+                .take(spare)
+                .map(|c| c.id.clone())
+                .collect();
             self.remove(service, &old_ids).await?;
             log::info!(
                 "'{service}': replaced {} outdated container(s) with the current definition",
@@ -554,13 +679,14 @@ impl Scaler {
         )))
     }
 
-    /// Makes exactly `target` containers of `definition`'s service hold its
-    /// places: removes dead ones (created, exited, dead), removes any
-    /// surplus (older definitions first, then not running, then the
-    /// newest), starts the shortfall in parallel, records all that in the
-    /// inventory, and reports the count that then runs (from the index,
-    /// which also holds any event read meanwhile, or listed afresh when the
-    /// index is not live).
+    /// Makes exactly `target` containers of `service` hold its places:
+    /// removes dead ones (created, exited, dead, paused, and while a roll
+    /// fails, the failing definition's containers that do not run), removes
+    /// any surplus (not running first, then older definitions, then the
+    /// newest), starts the shortfall from `filling` in parallel, records
+    /// all that in the inventory, and reports the count that then runs
+    /// (from the index, which also holds any event read meanwhile, or
+    /// listed afresh when the index is not live).
     ///
     /// # Errors
     /// The docker failure, after removing any container this left dead;
@@ -569,17 +695,18 @@ impl Scaler {
     /// more).
     async fn fix_count(
         &self,
-        definition: &ServiceDefinition,
+        service: &ServiceName,
+        filling: &Filling<'_>,
         target: u32,
+        caller: Caller,
     ) -> Result<ScaleReport, Error> {
-        let service = definition.name();
         let containers = self.inventory.containers(service).await?;
-        let plan = Plan::new(&containers, &definition.config_hash(), target as usize);
+        let plan = Plan::new(&containers, filling, target as usize);
         self.remove(service, &plan.remove).await?;
 
         let names = NameAllocator::new(format!("{}-{}-", self.instance, service), &containers);
         let started: Vec<Result<String, Error>> = stream::iter(0..plan.start)
-            .map(|_| self.start_one(definition, &names))
+            .map(|_| self.start_one(filling.start, &names, caller))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -592,7 +719,7 @@ impl Scaler {
             Some(_) => self.engine.list(service).await?,
             None => self.inventory.containers(service).await?,
         };
-        let dead: Vec<&Container> = after.iter().filter(|c| !c.holds_a_place()).collect();
+        let dead: Vec<&Container> = after.iter().filter(|c| !filling.holds_a_place(c)).collect();
         self.remove(service, &removable_ids(dead.iter().copied()))
             .await?;
         let running: Vec<&Container> = after.iter().filter(|c| c.is_running()).collect();
@@ -639,7 +766,17 @@ impl Scaler {
         &self,
         definition: &ServiceDefinition,
         names: &NameAllocator,
+        caller: Caller,
     ) -> Result<String, Error> {
+        let _turn = match caller {
+            Caller::Request => None,
+            Caller::Reconciler => Some(
+                self.background_starts
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed"),
+            ),
+        };
         for _ in 0..NAME_ATTEMPTS {
             let name = names.next();
             match self.engine.start(definition, &name).await? {
@@ -681,6 +818,9 @@ impl Scaler {
         let ids = removable_ids(&containers);
         self.remove(service, &ids).await?;
         self.store.remove(service).await?;
+        // A service created later under this name starts afresh, even if a
+        // request still holds this slot and keeps it in the table.
+        *slot.progress() = Progress::default();
         drop(slot);
         self.forget_slot(service);
         Ok(())
@@ -708,16 +848,28 @@ struct Plan {
     start: usize,
 }
 
+impl Filling<'_> {
+    /// Whether `container` fills one of the service's places.
+    fn holds_a_place(&self, container: &Container) -> bool {
+        let of_failing_definition =
+            self.failing_hash.as_deref() == Some(container.config_hash.as_str());
+        container.holds_a_place() && (container.is_running() || !of_failing_definition)
+    }
+}
+
 impl Plan {
-    fn new(containers: &[Container], current_hash: &str, target: usize) -> Self {
+    fn new(containers: &[Container], filling: &Filling, target: usize) -> Self {
         let (mut places, dead): (Vec<&Container>, Vec<&Container>) =
-            containers.iter().partition(|c| c.holds_a_place());
+            containers.iter().partition(|c| filling.holds_a_place(c));
         let mut remove = removable_ids(dead);
-        // Keep-first order: current definition, running, oldest; the tail goes.
+        // Keep-first order: running, current definition, oldest; the tail
+        // goes. Running first, so a surplus never costs a serving container
+        // while one that does not run (restarting, say) stays.
+        let current_hash = filling.current_hash.as_str();
         places.sort_by(|a, b| {
-            (a.config_hash != current_hash)
-                .cmp(&(b.config_hash != current_hash))
-                .then_with(|| b.is_running().cmp(&a.is_running()))
+            b.is_running()
+                .cmp(&a.is_running())
+                .then_with(|| (a.config_hash != current_hash).cmp(&(b.config_hash != current_hash)))
                 .then_with(|| a.created.cmp(&b.created))
                 .then_with(|| name_number(&a.name).cmp(&name_number(&b.name)))
         });
@@ -803,21 +955,63 @@ mod tests {
         }
     }
 
+    /// A filling from the current definition, whose hash is `hash`; with
+    /// `failing`, as while that definition's roll fails.
+    fn filling<'a>(definition: &'a ServiceDefinition, hash: &str, failing: bool) -> Filling<'a> {
+        Filling {
+            current_hash: hash.into(),
+            start: definition,
+            failing_hash: failing.then(|| hash.to_owned()),
+        }
+    }
+
+    fn app_definition() -> ServiceDefinition {
+        ServiceDefinition::from_create_body(&serde_json::json!({"name": "web", "image": "app:1"}))
+            .unwrap()
+    }
+
     #[test]
-    fn scale_down_removes_stopped_then_old_definitions_then_newest() {
+    fn scale_down_removes_dead_then_not_running_then_old_definitions_then_newest() {
         let containers = [
             container("1", "running", "new", 1),
             container("2", "running", "old", 0),
             container("3", "exited", "new", 0),
             container("4", "running", "new", 3),
             container("5", "running", "new", 2),
+            container("6", "restarting", "new", 0),
+            container("7", "paused", "new", 0),
         ];
-        let plan = Plan::new(&containers, "new", 2);
+        let definition = app_definition();
+        let plan = Plan::new(&containers, &filling(&definition, "new", false), 2);
         assert_eq!(
             plan,
             Plan {
-                remove: vec!["3".into(), "4".into(), "2".into()],
+                remove: vec!["3".into(), "7".into(), "4".into(), "2".into(), "6".into()],
                 start: 0
+            }
+        );
+    }
+
+    #[test]
+    fn while_a_roll_fails_its_containers_that_do_not_run_are_dead_weight() {
+        let containers = [
+            container("1", "running", "old", 0),
+            container("2", "restarting", "new", 1),
+            container("3", "running", "new", 2),
+        ];
+        let definition = app_definition();
+        assert_eq!(
+            Plan::new(&containers, &filling(&definition, "new", false), 3),
+            Plan {
+                remove: vec![],
+                start: 0
+            }
+        );
+        assert_eq!(
+            Plan::new(&containers, &filling(&definition, "new", true), 3),
+            Plan {
+                remove: vec!["2".into()],
+                start: 1
             }
         );
     }
@@ -829,13 +1023,34 @@ mod tests {
             container("2", "created", "h", 0),
             container("3", "removing", "h", 0),
         ];
+        let definition = app_definition();
         assert_eq!(
-            Plan::new(&containers, "h", 3),
+            Plan::new(&containers, &filling(&definition, "h", false), 3),
             Plan {
                 remove: vec!["2".into()],
                 start: 2
             }
         );
+    }
+
+    #[test]
+    fn failed_attempts_back_off_doubling_to_a_minute_and_a_success_resets() {
+        let mut attempts = Attempts::default();
+        let error = Error::DockerFailed("no".into());
+        let waits: Vec<u64> = (0..9)
+            .map(|_| {
+                attempts.failed(&error);
+                let wait = attempts.retry_at.unwrap() - Instant::now();
+                // Rounded up: a little time passed since the failure.
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            })
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert!(attempts.waiting());
+        assert_eq!(attempts.last_error.as_deref(), Some("docker failed: no"));
+        attempts.succeeded();
+        assert!(!attempts.waiting());
+        assert_eq!(attempts.failures, 0);
     }
 
     #[test]

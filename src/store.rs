@@ -32,6 +32,38 @@ pub struct StoredService {
     /// for a service read from a version 1 file, which never recorded it: the
     /// reconciler then adopts the number running rather than guess.
     pub desired: Option<u32>,
+    /// Earlier definitions, newest first, each with a config hash of its
+    /// own, at most [`HISTORY_LEN`]: while a roll of the current definition
+    /// fails, containers that die are replaced with the earlier definition
+    /// the service still runs, so the old containers keep serving.
+    pub history: Vec<ServiceDefinition>,
+}
+
+/// How many earlier definitions a service keeps.
+pub const HISTORY_LEN: usize = 5;
+
+impl StoredService {
+    fn new(definition: ServiceDefinition) -> Self {
+        StoredService {
+            definition,
+            desired: Some(0),
+            history: Vec::new(),
+        }
+    }
+
+    /// Makes `definition` the current one; the one it replaces goes into
+    /// the history if it ran something else.
+    fn replace(&mut self, definition: ServiceDefinition) {
+        let previous = std::mem::replace(&mut self.definition, definition);
+        let current = self.definition.config_hash();
+        if previous.config_hash() != current {
+            let before = previous.config_hash();
+            self.history
+                .retain(|old| old.config_hash() != current && old.config_hash() != before);
+            self.history.insert(0, previous);
+            self.history.truncate(HISTORY_LEN);
+        }
+    }
 }
 
 type Services = BTreeMap<ServiceName, StoredService>;
@@ -115,13 +147,7 @@ impl Store {
             if services.contains_key(definition.name()) {
                 return Err(Error::ServiceExists(definition.name().to_string()));
             }
-            services.insert(
-                definition.name().clone(),
-                StoredService {
-                    definition,
-                    desired: Some(0),
-                },
-            );
+            services.insert(definition.name().clone(), StoredService::new(definition));
             Ok(())
         })
         .await
@@ -136,17 +162,11 @@ impl Store {
         self.change(|services| {
             Ok(match services.get_mut(definition.name()) {
                 Some(stored) => {
-                    stored.definition = definition;
+                    stored.replace(definition);
                     Replaced::Updated
                 }
                 None => {
-                    services.insert(
-                        definition.name().clone(),
-                        StoredService {
-                            definition,
-                            desired: Some(0),
-                        },
-                    );
+                    services.insert(definition.name().clone(), StoredService::new(definition));
                     Replaced::Created
                 }
             })
@@ -242,7 +262,11 @@ fn render_file(services: &Services) -> Vec<u8> {
     let services: BTreeMap<&ServiceName, Value> = services
         .iter()
         .map(|(name, stored)| {
-            let entry = json!({"definition": stored.definition, "desired": stored.desired});
+            let entry = json!({
+                "definition": stored.definition,
+                "desired": stored.desired,
+                "history": stored.history,
+            });
             (name, entry)
         })
         .collect();
@@ -270,6 +294,7 @@ fn parse_file(bytes: &[u8]) -> Result<Services, String> {
             read_definition(key, entry).map(|definition| StoredService {
                 definition,
                 desired: None,
+                history: Vec::new(),
             })
         } else {
             read_service(key, entry)
@@ -279,7 +304,8 @@ fn parse_file(bytes: &[u8]) -> Result<Services, String> {
     Ok(services)
 }
 
-/// Reads a version 2 entry: `{"definition": {...}, "desired": N}`.
+/// Reads a version 2 entry: `{"definition": {...}, "desired": N,
+/// "history": [{...}, ...]}` (`history` may be absent).
 fn read_service(key: &str, entry: &Value) -> Result<StoredService, String> {
     let definition = read_definition(key, entry.get("definition").unwrap_or(&Value::Null))?;
     let desired = match entry.get("desired") {
@@ -291,9 +317,18 @@ fn read_service(key: &str, entry: &Value) -> Result<StoredService, String> {
                 .ok_or_else(|| format!("service {key:?}: desired {value} is not a count"))?,
         ),
     };
+    let history = match entry.get("history") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(earlier)) => earlier
+            .iter()
+            .map(|old| read_definition(key, old))
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(format!("service {key:?}: history {other} is not a list")),
+    };
     Ok(StoredService {
         definition,
         desired,
+        history,
     })
 }
 
@@ -433,9 +468,26 @@ mod tests {
         assert_eq!(store.service(&web).unwrap().desired, Some(0));
         store.set_desired(&web, 3).await.unwrap();
         store.replace(definition("web", "app:2")).await.unwrap();
+        store.replace(definition("web", "app:2")).await.unwrap();
+        store.replace(definition("web", "app:3")).await.unwrap();
+        store.replace(definition("web", "app:1")).await.unwrap();
         let reopened = Store::open(&path).unwrap().service(&web).unwrap();
         assert_eq!(reopened.desired, Some(3));
-        assert_eq!(reopened.definition.image().as_str(), "app:2");
+        assert_eq!(reopened.definition.image().as_str(), "app:1");
+        // Newest first, each hash once, the current one not repeated.
+        let history: Vec<&str> = reopened
+            .history
+            .iter()
+            .map(|d| d.image().as_str())
+            .collect();
+        assert_eq!(history, ["app:3", "app:2"]);
+        for version in 4..12 {
+            let image = format!("app:{version}");
+            store.replace(definition("web", &image)).await.unwrap();
+        }
+        let kept = store.service(&web).unwrap().history;
+        assert_eq!(kept.len(), HISTORY_LEN);
+        assert_eq!(kept[0].image().as_str(), "app:10");
         let ghost = ServiceName::parse("ghost").unwrap();
         assert!(matches!(
             store.set_desired(&ghost, 1).await,

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use super::events::parse_event;
 use super::{
     Container, ContainerEvent, DockerRunner, Engine, EventStream, EventTime, OutputStream,
-    PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE,
+    PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RESTART_POLICY,
+    LABEL_SERVICE,
 };
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
@@ -36,15 +37,34 @@ fn ps_format() -> String {
     format!("[{}]", fields.join(","))
 }
 
+/// The restart policy containers get while the connector reconciles.
+const RESTART_POLICY: &str = "unless-stopped";
+
 /// Containers of one connector instance, managed through the docker CLI.
 pub struct DockerCli {
     runner: DockerRunner,
     instance: String,
+    /// Whether containers are started with [`RESTART_POLICY`].
+    restart_policy: bool,
 }
 
 impl DockerCli {
     pub fn new(runner: DockerRunner, instance: String) -> Self {
-        DockerCli { runner, instance }
+        DockerCli {
+            runner,
+            instance,
+            restart_policy: false,
+        }
+    }
+
+    /// Starts containers with the restart policy `unless-stopped`: the
+    /// engine then restarts a container whose process exits (with its own
+    /// backoff, 0.1 s doubling to a minute) and, after an engine restart,
+    /// every container nobody stopped; a container killed or stopped on
+    /// purpose stays down, for the connector to replace.
+    pub fn with_restart_policy(mut self) -> Self {
+        self.restart_policy = true;
+        self
     }
 
     fn instance_filter(&self) -> [String; 2] {
@@ -108,23 +128,17 @@ impl Engine for DockerCli {
         definition: &ServiceDefinition,
         name: &str,
     ) -> Result<StartOutcome, Error> {
-        // The engine restarts a container whose process exits (with its own
-        // backoff, 0.1 s doubling to a minute) and, after an engine restart,
-        // every container nobody stopped; a container killed or stopped on
-        // purpose stays down, for the connector to replace.
-        let mut args = vec![
-            arg("run"),
-            arg("-d"),
-            arg("--restart"),
-            arg("unless-stopped"),
-            arg("--name"),
-            arg(name),
-        ];
-        for label in [
+        let mut args = vec![arg("run"), arg("-d"), arg("--name"), arg(name)];
+        let mut labels = vec![
             format!("{LABEL_INSTANCE}={}", self.instance),
             format!("{LABEL_SERVICE}={}", definition.name()),
             format!("{LABEL_CONFIG_HASH}={}", definition.config_hash()),
-        ] {
+        ];
+        if self.restart_policy {
+            args.extend([arg("--restart"), arg(RESTART_POLICY)]);
+            labels.push(format!("{LABEL_RESTART_POLICY}={RESTART_POLICY}"));
+        }
+        for label in labels {
             args.extend([arg("--label"), label]);
         }
         for (key, value) in definition.environment() {

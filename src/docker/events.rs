@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::{Container, LABEL_CONFIG_HASH, LABEL_SERVICE};
+use super::{Container, LABEL_CONFIG_HASH, LABEL_RESTART_POLICY, LABEL_SERVICE};
 
 /// A point on the engine's event timeline, in nanoseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,6 +81,9 @@ pub struct ContainerEvent {
     /// time (exact for `Created`, an estimate otherwise).
     pub container: Container,
     pub time: EventTime,
+    /// Whether the container carries [`LABEL_RESTART_POLICY`]: a `die` it
+    /// did not ask for is then followed by the engine's restart.
+    pub restarts_itself: bool,
 }
 
 /// The fields of docker's event JSON the connector reads.
@@ -150,6 +153,7 @@ pub fn parse_event(line: &str) -> Result<Option<ContainerEvent>, String> {
         },
         transition,
         time: EventTime(raw.time_nano),
+        restarts_itself: attributes.contains_key(LABEL_RESTART_POLICY),
     }))
 }
 
@@ -177,6 +181,13 @@ mod tests {
         assert_eq!(event.container.status, "Exited (137)");
         assert_eq!(event.container.created, 1_795_854_554);
         assert_eq!(event.time, EventTime(1_795_854_554_123_456_789));
+        assert_eq!(event.container.last_exit_code, Some(137));
+        assert!(!event.restarts_itself);
+        let labelled = line(
+            "die",
+            r#","exitCode":"1","docker-connector.restart-policy":"unless-stopped""#,
+        );
+        assert!(parse_event(&labelled).unwrap().unwrap().restarts_itself);
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub const LABEL_SERVICE: &str = "docker-connector.service";
 /// container was started from.
 pub const LABEL_CONFIG_HASH: &str = "docker-connector.config-hash";
 
+/// Label on containers started with the restart policy `unless-stopped`:
+/// docker's events carry labels but not the policy, and whether a container
+/// that died will be restarted depends on it.
+pub const LABEL_RESTART_POLICY: &str = "docker-connector.restart-policy";
+
 /// Container port (`8080/tcp`) → the host port docker published it on.
 pub type PublishedPorts = std::collections::BTreeMap<String, u16>;
 
@@ -56,10 +61,11 @@ impl Container {
     }
 
     /// Whether it fills one of its service's places: it runs, or will run
-    /// again without the connector (docker is restarting it, or someone
-    /// paused it). Anything else (created, exited, dead) is dead weight.
+    /// again without the connector (docker is restarting it). Anything else
+    /// (created, paused, exited, dead) is dead weight: a paused container
+    /// serves nothing, so it is replaced like a stopped one.
     pub fn holds_a_place(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "restarting" | "paused")
+        matches!(self.state.as_str(), "running" | "restarting")
     }
 
     /// Whether the engine is already removing it: removing it again fails.

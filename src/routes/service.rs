@@ -54,18 +54,25 @@ fn show(store: &State<Arc<Store>>, name: &str) -> Result<Json<ServiceDefinition>
 #[rocket::put("/service/<name>", data = "<body>")]
 async fn replace(
     store: &State<Arc<Store>>,
+    scaler: &State<Arc<Scaler>>,
     reconciler: &State<Arc<Reconciler>>,
     name: &str,
     body: Data<'_>,
 ) -> Result<Custom<Json<ServiceDefinition>>, Error> {
     let name = ServiceName::parse(name)?;
     let definition = ServiceDefinition::from_replace_body(name, &read_json(body).await?)?;
+    let before = store.get(definition.name()).map(|d| d.config_hash());
     let status = match store.replace(definition.clone()).await? {
         Replaced::Created => Status::Created,
         Replaced::Updated => Status::Ok,
     };
-    // A changed definition is rolled out in the background.
-    reconciler.wake();
+    // A changed definition is rolled out in the background, at once: what
+    // failed before says nothing about it. The same definition again keeps
+    // its backoff, so repeating a broken one cannot hammer the engine.
+    if before != Some(definition.config_hash()) {
+        scaler.definition_replaced(definition.name());
+        reconciler.wake();
+    }
     Ok(Custom(status, Json(definition)))
 }
 

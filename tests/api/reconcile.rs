@@ -17,27 +17,52 @@ fn rolling_options() -> AppOptions {
     AppOptions::new().env("ROCKET_UPDATE_SETTLE", SETTLE)
 }
 
-/// Options whose docker CLI appends each call's verb to `calls.log` in
-/// `dir`, then runs the real CLI.
+/// Options whose docker CLI appends each call's time and verb to
+/// `calls.log` in `dir`, then runs the real CLI.
 fn counting_docker(dir: &Path) -> AppOptions {
     let log = dir.join("calls.log");
     AppOptions::new().fake_docker(
         dir,
         &format!(
-            "echo \"$1\" >> '{}'\nexec '{}' \"$@\"",
+            "echo \"$(date +%s.%N) $1\" >> '{}'\nexec '{}' \"$@\"",
             log.display(),
             real_docker()
         ),
     )
 }
 
-/// The docker verbs called so far, from [`counting_docker`]'s log.
-fn calls(dir: &Path) -> Vec<String> {
+/// The docker calls so far, from [`counting_docker`]'s log: (seconds since
+/// the epoch, verb).
+fn calls(dir: &Path) -> Vec<(f64, String)> {
     std::fs::read_to_string(dir.join("calls.log"))
         .unwrap_or_default()
         .lines()
-        .map(str::to_owned)
+        .filter_map(|line| {
+            let (at, verb) = line.split_once(' ')?;
+            Some((at.parse().ok()?, verb.to_owned()))
+        })
         .collect()
+}
+
+/// The verbs of [`calls`] from the `from`th on.
+fn verbs_since(dir: &Path, from: usize) -> Vec<String> {
+    calls(dir)
+        .into_iter()
+        .skip(from)
+        .map(|(_, verb)| verb)
+        .collect()
+}
+
+/// The hash label of a container.
+fn hash_of(id: &str) -> String {
+    docker(&[
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"docker-connector.config-hash\"}}",
+        id,
+    ])
+    .trim()
+    .to_owned()
 }
 
 /// Polls status until `done` holds for its body; returns that body.
@@ -234,7 +259,7 @@ async fn a_crash_loop_is_restarted_by_the_engine_with_backoff_and_reported() {
     let calls_before = calls(dir.path()).len();
     let restarts_before = restarts(&ids[0]);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let window: Vec<String> = calls(dir.path()).split_off(calls_before);
+    let window = verbs_since(dir.path(), calls_before);
     let restarts_in_window = restarts(&ids[0]) - restarts_before;
     println!("in 10 s: docker calls {window:?}; engine restarts {restarts_in_window}");
     assert!(
@@ -272,13 +297,38 @@ async fn a_missing_image_backs_off_exponentially_and_says_why() {
         .await;
     let reply = app.scale("web", json!(2)).await;
     assert_eq!(reply.status, 502, "{reply:?}");
-    let started = Instant::now();
-    let runs_before = calls(dir.path()).iter().filter(|v| *v == "run").count();
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let runs = calls(dir.path()).iter().filter(|v| *v == "run").count() - runs_before;
-    // Retries after 1, 2, 4 and 8 s (each start may try 2 containers).
-    println!("{runs} docker run in {:?}", started.elapsed());
-    assert!((1..=8).contains(&runs), "{runs} docker run in 12 s");
+    // Each attempt runs both starts at once; attempts are what the backoff
+    // spaces out: the scale's own, then the reconciler's after about 1, 2
+    // and 4 s more.
+    let mut attempts: Vec<f64> = Vec::new();
+    for (at, _) in calls(dir.path()).iter().filter(|(_, verb)| verb == "run") {
+        if attempts.last().is_none_or(|last| at - last > 0.5) {
+            attempts.push(*at);
+        }
+    }
+    let gaps: Vec<f64> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    println!(
+        "attempts {} s apart",
+        gaps.iter()
+            .map(|g| format!("{g:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(
+        (3..=5).contains(&gaps.len()),
+        "{} attempts in 12 s: {gaps:?}",
+        attempts.len()
+    );
+    assert!(
+        gaps[0] >= 0.9,
+        "the first retry came after {:.2} s",
+        gaps[0]
+    );
+    assert!(
+        gaps.windows(2).all(|w| w[1] >= 1.5 * w[0]),
+        "the waits between attempts do not grow: {gaps:?}"
+    );
     let body = app.status("web").await.body;
     assert_eq!(body["desired_resources"], 2, "{body:#}");
     assert_eq!(body["running_resources"], 0, "{body:#}");
@@ -360,6 +410,7 @@ async fn a_roll_whose_new_definition_cannot_run_stops_and_the_old_containers_kee
     assert_eq!(app.scale("web", json!(2)).await.status, 200);
     let mut old = app.running("web");
     old.sort();
+    let old_hash = hash_of(&old[0]);
 
     for (broken, why) in [
         (
@@ -389,6 +440,57 @@ async fn a_roll_whose_new_definition_cannot_run_stops_and_the_old_containers_kee
         left.sort();
         assert_eq!(left, old, "the old containers must keep serving");
     }
+
+    // While the roll fails, a container that dies is replaced from the
+    // definition that still runs, not the broken one.
+    docker(&["kill", &old[0]]);
+    let running = poll_until(Duration::from_secs(5), || async {
+        let running = app.running("web");
+        (running.len() == 2 && !running.contains(&old[0]), running)
+    })
+    .await;
+    assert!(
+        running.len() == 2 && !running.contains(&old[0]),
+        "{running:?}\n{}",
+        app.log()
+    );
+    for id in &running {
+        assert_eq!(hash_of(id), old_hash, "{id} runs another definition");
+    }
+    // Scales meanwhile keep to the old definition too, and never cost a
+    // serving container.
+    for target in [3, 2] {
+        let reply = app.scale("web", json!(target)).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.body["running_resources"], target, "{reply:?}");
+        let running = app.running("web");
+        assert!(
+            running.iter().all(|id| hash_of(id) == old_hash),
+            "{running:?}"
+        );
+    }
+
+    // A fixed definition rolls at once, whatever the broken one's backoff
+    // had grown to (8 s after a fourth failure).
+    status_until(&app, "web", Duration::from_secs(20), |b| {
+        b["failed_attempts"].as_u64() >= Some(4)
+    })
+    .await;
+    let fixed = Instant::now();
+    let reply = app
+        .put(
+            "web",
+            json!({"image": crate::helpers::TEST_IMAGE, "environment": {"FIXED": "1"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let body = status_until(&app, "web", Duration::from_secs(6), |b| {
+        b["rollout"]["state"] == "complete" && current_running(b) == 2
+    })
+    .await;
+    println!("fixed definition rolled out in {:?}", fixed.elapsed());
+    assert_eq!(body["failed_attempts"], 0, "{body:#}");
+    assert_eq!(body["problem"], Value::Null, "{body:#}");
 }
 
 /// A connector rolling 3 containers of "web" to a new environment, one at
