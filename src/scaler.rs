@@ -436,8 +436,31 @@ impl Scaler {
         let result = self
             .fix_count(service, &filling, target.get(), Caller::Request)
             .await;
-        slot.progress().count.record(&result);
+        self.record_count(slot.as_ref(), &filling, &containers, &result);
         result
+    }
+
+    /// Records how fixing the count went. A failure to start the current
+    /// definition while containers of an earlier one still run is also a
+    /// failed roll of it: the next attempts fill from the earlier one (see
+    /// [`Scaler::filling`]), and the roll waits out its own backoff.
+    fn record_count<T>(
+        &self,
+        slot: &ServiceSlot,
+        filling: &Filling,
+        containers: &[Container],
+        result: &Result<T, Error>,
+    ) {
+        let mut progress = slot.progress();
+        progress.count.record(result);
+        let started_current = filling.start.config_hash() == filling.current_hash;
+        let older_running = containers
+            .iter()
+            .any(|c| c.is_running() && c.config_hash != filling.current_hash);
+        if let (Err(e), true, true) = (result, started_current, older_running) {
+            progress.roll.failed(e);
+            progress.failed_roll = Some((filling.current_hash.clone(), e.to_string()));
+        }
     }
 
     /// How a shortfall of `stored` is filled (see [`Filling`]): from the
@@ -470,9 +493,12 @@ impl Scaler {
             .filter(|(running, _)| *running > 0)
             .max_by_key(|(running, _)| *running)
             .map(|(_, old)| old);
+        // Without an earlier definition to fall back on, the failing one's
+        // restarting containers keep their places: the engine's restart
+        // delay then paces them, rather than a removal and a new start.
         Filling {
             start: fallback.unwrap_or(&stored.definition),
-            failing_hash: failing.then(|| current_hash.clone()),
+            failing_hash: fallback.is_some().then(|| current_hash.clone()),
             current_hash,
         }
     }
@@ -501,7 +527,13 @@ impl Scaler {
         let roll_work = containers
             .iter()
             .any(|c| c.holds_a_place() && c.config_hash != filling.current_hash);
-        (count_work && !progress.count.waiting()) || (roll_work && !progress.roll.waiting())
+        // As the pass decides: a count to fix comes first, and while it
+        // waits out its backoff the pass does nothing else.
+        if count_work {
+            !progress.count.waiting()
+        } else {
+            roll_work && !progress.roll.waiting()
+        }
     }
 
     /// When the earliest backoff still running ends.
@@ -527,6 +559,7 @@ impl Scaler {
     /// [`Error::ServiceNotFound`] if it was deleted meanwhile; the failure
     /// of the pass, which also starts (or lengthens) that work's backoff.
     pub async fn reconcile(&self, service: &ServiceName) -> Result<Step, Error> {
+        // A service deleted meanwhile is not worth a warning.
         let (_serialized, slot, stored) = self.lock(service).await?;
         let result = self.reconcile_locked(service, &slot, &stored).await;
         if let Err(e) = &result {
@@ -562,7 +595,7 @@ impl Scaler {
             let result = self
                 .fix_count(service, &filling, desired, Caller::Reconciler)
                 .await;
-            slot.progress().count.record(&result);
+            self.record_count(slot, &filling, &containers, &result);
             return result.map(|_| Step::Continue);
         }
         slot.progress().count.succeeded();
@@ -590,6 +623,15 @@ impl Scaler {
         let result = self
             .roll_batch(&stored.definition, &containers, &batch, desired)
             .await;
+        // A PUT during the batch (it does not wait for the service's lock)
+        // made this outcome moot, and cleared the progress for its own roll.
+        let replaced = self
+            .store
+            .get(service)
+            .map_or(true, |now| now.config_hash() != *hash);
+        if replaced {
+            return result.map(|()| Step::Continue);
+        }
         let mut progress = slot.progress();
         progress.roll.record(&result);
         progress.failed_roll = match &result {
@@ -651,24 +693,27 @@ impl Scaler {
             );
             return Ok(());
         }
-        // Anything of the new definition that is not serving goes, including
-        // a container a failed start left created.
-        let failed: Vec<&Container> = after
+        // What this batch started goes again, and any container a failed
+        // start left created; but a new container that runs goes only as far
+        // as the desired count stays running (an old one may have died
+        // meanwhile), and is then kept like any surplus.
+        let (new_running, mut failed): (Vec<&Container>, Vec<&Container>) = after
             .iter()
             .filter(|c| {
                 new_ids.contains(&c.id)
                     || (c.config_hash == definition.config_hash() && !c.holds_a_place())
             })
-            .collect();
+            .partition(|c| c.is_running());
+        let running = after.iter().filter(|c| c.is_running()).count();
+        let spare = running.saturating_sub(desired as usize);
+        failed.extend(new_running.iter().take(spare));
         let why = match start_error {
             Some(e) => e.to_string(),
-            None => failed
+            None => after
                 .iter()
+                .filter(|c| new_ids.contains(&c.id))
                 .find(|c| !c.is_running() || c.restarts > 0)
-                .map_or_else(
-                    || "the new container vanished".to_owned(),
-                    |c| crash_loop(c),
-                ),
+                .map_or_else(|| "the new container vanished".to_owned(), crash_loop),
         };
         let failed_ids = removable_ids(failed);
         self.remove(service, &failed_ids).await?;

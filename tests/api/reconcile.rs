@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{docker, poll_until, real_docker, AppOptions, TestApp};
+use crate::helpers::{docker, poll_until, real_docker, record_figures, AppOptions, TestApp};
 
 /// Short settle times keep rolls quick in tests; the default is 2 s.
 const SETTLE: &str = "0.5";
@@ -106,22 +106,24 @@ async fn all_settled(app: &TestApp, expected: usize) -> usize {
 }
 
 /// `docker ps` of the test's running containers of `service`, sampled
-/// every 20 ms until `stop` is set; returns the fewest seen.
+/// every 20 ms until `stop` is set; returns the fewest seen and how many
+/// samples were taken.
 fn sample_running(
     app: &TestApp,
     service: &str,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<usize> {
+) -> std::thread::JoinHandle<(usize, usize)> {
     let instance = format!("label=docker-connector.instance={}", app.instance);
     let service = format!("label=docker-connector.service={service}");
     std::thread::spawn(move || {
-        let mut fewest = usize::MAX;
+        let (mut fewest, mut samples) = (usize::MAX, 0);
         while !stop.load(Ordering::SeqCst) {
             let out = docker(&["ps", "-q", "--filter", &instance, "--filter", &service]);
             fewest = fewest.min(out.lines().count());
+            samples += 1;
             std::thread::sleep(Duration::from_millis(20));
         }
-        fewest
+        (fewest, samples)
     })
 }
 
@@ -131,6 +133,7 @@ async fn a_killed_or_removed_container_is_replaced_within_5_seconds_and_none_is_
     app.create_service("web", json!({})).await;
     assert_eq!(app.scale("web", json!(2)).await.status, 200);
 
+    let mut figures = Vec::new();
     for (how, verb) in [
         ("docker kill", "kill"),
         ("docker rm -f", "rm"),
@@ -168,8 +171,12 @@ async fn a_killed_or_removed_container_is_replaced_within_5_seconds_and_none_is_
         let status = app.status("web").await.body;
         assert_eq!(status["running_resources"], 2, "{status:#}");
         assert_eq!(status["desired_resources"], 2, "{status:#}");
-        println!("{how}: replaced after {replaced_after:?}");
+        figures.push((
+            how,
+            format!("replaced after {} ms", replaced_after.as_millis()),
+        ));
     }
+    record_figures("self-healing", &figures);
 }
 
 #[tokio::test]
@@ -261,7 +268,17 @@ async fn a_crash_loop_is_restarted_by_the_engine_with_backoff_and_reported() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let window = verbs_since(dir.path(), calls_before);
     let restarts_in_window = restarts(&ids[0]) - restarts_before;
-    println!("in 10 s: docker calls {window:?}; engine restarts {restarts_in_window}");
+    record_figures(
+        "self-healing-crash-loop",
+        &[(
+            "a command exiting at once, over 10 s",
+            format!(
+                "{} docker calls by the connector ({}), {restarts_in_window} engine restarts",
+                window.len(),
+                window.join(" ")
+            ),
+        )],
+    );
     assert!(
         window
             .iter()
@@ -303,17 +320,20 @@ async fn a_missing_image_backs_off_exponentially_and_says_why() {
     // and 4 s more.
     let mut attempts: Vec<f64> = Vec::new();
     for (at, _) in calls(dir.path()).iter().filter(|(_, verb)| verb == "run") {
-        if attempts.last().is_none_or(|last| at - last > 0.5) {
+        if attempts.last().map_or(true, |last| at - last > 0.5) {
             attempts.push(*at);
         }
     }
     let gaps: Vec<f64> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
-    println!(
-        "attempts {} s apart",
-        gaps.iter()
-            .map(|g| format!("{g:.1}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    record_figures(
+        "self-healing-missing-image",
+        &[(
+            "waits between start attempts",
+            gaps.iter()
+                .map(|g| format!("{g:.1} s"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )],
     );
     assert!(
         (3..=5).contains(&gaps.len()),
@@ -353,6 +373,7 @@ async fn a_roll_replaces_every_container_start_first_never_dropping_below_desire
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_running(&app, "web", stop.clone());
     let statuses = Arc::new(AtomicUsize::new(usize::MAX));
+    let rolled = Instant::now();
     let reply = app
         .put(
             "web",
@@ -368,7 +389,17 @@ async fn a_roll_replaces_every_container_start_first_never_dropping_below_desire
     })
     .await;
     stop.store(true, Ordering::SeqCst);
-    let fewest = sampler.join().unwrap();
+    let (fewest, samples) = sampler.join().unwrap();
+    record_figures(
+        "rolling-update",
+        &[(
+            "a roll of 3 containers, one at a time, settle 0.5 s",
+            format!(
+                "took {} ms; fewest running in {samples} docker ps samples: {fewest}",
+                rolled.elapsed().as_millis()
+            ),
+        )],
+    );
     assert_eq!(
         body["rollout"]["state"],
         "complete",
@@ -491,6 +522,40 @@ async fn a_roll_whose_new_definition_cannot_run_stops_and_the_old_containers_kee
     println!("fixed definition rolled out in {:?}", fixed.elapsed());
     assert_eq!(body["failed_attempts"], 0, "{body:#}");
     assert_eq!(body["problem"], Value::Null, "{body:#}");
+}
+
+#[tokio::test]
+async fn a_scale_up_that_cannot_start_the_new_definition_is_filled_from_the_old_one() {
+    let app = TestApp::spawn_with(rolling_options()).await;
+    app.create_service("web", json!({})).await;
+    assert_eq!(app.scale("web", json!(2)).await.status, 200);
+    let old_hash = hash_of(&app.running("web")[0]);
+    let reply = app
+        .put("web", json!({"image": "docker-connector-absent:3"}))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    // Before the roll has tried the new image, a scale does, and fails.
+    let reply = app.scale("web", json!(3)).await;
+    if reply.status != 200 {
+        assert_eq!(reply.status, 502, "{reply:?}");
+        assert!(
+            reply.error().contains("docker-connector-absent"),
+            "{reply:?}"
+        );
+    }
+    // The reconciler then fills the place from the definition that runs.
+    let running = poll_until(Duration::from_secs(8), || async {
+        let running = app.running("web");
+        (running.len() == 3, running)
+    })
+    .await;
+    assert_eq!(running.len(), 3, "{}", app.log());
+    for id in &running {
+        assert_eq!(hash_of(id), old_hash, "{id} runs another definition");
+    }
+    let body = app.status("web").await.body;
+    assert_eq!(body["rollout"]["state"], "failed", "{body:#}");
+    assert_eq!(body["desired_resources"], 3, "{body:#}");
 }
 
 /// A connector rolling 3 containers of "web" to a new environment, one at
