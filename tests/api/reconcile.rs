@@ -94,6 +94,14 @@ fn current_running(body: &Value) -> usize {
         .count()
 }
 
+/// Replaces the definition of "web" with the test image and `environment`
+/// (a change that rolls); asserts the PUT succeeded.
+async fn replace_environment(app: &TestApp, environment: Value) {
+    let body = json!({"image": crate::helpers::TEST_IMAGE, "environment": environment});
+    let reply = app.put("web", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
 /// How many containers of "web" docker lists in any state, once that is
 /// `expected` or 5 s have passed: a removal the status already reflects
 /// may still be finishing.
@@ -374,13 +382,7 @@ async fn a_roll_replaces_every_container_start_first_never_dropping_below_desire
     let sampler = sample_running(&app, "web", stop.clone());
     let statuses = Arc::new(AtomicUsize::new(usize::MAX));
     let rolled = Instant::now();
-    let reply = app
-        .put(
-            "web",
-            json!({"image": crate::helpers::TEST_IMAGE, "environment": {"VERSION": "2"}}),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
+    replace_environment(&app, json!({"VERSION": "2"})).await;
     let body = poll_until(Duration::from_secs(30), || async {
         let body = app.status("web").await.body;
         let running = body["running_resources"].as_u64().unwrap() as usize;
@@ -508,13 +510,7 @@ async fn a_roll_whose_new_definition_cannot_run_stops_and_the_old_containers_kee
     })
     .await;
     let fixed = Instant::now();
-    let reply = app
-        .put(
-            "web",
-            json!({"image": crate::helpers::TEST_IMAGE, "environment": {"FIXED": "1"}}),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
+    replace_environment(&app, json!({"FIXED": "1"})).await;
     let body = status_until(&app, "web", Duration::from_secs(6), |b| {
         b["rollout"]["state"] == "complete" && current_running(b) == 2
     })
@@ -565,13 +561,7 @@ async fn start_a_slow_roll() -> TestApp {
     app.create_service("web", json!({"environment": {"V": "1"}}))
         .await;
     app.scale("web", json!(3)).await;
-    let reply = app
-        .put(
-            "web",
-            json!({"image": crate::helpers::TEST_IMAGE, "environment": {"V": "2"}}),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
+    replace_environment(&app, json!({"V": "2"})).await;
     app
 }
 
@@ -651,11 +641,7 @@ async fn with_reconcile_off_the_connector_acts_only_when_called() {
     let body = app.status("web").await.body;
     assert_eq!(body["desired_resources"], 2);
     // A change of definition waits for a scale, too.
-    app.put(
-        "web",
-        json!({"image": crate::helpers::TEST_IMAGE, "environment": {"V": "2"}}),
-    )
-    .await;
+    replace_environment(&app, json!({"V": "2"})).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let body = app.status("web").await.body;
     assert_eq!(body["rollout"]["state"], "manual", "{body:#}");
