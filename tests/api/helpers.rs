@@ -453,6 +453,18 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop();
+        // A `docker run` the connector had in flight (a reconciler's retry,
+        // say) outlives its SIGKILL by design and creates its container
+        // after that: wait for it, or the container would be left behind.
+        let label = format!("docker-connector.instance={}", self.instance);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline
+            && Process::all()
+                .iter()
+                .any(|p| p.is_running() && p.has_arg("run") && p.has_arg(&label))
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let ids = self.containers(None);
         if !ids.is_empty() {
             let mut args = vec!["rm", "-f"];

@@ -263,7 +263,9 @@ async fn delete_removes_every_container_of_the_service_in_any_state() {
 
 #[tokio::test]
 async fn a_command_that_cannot_start_answers_502_and_leaves_no_created_container() {
-    let app = TestApp::spawn().await;
+    // The seed's answer; the reconciler's retries after it are in
+    // reconcile.rs, and would race the check that nothing is left.
+    let app = TestApp::spawn_with(AppOptions::new().without_reconciler()).await;
     app.create_service("web", json!({"command": ["/no/such/program"]}))
         .await;
     let reply = app.scale("web", json!(2)).await;
@@ -286,7 +288,9 @@ async fn a_command_that_cannot_start_answers_502_and_leaves_no_created_container
 
 #[tokio::test]
 async fn a_missing_image_answers_502_with_dockers_message_and_leaves_nothing() {
-    let app = TestApp::spawn().await;
+    // The seed's answer; the reconciler's retries after it are in
+    // reconcile.rs, and would race the check that nothing is left.
+    let app = TestApp::spawn_with(AppOptions::new().without_reconciler()).await;
     let reply = app
         .create(json!({"name": "web", "image": "docker-connector-absent:1"}))
         .await;
