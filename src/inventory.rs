@@ -141,22 +141,21 @@ impl Inventory {
         self.changed.notified().await;
     }
 
-    /// The host ports of `containers` that run: from what the index learnt,
-    /// else inspected now (and remembered until they next start or stop).
+    /// The host ports of the running containers `ids`: from what the index
+    /// learnt, else inspected now (and remembered until they next start or
+    /// stop). Asks docker nothing when every one is known.
     ///
     /// # Errors
     /// The docker failure of the inspection.
     pub async fn published_ports(
         &self,
-        containers: &[Container],
+        ids: &[&str],
     ) -> Result<HashMap<String, PublishedPorts>, Error> {
-        let running: Vec<&str> = containers
-            .iter()
-            .filter(|c| c.is_running())
-            .map(|c| c.id.as_str())
-            .collect();
-        let mut known = self.index.ports(&running);
-        let unknown: Vec<String> = running
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut known = self.index.ports(ids);
+        let unknown: Vec<String> = ids
             .iter()
             .filter(|id| !known.contains_key(**id))
             .map(|id| id.to_string())

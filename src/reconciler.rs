@@ -16,7 +16,7 @@ use tokio::task::{Id, JoinSet};
 use crate::domain::ServiceName;
 use crate::error::Error;
 use crate::inventory::Inventory;
-use crate::scaler::{Scaler, Step};
+use crate::scaler::Scaler;
 use crate::store::Store;
 
 /// How often every service is looked at over the index even when nothing
@@ -51,7 +51,7 @@ impl Reconciler {
 
     /// Runs until the runtime stops.
     pub async fn run(self: Arc<Self>) {
-        let mut passes: JoinSet<Result<Step, Error>> = JoinSet::new();
+        let mut passes: JoinSet<Result<(), Error>> = JoinSet::new();
         // The service each pass in flight works on, by task.
         let mut busy: HashMap<Id, ServiceName> = HashMap::new();
         let mut next_sweep = Instant::now();
@@ -59,8 +59,10 @@ impl Reconciler {
             if Instant::now() >= next_sweep {
                 next_sweep = Instant::now() + SWEEP_INTERVAL;
             }
-            for service in self.store.all().keys() {
-                if busy.values().any(|s| s == service) || !self.scaler.needs_reconciling(service) {
+            for (service, stored) in self.store.all().iter() {
+                if busy.values().any(|s| s == service)
+                    || !self.scaler.needs_reconciling(service, stored)
+                {
                     continue;
                 }
                 let (scaler, name) = (self.scaler.clone(), service.clone());

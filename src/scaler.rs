@@ -98,15 +98,6 @@ pub struct Rollout {
     pub error: Option<String>,
 }
 
-/// What one reconcile pass left to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// The service is at its desired state, or its work waits out a backoff.
-    Settled,
-    /// A batch was rolled; the next one can follow at once.
-    Continue,
-}
-
 /// Failed attempts in a row at one kind of work, and the backoff they set.
 #[derive(Debug, Default)]
 struct Attempts {
@@ -168,13 +159,13 @@ impl ServiceSlot {
 /// Which definition fills a shortfall, and which containers count as dead.
 struct Filling<'a> {
     /// The current definition's hash: its containers are kept first.
-    current_hash: String,
+    current_hash: &'a str,
     /// What new containers are started from: the current definition, or,
     /// while its roll fails, the earlier definition the service still runs.
     start: &'a ServiceDefinition,
-    /// While the current definition's roll fails: its containers that do
-    /// not run are dead weight, not places.
-    failing_hash: Option<String>,
+    /// Whether `start` is such an earlier definition: the current one's
+    /// containers that do not run are then dead weight, not places.
+    falling_back: bool,
 }
 
 /// Who asks for containers to be started.
@@ -329,15 +320,17 @@ impl Scaler {
             (name_number(&a.name), a.created).cmp(&(name_number(&b.name), b.created))
         });
         let current_hash = stored.definition.config_hash();
+        // A running container publishes ports unless it runs the current
+        // definition and that has none: only those are worth a lookup.
         let publishes_nothing = stored.definition.ports().is_empty();
-        // Containers of a definition without ports publish none: only the
-        // others are worth asking docker about.
-        let to_inspect: Vec<Container> = containers
+        let may_publish =
+            |c: &Container| c.is_running() && !(publishes_nothing && c.config_hash == current_hash);
+        let lookup: Vec<&str> = containers
             .iter()
-            .filter(|c| !(publishes_nothing && c.config_hash == current_hash))
-            .cloned()
+            .filter(|c| may_publish(c))
+            .map(|c| c.id.as_str())
             .collect();
-        let inspected = match self.inventory.published_ports(&to_inspect).await {
+        let looked_up = match self.inventory.published_ports(&lookup).await {
             Ok(ports) => Some(ports),
             Err(e) => {
                 log::warn!("cannot read the ports of '{service}': {e}");
@@ -345,10 +338,10 @@ impl Scaler {
             }
         };
         let ports_of = |c: &Container| -> Option<PublishedPorts> {
-            if !c.is_running() || (publishes_nothing && c.config_hash == current_hash) {
+            if !may_publish(c) {
                 return Some(PublishedPorts::new());
             }
-            inspected.as_ref()?.get(&c.id).cloned()
+            looked_up.as_ref()?.get(&c.id).cloned()
         };
         let entries: Vec<ContainerStatus> = containers
             .iter()
@@ -434,7 +427,13 @@ impl Scaler {
         let containers = self.inventory.containers(service).await?;
         let filling = self.filling(&stored, &slot, &containers);
         let result = self
-            .fix_count(service, &filling, target.get(), Caller::Request)
+            .fix_count(
+                service,
+                &containers,
+                &filling,
+                target.get(),
+                Caller::Request,
+            )
             .await;
         self.record_count(slot.as_ref(), &filling, &containers, &result);
         result
@@ -453,13 +452,12 @@ impl Scaler {
     ) {
         let mut progress = slot.progress();
         progress.count.record(result);
-        let started_current = filling.start.config_hash() == filling.current_hash;
         let older_running = containers
             .iter()
             .any(|c| c.is_running() && c.config_hash != filling.current_hash);
-        if let (Err(e), true, true) = (result, started_current, older_running) {
+        if let (Err(e), false, true) = (result, filling.falling_back, older_running) {
             progress.roll.failed(e);
-            progress.failed_roll = Some((filling.current_hash.clone(), e.to_string()));
+            progress.failed_roll = Some((filling.current_hash.to_owned(), e.to_string()));
         }
     }
 
@@ -489,7 +487,7 @@ impl Scaler {
             .history
             .iter()
             .filter(|_| failing)
-            .map(|old| (running_of(&old.config_hash()), old))
+            .map(|old| (running_of(old.config_hash()), old))
             .filter(|(running, _)| *running > 0)
             .max_by_key(|(running, _)| *running)
             .map(|(_, old)| old);
@@ -497,9 +495,9 @@ impl Scaler {
         // restarting containers keep their places: the engine's restart
         // delay then paces them, rather than a removal and a new start.
         Filling {
-            start: fallback.unwrap_or(&stored.definition),
-            failing_hash: fallback.is_some().then(|| current_hash.clone()),
             current_hash,
+            start: fallback.unwrap_or(&stored.definition),
+            falling_back: fallback.is_some(),
         }
     }
 
@@ -509,10 +507,7 @@ impl Scaler {
     /// roll. Without a live index (docker's event stream is down, so docker
     /// is likely down or hung) the reconciler waits: a pass would only hold
     /// the service's lock against requests while docker times out.
-    pub fn needs_reconciling(&self, service: &ServiceName) -> bool {
-        let Some(stored) = self.store.service(service) else {
-            return false;
-        };
+    pub fn needs_reconciling(&self, service: &ServiceName, stored: &StoredService) -> bool {
         let Some(containers) = self.inventory.indexed(service) else {
             return false;
         };
@@ -521,7 +516,7 @@ impl Scaler {
         };
         // A service never locked yet has no backoff.
         let slot = self.existing_slot(service).unwrap_or_default();
-        let filling = self.filling(&stored, &slot, &containers);
+        let filling = self.filling(stored, &slot, &containers);
         let progress = slot.progress();
         let count_work = !Plan::new(&containers, &filling, desired as usize).is_empty();
         let roll_work = containers
@@ -558,7 +553,7 @@ impl Scaler {
     /// # Errors
     /// [`Error::ServiceNotFound`] if it was deleted meanwhile; the failure
     /// of the pass, which also starts (or lengthens) that work's backoff.
-    pub async fn reconcile(&self, service: &ServiceName) -> Result<Step, Error> {
+    pub async fn reconcile(&self, service: &ServiceName) -> Result<(), Error> {
         // A service deleted meanwhile is not worth a warning.
         let (_serialized, slot, stored) = self.lock(service).await?;
         let result = self.reconcile_locked(service, &slot, &stored).await;
@@ -573,7 +568,7 @@ impl Scaler {
         service: &ServiceName,
         slot: &ServiceSlot,
         stored: &StoredService,
-    ) -> Result<Step, Error> {
+    ) -> Result<(), Error> {
         let containers = self.inventory.containers(service).await?;
         let desired = match stored.desired {
             Some(desired) => desired,
@@ -590,28 +585,28 @@ impl Scaler {
         let filling = self.filling(stored, slot, &containers);
         if !Plan::new(&containers, &filling, desired as usize).is_empty() {
             if slot.progress().count.waiting() {
-                return Ok(Step::Settled);
+                return Ok(());
             }
             let result = self
-                .fix_count(service, &filling, desired, Caller::Reconciler)
+                .fix_count(service, &containers, &filling, desired, Caller::Reconciler)
                 .await;
             self.record_count(slot, &filling, &containers, &result);
-            return result.map(|_| Step::Continue);
+            return result.map(drop);
         }
         slot.progress().count.succeeded();
-        let hash = &filling.current_hash;
+        let hash = filling.current_hash;
         let mut outdated: Vec<&Container> = containers
             .iter()
-            .filter(|c| c.holds_a_place() && c.config_hash != *hash)
+            .filter(|c| c.holds_a_place() && c.config_hash != hash)
             .collect();
         if outdated.is_empty() {
             let mut progress = slot.progress();
             progress.roll.succeeded();
             progress.failed_roll = None;
-            return Ok(Step::Settled);
+            return Ok(());
         }
         if slot.progress().roll.waiting() {
-            return Ok(Step::Settled);
+            return Ok(());
         }
         // Not running first, then the newest: the tail of the keep order.
         outdated.sort_by_key(|c| (c.is_running(), std::cmp::Reverse(c.created)));
@@ -628,17 +623,17 @@ impl Scaler {
         let replaced = self
             .store
             .get(service)
-            .map_or(true, |now| now.config_hash() != *hash);
+            .map_or(true, |now| now.config_hash() != hash);
         if replaced {
-            return result.map(|()| Step::Continue);
+            return result;
         }
         let mut progress = slot.progress();
         progress.roll.record(&result);
         progress.failed_roll = match &result {
             Ok(()) => None,
-            Err(e) => Some((hash.clone(), e.to_string())),
+            Err(e) => Some((hash.to_owned(), e.to_string())),
         };
-        result.map(|()| Step::Continue)
+        result
     }
 
     /// Replaces `outdated` start-first: starts as many containers of
@@ -725,8 +720,9 @@ impl Scaler {
     }
 
     /// Makes exactly `target` containers of `service` hold its places:
-    /// removes dead ones (created, exited, dead, paused, and while a roll
-    /// fails, the failing definition's containers that do not run), removes
+    /// removes dead ones (created, exited, dead, paused, and while filling
+    /// falls back on an earlier definition, the current one's containers
+    /// that do not run), removes
     /// any surplus (not running first, then older definitions, then the
     /// newest), starts the shortfall from `filling` in parallel, records
     /// all that in the inventory, and reports the count that then runs
@@ -741,15 +737,15 @@ impl Scaler {
     async fn fix_count(
         &self,
         service: &ServiceName,
+        containers: &[Container],
         filling: &Filling<'_>,
         target: u32,
         caller: Caller,
     ) -> Result<ScaleReport, Error> {
-        let containers = self.inventory.containers(service).await?;
-        let plan = Plan::new(&containers, filling, target as usize);
+        let plan = Plan::new(containers, filling, target as usize);
         self.remove(service, &plan.remove).await?;
 
-        let names = NameAllocator::new(format!("{}-{}-", self.instance, service), &containers);
+        let names = NameAllocator::new(format!("{}-{}-", self.instance, service), containers);
         let started: Vec<Result<String, Error>> = stream::iter(0..plan.start)
             .map(|_| self.start_one(filling.start, &names, caller))
             .buffer_unordered(self.concurrency)
@@ -832,7 +828,7 @@ impl Scaler {
                         name,
                         state: "running".to_owned(),
                         status: "Up".to_owned(),
-                        config_hash: definition.config_hash(),
+                        config_hash: definition.config_hash().to_owned(),
                         created: unix_now(),
                         restarts: 0,
                         last_exit_code: None,
@@ -896,8 +892,7 @@ struct Plan {
 impl Filling<'_> {
     /// Whether `container` fills one of the service's places.
     fn holds_a_place(&self, container: &Container) -> bool {
-        let of_failing_definition =
-            self.failing_hash.as_deref() == Some(container.config_hash.as_str());
+        let of_failing_definition = self.falling_back && container.config_hash == self.current_hash;
         container.holds_a_place() && (container.is_running() || !of_failing_definition)
     }
 }
@@ -910,7 +905,7 @@ impl Plan {
         // Keep-first order: running, current definition, oldest; the tail
         // goes. Running first, so a surplus never costs a serving container
         // while one that does not run (restarting, say) stays.
-        let current_hash = filling.current_hash.as_str();
+        let current_hash = filling.current_hash;
         places.sort_by(|a, b| {
             b.is_running()
                 .cmp(&a.is_running())
@@ -1001,12 +996,16 @@ mod tests {
     }
 
     /// A filling from the current definition, whose hash is `hash`; with
-    /// `failing`, as while that definition's roll fails.
-    fn filling<'a>(definition: &'a ServiceDefinition, hash: &str, failing: bool) -> Filling<'a> {
+    /// `falling_back`, as while that definition's roll fails and an earlier one runs.
+    fn filling<'a>(
+        definition: &'a ServiceDefinition,
+        hash: &'a str,
+        falling_back: bool,
+    ) -> Filling<'a> {
         Filling {
-            current_hash: hash.into(),
+            current_hash: hash,
             start: definition,
-            failing_hash: failing.then(|| hash.to_owned()),
+            falling_back,
         }
     }
 
@@ -1157,7 +1156,7 @@ mod tests {
             let id = format!("id-{name}");
             containers.push(Container {
                 name: name.into(),
-                ..container(&id, "running", &def.config_hash(), 0)
+                ..container(&id, "running", def.config_hash(), 0)
             });
             Ok(StartOutcome::Started(id))
         }

@@ -52,17 +52,18 @@ impl StoredService {
     }
 
     /// Makes `definition` the current one; the one it replaces goes into
-    /// the history if it ran something else.
-    fn replace(&mut self, definition: ServiceDefinition) {
+    /// the history if it ran something else. Returns whether it did.
+    fn replace(&mut self, definition: ServiceDefinition) -> bool {
         let previous = std::mem::replace(&mut self.definition, definition);
-        let current = self.definition.config_hash();
-        if previous.config_hash() != current {
-            let before = previous.config_hash();
-            self.history
-                .retain(|old| old.config_hash() != current && old.config_hash() != before);
-            self.history.insert(0, previous);
-            self.history.truncate(HISTORY_LEN);
+        let (current, before) = (self.definition.config_hash(), previous.config_hash());
+        if before == current {
+            return false;
         }
+        self.history
+            .retain(|old| old.config_hash() != current && old.config_hash() != before);
+        self.history.insert(0, previous);
+        self.history.truncate(HISTORY_LEN);
+        true
     }
 }
 
@@ -83,7 +84,11 @@ pub struct Store {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replaced {
     Created,
-    Updated,
+    /// Whether the new definition runs something else (another config
+    /// hash), or is the same one spelled differently.
+    Updated {
+        runs_differently: bool,
+    },
 }
 
 impl Store {
@@ -161,10 +166,9 @@ impl Store {
     pub async fn replace(&self, definition: ServiceDefinition) -> Result<Replaced, Error> {
         self.change(|services| {
             Ok(match services.get_mut(definition.name()) {
-                Some(stored) => {
-                    stored.replace(definition);
-                    Replaced::Updated
-                }
+                Some(stored) => Replaced::Updated {
+                    runs_differently: stored.replace(definition),
+                },
                 None => {
                     services.insert(definition.name().clone(), StoredService::new(definition));
                     Replaced::Created
@@ -401,7 +405,9 @@ mod tests {
         store.create(definition("db", "db:1")).await.unwrap();
         assert_eq!(
             store.replace(definition("web", "app:2")).await.unwrap(),
-            Replaced::Updated
+            Replaced::Updated {
+                runs_differently: true
+            }
         );
         store
             .remove(&ServiceName::parse("db").unwrap())

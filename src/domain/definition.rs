@@ -20,6 +20,9 @@ pub struct ServiceDefinition {
     command: Option<Command>,
     environment: Option<Environment>,
     ports: Option<Ports>,
+    /// [`ServiceDefinition::config_hash`], computed once when parsed: status
+    /// and the reconciler compare containers against it all the time.
+    config_hash: String,
 }
 
 impl ServiceDefinition {
@@ -72,13 +75,16 @@ impl ServiceDefinition {
         }
         let image = ImageRef::parse(required_string(fields, "image")?)?;
         let present = |key: &str| fields.get(key).filter(|value| !value.is_null());
-        Ok(ServiceDefinition {
+        let mut definition = ServiceDefinition {
             name,
             image,
             command: present("command").map(Command::parse).transpose()?,
             environment: present("environment").map(Environment::parse).transpose()?,
             ports: present("ports").map(Ports::parse).transpose()?,
-        })
+            config_hash: String::new(),
+        };
+        definition.config_hash = definition.compute_config_hash();
+        Ok(definition)
     }
 
     pub fn name(&self) -> &ServiceName {
@@ -107,7 +113,11 @@ impl ServiceDefinition {
     /// runs. Containers carry it as a label, so a container started from an
     /// older definition can be told apart, even after a restart. The name is
     /// left out: it never changes for a service.
-    pub fn config_hash(&self) -> String {
+    pub fn config_hash(&self) -> &str {
+        &self.config_hash
+    }
+
+    fn compute_config_hash(&self) -> String {
         let ports: Vec<String> = self.ports().iter().map(PortSpec::publish_arg).collect();
         let canonical = json!({
             "image": self.image.as_str(),

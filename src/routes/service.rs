@@ -61,15 +61,19 @@ async fn replace(
 ) -> Result<Custom<Json<ServiceDefinition>>, Error> {
     let name = ServiceName::parse(name)?;
     let definition = ServiceDefinition::from_replace_body(name, &read_json(body).await?)?;
-    let before = store.get(definition.name()).map(|d| d.config_hash());
-    let status = match store.replace(definition.clone()).await? {
+    let replaced = store.replace(definition.clone()).await?;
+    let status = match replaced {
         Replaced::Created => Status::Created,
-        Replaced::Updated => Status::Ok,
+        Replaced::Updated { .. } => Status::Ok,
     };
     // A changed definition is rolled out in the background, at once: what
     // failed before says nothing about it. The same definition again keeps
     // its backoff, so repeating a broken one cannot hammer the engine.
-    if before != Some(definition.config_hash()) {
+    if replaced
+        == (Replaced::Updated {
+            runs_differently: true,
+        })
+    {
         scaler.definition_replaced(definition.name());
         reconciler.wake();
     }
