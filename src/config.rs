@@ -63,6 +63,48 @@ pub struct AppConfig {
     /// Seconds a new container must keep running in a roll before an old
     /// one is removed.
     pub update_settle: f64,
+    /// What runs the services: containers on this engine, or Swarm services.
+    pub backend: BackendKind,
+    /// Swarm: how ports are published.
+    pub swarm_publish_mode: SwarmPublishMode,
+    /// Swarm: whether `docker service create`/`update` ask a registry for
+    /// the image's digest (docker's default). Off (`--no-resolve-image`) for
+    /// hosts without a registry, where each node uses its local image.
+    pub swarm_resolve_image: bool,
+    /// Swarm: seconds a scale waits for the running tasks to reach the
+    /// target before answering 504 with what runs.
+    pub swarm_scale_timeout: u64,
+}
+
+/// The value of `backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The connector's own containers on the engine the docker CLI reaches.
+    Containers,
+    /// One Swarm service per service, on the Swarm the engine manages.
+    Swarm,
+}
+
+/// The value of `swarm_publish_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwarmPublishMode {
+    /// Each task publishes its ports on an ephemeral port of its own node,
+    /// as the containers backend does.
+    Host,
+    /// Swarm's routing mesh: one port per service, on every node.
+    Ingress,
+}
+
+impl SwarmPublishMode {
+    /// The `mode=` of `--publish`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwarmPublishMode::Host => "host",
+            SwarmPublishMode::Ingress => "ingress",
+        }
+    }
 }
 
 impl Default for AppConfig {
@@ -80,6 +122,10 @@ impl Default for AppConfig {
             reconcile: true,
             update_parallelism: 1,
             update_settle: 2.0,
+            backend: BackendKind::Containers,
+            swarm_publish_mode: SwarmPublishMode::Host,
+            swarm_resolve_image: true,
+            swarm_scale_timeout: 60,
         }
     }
 }
@@ -106,6 +152,11 @@ impl AppConfig {
         }
         if !(0.0..=3600.0).contains(&config.update_settle) {
             return Err("configuration: update_settle must be between 0 and 3600 seconds".into());
+        }
+        if !(1..=3600).contains(&config.swarm_scale_timeout) {
+            return Err(
+                "configuration: swarm_scale_timeout must be between 1 and 3600 seconds".into(),
+            );
         }
         if let Some(token) = &config.auth_token {
             token.check().map_err(|e| format!("configuration: {e}"))?;
@@ -217,6 +268,37 @@ mod tests {
         assert!(config.reconcile);
         assert_eq!(config.update_parallelism, 1);
         assert_eq!(config.update_settle, 2.0);
+        assert_eq!(config.backend, BackendKind::Containers);
+        assert_eq!(config.swarm_publish_mode, SwarmPublishMode::Host);
+        assert!(config.swarm_resolve_image);
+        assert_eq!(config.swarm_scale_timeout, 60);
+    }
+
+    #[test]
+    fn backend_settings_are_read_and_bad_ones_refused_naming_the_key() {
+        let defaults = || Figment::from(Serialized::defaults(AppConfig::default()));
+        let config = AppConfig::from_figment(
+            &defaults()
+                .merge(("backend", "swarm"))
+                .merge(("swarm_publish_mode", "ingress")),
+        )
+        .unwrap();
+        assert_eq!(config.backend, BackendKind::Swarm);
+        assert_eq!(config.swarm_publish_mode, SwarmPublishMode::Ingress);
+        for (figment, key) in [
+            (defaults().merge(("backend", "kubernetes")), "backend"),
+            (
+                defaults().merge(("swarm_publish_mode", "dnsrr")),
+                "swarm_publish_mode",
+            ),
+            (
+                defaults().merge(("swarm_scale_timeout", 0)),
+                "swarm_scale_timeout",
+            ),
+        ] {
+            let error = AppConfig::from_figment(&figment).unwrap_err();
+            assert!(error.contains(key), "{error}");
+        }
     }
 
     #[test]

@@ -30,6 +30,15 @@ pub enum Error {
     DockerTimeout { seconds: u64 },
     /// The docker CLI ran and reported a failure.
     DockerFailed(String),
+    /// Swarm did not run the asked number of tasks by the deadline; it
+    /// keeps trying.
+    NotConverged {
+        running: usize,
+        desired: u32,
+        seconds: u64,
+        /// The newest error a task of the service reported, if any.
+        last_task_error: Option<String>,
+    },
     /// The definitions file could not be written; nothing was changed.
     Storage(String),
     /// The access check refused the request: `auth_token` is set and the
@@ -54,7 +63,7 @@ impl Error {
             Error::ServiceNotFound(_) => Status::NotFound,
             Error::ServiceExists(_) => Status::Conflict,
             Error::DockerUnavailable(_) => Status::ServiceUnavailable,
-            Error::DockerTimeout { .. } => Status::GatewayTimeout,
+            Error::DockerTimeout { .. } | Error::NotConverged { .. } => Status::GatewayTimeout,
             Error::DockerFailed(_) => Status::BadGateway,
             Error::Storage(_) => Status::InternalServerError,
             Error::AccessDenied(AuthFailure::Browser(_)) => Status::Forbidden,
@@ -81,6 +90,22 @@ impl std::fmt::Display for Error {
                 )
             }
             Error::DockerFailed(reason) => write!(f, "docker failed: {reason}"),
+            Error::NotConverged {
+                running,
+                desired,
+                seconds,
+                last_task_error,
+            } => {
+                write!(
+                    f,
+                    "Swarm runs {running} of {desired} tasks after {seconds} s; \
+                     the service keeps {desired} replicas and Swarm keeps trying"
+                )?;
+                match last_task_error {
+                    Some(why) => write!(f, " (last task error: {why})"),
+                    None => Ok(()),
+                }
+            }
             Error::Storage(reason) => write!(f, "could not save the definitions: {reason}"),
             Error::AccessDenied(AuthFailure::Missing) => write!(
                 f,

@@ -14,14 +14,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt};
-use serde::Serialize;
-
+use crate::backend::{ContainerStatus, Rollout, ScaleReport, ServiceStatus};
 use crate::docker::{Container, Engine, PublishedPorts, StartOutcome};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::store::{Store, StoredService};
+use futures::stream::{self, StreamExt};
 
 /// Exclusive use of one service's containers.
 type ServiceGuard = tokio::sync::OwnedMutexGuard<()>;
@@ -43,59 +42,6 @@ pub struct UpdatePolicy {
     pub parallelism: usize,
     /// How long a new container must keep running before an old one goes.
     pub settle: Duration,
-}
-
-/// What a scale reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ScaleReport {
-    pub running_resources: usize,
-    pub desired_resources: u32,
-}
-
-/// Where a service stands, as `GET /service/<name>/status` reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ServiceStatus {
-    pub running_resources: usize,
-    /// `None` only until the count of a service from an old data file is
-    /// adopted.
-    pub desired_resources: Option<u32>,
-    pub containers: Vec<ContainerStatus>,
-    pub rollout: Rollout,
-    /// Why the service is not at its desired state, when the connector
-    /// knows: the last docker error, or containers that keep exiting.
-    pub problem: Option<String>,
-    /// Failed attempts in a row to reach the desired state.
-    pub failed_attempts: u32,
-}
-
-/// One container in a status.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ContainerStatus {
-    pub id: String,
-    pub name: String,
-    pub state: String,
-    /// Seconds since the Unix epoch.
-    pub created: i64,
-    /// Container port → host port; `None` when docker could not be asked.
-    pub ports: Option<PublishedPorts>,
-    /// Whether it runs the service's current definition.
-    pub current: bool,
-    pub restarts: u32,
-    pub last_exit_code: Option<i64>,
-}
-
-/// How far the current definition has reached.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Rollout {
-    /// `complete`: every container runs the current definition; `rolling`:
-    /// the reconciler is replacing older ones; `failed`: the current
-    /// definition did not keep running, so the older containers stay (and
-    /// it is tried again after a backoff); `manual`: reconciling is off, so
-    /// older containers are only replaced by scales.
-    pub state: &'static str,
-    pub updated: usize,
-    pub outdated: usize,
-    pub error: Option<String>,
 }
 
 /// Failed attempts in a row at one kind of work, and the backoff they set.
@@ -351,6 +297,7 @@ impl Scaler {
                 state: c.state.clone(),
                 created: c.created,
                 ports: ports_of(c),
+                node: None,
                 current: c.config_hash == current_hash,
                 restarts: c.restarts,
                 last_exit_code: c.last_exit_code,

@@ -304,6 +304,20 @@ fn parse_created_at(text: &str) -> Option<i64> {
     Some(local - sign * (offset_hours * 3_600 + offset_minutes * 60))
 }
 
+/// Reads an RFC 3339 time as Swarm prints it (`2026-11-28T14:49:45.187203406Z`,
+/// or with an offset such as `+01:00`) as whole seconds since the epoch.
+pub(super) fn utc_timestamp(text: &str) -> Option<i64> {
+    let (date, rest) = text.split_once('T')?;
+    let split_at = rest.find(['Z', '+', '-'])?;
+    let (clock, zone) = rest.split_at(split_at);
+    let clock = clock.split('.').next()?;
+    let zone = match zone {
+        "Z" => "+0000".to_owned(),
+        other => other.replace(':', ""),
+    };
+    parse_created_at(&format!("{date} {clock} {zone}"))
+}
+
 /// Days from 1970-01-01 to the given proleptic Gregorian date (Howard
 /// Hinnant's `days_from_civil`).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
@@ -341,6 +355,16 @@ mod tests {
             Some(951_868_800)
         );
         assert_eq!(parse_created_at("yesterday"), None);
+    }
+
+    #[test]
+    fn reads_swarms_rfc3339_times() {
+        let utc = parse_created_at("2026-11-28 06:29:23 +0000 UTC").unwrap();
+        assert_eq!(utc_timestamp("2026-11-28T06:29:23.187203406Z"), Some(utc));
+        assert_eq!(utc_timestamp("2026-11-28T06:29:23Z"), Some(utc));
+        assert_eq!(utc_timestamp("2026-11-28T07:29:23+01:00"), Some(utc));
+        assert_eq!(utc_timestamp("2026-11-28T01:29:23.5-05:00"), Some(utc));
+        assert_eq!(utc_timestamp("2026-11-28 06:29:23"), None);
     }
 
     #[test]

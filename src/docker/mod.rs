@@ -1,17 +1,19 @@
 //! Everything that knows the docker CLI: the process runner (the only code in
 //! the connector that spawns processes) and the engine built on it.
 //!
-//! The rest of the connector sees the engine only through [`Engine`]: list,
-//! start and remove the containers of a service, and follow their changes.
-//! Another backend (Swarm services, say) plugs in by implementing it.
+//! The scaler sees the engine only through [`Engine`]: list, start and
+//! remove the containers of a service, and follow their changes.
+//! [`SwarmCli`] drives Swarm services instead, for the swarm backend.
 
 mod cli;
 mod events;
 mod runner;
+mod swarm;
 
 pub use cli::DockerCli;
 pub use events::{ContainerEvent, EventTime, Transition};
 pub use runner::{DockerRunner, OutputStream};
+pub use swarm::{swarm_service_name, SwarmCli, SwarmService, SwarmSettings, Task};
 
 use async_trait::async_trait;
 

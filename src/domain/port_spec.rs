@@ -77,6 +77,16 @@ impl PortSpec {
         Ok(PortSpec { port, protocol })
     }
 
+    /// The container port.
+    pub fn number(&self) -> u16 {
+        self.port
+    }
+
+    /// `tcp`, `udp` or `sctp`.
+    pub fn protocol_name(&self) -> &'static str {
+        self.protocol.as_str()
+    }
+
     /// The `-p` value: the container port, published on an ephemeral host port.
     pub fn publish_arg(&self) -> String {
         format!("{}/{}", self.port, self.protocol.as_str())

@@ -8,10 +8,10 @@ use rocket::{Route, State};
 use serde_json::Value;
 
 use super::{known_name, read_json};
+use crate::backend::{Backend, ScaleReport, ServiceStatus};
 use crate::config::AppConfig;
 use crate::domain::ReplicaCount;
 use crate::error::Error;
-use crate::scaler::{ScaleReport, Scaler, ServiceStatus};
 
 pub fn routes() -> Vec<Route> {
     rocket::routes![scale, status]
@@ -19,7 +19,7 @@ pub fn routes() -> Vec<Route> {
 
 #[rocket::post("/service/<name>/scale", data = "<body>")]
 async fn scale(
-    scaler: &State<Arc<Scaler>>,
+    backend: &State<Arc<dyn Backend>>,
     config: &State<AppConfig>,
     name: &str,
     body: Data<'_>,
@@ -38,10 +38,13 @@ async fn scale(
         ));
     }
     let target = ReplicaCount::parse(fields.get("number"), config.max_replicas)?;
-    scaler.scale(&name, target).await.map(Json)
+    backend.scale(&name, target).await.map(Json)
 }
 
 #[rocket::get("/service/<name>/status")]
-async fn status(scaler: &State<Arc<Scaler>>, name: &str) -> Result<Json<ServiceStatus>, Error> {
-    scaler.status(&known_name(name)?).await.map(Json)
+async fn status(
+    backend: &State<Arc<dyn Backend>>,
+    name: &str,
+) -> Result<Json<ServiceStatus>, Error> {
+    backend.status(&known_name(name)?).await.map(Json)
 }

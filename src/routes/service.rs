@@ -10,10 +10,9 @@ use rocket::serde::json::Json;
 use rocket::{Route, State};
 
 use super::{known_name, read_json};
+use crate::backend::Backend;
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
-use crate::reconciler::Reconciler;
-use crate::scaler::Scaler;
 use crate::store::{Replaced, Store};
 
 pub fn routes() -> Vec<Route> {
@@ -54,33 +53,29 @@ fn show(store: &State<Arc<Store>>, name: &str) -> Result<Json<ServiceDefinition>
 #[rocket::put("/service/<name>", data = "<body>")]
 async fn replace(
     store: &State<Arc<Store>>,
-    scaler: &State<Arc<Scaler>>,
-    reconciler: &State<Arc<Reconciler>>,
+    backend: &State<Arc<dyn Backend>>,
     name: &str,
     body: Data<'_>,
 ) -> Result<Custom<Json<ServiceDefinition>>, Error> {
     let name = ServiceName::parse(name)?;
     let definition = ServiceDefinition::from_replace_body(name, &read_json(body).await?)?;
     let replaced = store.replace(definition.clone()).await?;
+    // A PUT that replaced a definition is handed to the backend, which
+    // rolls it out or answers the docker failure (the definition stays
+    // stored either way).
     let status = match replaced {
         Replaced::Created => Status::Created,
-        Replaced::Updated { .. } => Status::Ok,
+        Replaced::Updated { runs_differently } => {
+            backend
+                .definition_replaced(&definition, runs_differently)
+                .await?;
+            Status::Ok
+        }
     };
-    // A changed definition is rolled out in the background, at once: what
-    // failed before says nothing about it. The same definition again keeps
-    // its backoff, so repeating a broken one cannot hammer the engine.
-    if replaced
-        == (Replaced::Updated {
-            runs_differently: true,
-        })
-    {
-        scaler.definition_replaced(definition.name());
-        reconciler.wake();
-    }
     Ok(Custom(status, Json(definition)))
 }
 
 #[rocket::delete("/service/<name>")]
-async fn delete(scaler: &State<Arc<Scaler>>, name: &str) -> Result<NoContent, Error> {
-    scaler.delete(&known_name(name)?).await.map(|()| NoContent)
+async fn delete(backend: &State<Arc<dyn Backend>>, name: &str) -> Result<NoContent, Error> {
+    backend.delete(&known_name(name)?).await.map(|()| NoContent)
 }

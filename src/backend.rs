@@ -1,0 +1,158 @@
+//! What the routes ask of whatever runs the services, and what it answers.
+//!
+//! Two backends implement [`Backend`]: [`ContainersBackend`], the
+//! connector's own containers on one engine (the [`Scaler`] and the
+//! [`Reconciler`]), and [`crate::swarm::SwarmBackend`], one Swarm service
+//! per service. Routes and the store never know which one runs. (The
+//! container-level [`crate::docker::Engine`] sits one layer below: Swarm
+//! starts and removes its own containers, so it is not a backend of the
+//! scaler but a backend of its own.)
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::docker::PublishedPorts;
+use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
+use crate::error::Error;
+use crate::reconciler::Reconciler;
+use crate::scaler::Scaler;
+
+/// Runs the defined services: what scale, status, PUT and DELETE do beyond
+/// the store.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Records `target` as the desired count of `service` and brings it there.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`], [`Error::Storage`], or the docker failure.
+    async fn scale(
+        &self,
+        service: &ServiceName,
+        target: ReplicaCount,
+    ) -> Result<ScaleReport, Error>;
+
+    /// Where `service` stands.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`], or the docker failure.
+    async fn status(&self, service: &ServiceName) -> Result<ServiceStatus, Error>;
+
+    /// Removes everything `service` runs, then its definition.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`], the docker failure, or [`Error::Storage`].
+    async fn delete(&self, service: &ServiceName) -> Result<(), Error>;
+
+    /// A PUT stored `definition` over an earlier one; `runs_differently`
+    /// says whether its config hash changed. Rolls it out, or arranges for
+    /// it to be rolled out.
+    ///
+    /// # Errors
+    /// The docker failure of handing it over; the definition stays stored.
+    async fn definition_replaced(
+        &self,
+        definition: &ServiceDefinition,
+        runs_differently: bool,
+    ) -> Result<(), Error>;
+}
+
+/// What a scale reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScaleReport {
+    pub running_resources: usize,
+    pub desired_resources: u32,
+}
+
+/// Where a service stands, as `GET /service/<name>/status` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceStatus {
+    pub running_resources: usize,
+    /// `None` only until the count of a service from an old data file is
+    /// adopted.
+    pub desired_resources: Option<u32>,
+    pub containers: Vec<ContainerStatus>,
+    pub rollout: Rollout,
+    /// Why the service is not at its desired state, when the connector
+    /// knows: the last docker error, or containers that keep exiting.
+    pub problem: Option<String>,
+    /// Failed attempts in a row to reach the desired state.
+    pub failed_attempts: u32,
+}
+
+/// One container in a status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
+    /// Container port → host port; `None` when docker could not be asked.
+    pub ports: Option<PublishedPorts>,
+    /// The Swarm node running it; `None` on the containers backend, where
+    /// everything runs on the connector's own engine.
+    pub node: Option<String>,
+    /// Whether it runs the service's current definition.
+    pub current: bool,
+    pub restarts: u32,
+    pub last_exit_code: Option<i64>,
+}
+
+/// How far the current definition has reached.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollout {
+    /// `complete`: every container runs the current definition; `rolling`:
+    /// older ones are being replaced; `failed`: the current definition did
+    /// not keep running, so the older containers stay (the containers
+    /// backend tries again after a backoff, Swarm rolled back); `manual`:
+    /// reconciling is off, so older containers are only replaced by scales;
+    /// `pending` (Swarm): the definition is stored but docker failed to
+    /// hand it to Swarm, and the next scale or PUT does.
+    pub state: &'static str,
+    pub updated: usize,
+    pub outdated: usize,
+    pub error: Option<String>,
+}
+
+/// The connector's own containers on one engine: the scaler acts, the
+/// reconciler (when on) keeps the desired state in the background.
+pub struct ContainersBackend {
+    pub scaler: Arc<Scaler>,
+    pub reconciler: Arc<Reconciler>,
+}
+
+#[async_trait]
+impl Backend for ContainersBackend {
+    async fn scale(
+        &self,
+        service: &ServiceName,
+        target: ReplicaCount,
+    ) -> Result<ScaleReport, Error> {
+        self.scaler.scale(service, target).await
+    }
+
+    async fn status(&self, service: &ServiceName) -> Result<ServiceStatus, Error> {
+        self.scaler.status(service).await
+    }
+
+    async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
+        self.scaler.delete(service).await
+    }
+
+    /// A changed definition is rolled out in the background, at once: what
+    /// failed before says nothing about it. The same definition again keeps
+    /// its backoff, so repeating a broken one cannot hammer the engine.
+    async fn definition_replaced(
+        &self,
+        definition: &ServiceDefinition,
+        runs_differently: bool,
+    ) -> Result<(), Error> {
+        if runs_differently {
+            self.scaler.definition_replaced(definition.name());
+            self.reconciler.wake();
+        }
+        Ok(())
+    }
+}

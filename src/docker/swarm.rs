@@ -1,0 +1,973 @@
+//! Swarm services through the docker CLI: `docker service create`, `update`,
+//! `ps`, `inspect` and `rm`, which flags to pass and how to read what they
+//! print. Swarm starts, heals and rolls the containers itself; the
+//! connector only hands it the service's spec and replica count.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::cli::utc_timestamp;
+use super::{DockerRunner, PublishedPorts, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
+use crate::config::SwarmPublishMode;
+use crate::domain::{ServiceDefinition, ServiceName};
+use crate::error::Error;
+
+/// Longest name Swarm accepts for a service (a DNS label).
+const MAX_SERVICE_NAME: usize = 63;
+
+/// How the connector's Swarm services are created and updated.
+#[derive(Debug, Clone, Copy)]
+pub struct SwarmSettings {
+    pub publish_mode: SwarmPublishMode,
+    /// Whether to ask a registry for the image's digest (`--no-resolve-image`
+    /// when not).
+    pub resolve_image: bool,
+    /// How many tasks an update replaces at once.
+    pub parallelism: usize,
+    /// How long a new task must keep running before the update goes on
+    /// (`--update-monitor`); one that fails sooner rolls the update back.
+    pub monitor: Duration,
+}
+
+/// A Swarm service of this connector, as `docker service inspect` reports
+/// the parts it reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwarmService {
+    pub name: String,
+    /// The config hash of the definition in its spec.
+    pub config_hash: String,
+    pub replicas: u32,
+    /// Keys of the environment in its spec.
+    env_keys: BTreeSet<String>,
+    /// Its published ports as `--publish-rm` names them: `mode=...,target=...,protocol=...`.
+    ports: BTreeSet<String>,
+    /// Swarm's `UpdateStatus.State` (`updating`, `completed`, `paused`,
+    /// `rollback_started`, `rollback_completed`, `rollback_paused`), if it was
+    /// ever updated.
+    pub update_state: Option<String>,
+    pub update_message: Option<String>,
+}
+
+impl SwarmService {
+    /// Whether Swarm gave up the last update: it rolled back, or paused.
+    pub fn update_failed(&self) -> bool {
+        self.update_state
+            .as_deref()
+            .is_some_and(|state| state.starts_with("rollback") || state == "paused")
+    }
+
+    /// Whether an update is under way.
+    pub fn updating(&self) -> bool {
+        self.update_state.as_deref() == Some("updating")
+    }
+}
+
+/// One task of a service, as `docker service ps` and `docker inspect` report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: String,
+    /// `<service>.<slot>`, as `docker service ps` shows it.
+    pub name: String,
+    pub slot: u64,
+    pub node: String,
+    /// What Swarm wants of it: `running`, `ready`, `shutdown`, `remove`...
+    pub desired_state: String,
+    /// What it is: `new`, `pending`, `preparing`, `starting`, `running`,
+    /// `complete`, `failed`, `rejected`, `shutdown`...
+    pub state: String,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
+    /// When it reached `state`, seconds since the Unix epoch.
+    pub since: i64,
+    pub config_hash: String,
+    /// Why it failed or was rejected.
+    pub error: Option<String>,
+    /// Its container's exit code, once it exited.
+    pub exit_code: Option<i64>,
+    pub ports: PublishedPorts,
+}
+
+impl Task {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+
+    /// Whether Swarm still wants it (it is not history: shut down, failed
+    /// and replaced, or being removed).
+    pub fn is_live(&self) -> bool {
+        !matches!(self.desired_state.as_str(), "shutdown" | "remove")
+    }
+
+    /// Whether it ended in a failure: its process failed, or the node
+    /// could not run it (a missing image, say).
+    pub fn failed(&self) -> bool {
+        matches!(self.state.as_str(), "failed" | "rejected")
+    }
+
+    /// Whether it ended by itself, so that Swarm replaced it: it failed,
+    /// or its process exited 0. (A task Swarm shut down for an update or
+    /// a scale did not.)
+    pub fn ended_by_itself(&self) -> bool {
+        self.failed() || self.state == "complete"
+    }
+}
+
+/// The Swarm service name of `service` of `instance`: `<instance>-<service>`
+/// when Swarm accepts that (a DNS label: letters, digits, `-` and `_`
+/// inside, at most 63 characters). Otherwise the same with other characters
+/// made `-`, cut short, and a hash of both names appended, so that names
+/// stay distinct. The connector finds its services by this name and checks
+/// their labels.
+pub fn swarm_service_name(instance: &str, service: &ServiceName) -> String {
+    let plain = format!("{instance}-{service}");
+    if is_swarm_name(&plain) {
+        return plain;
+    }
+    let digest = Sha256::digest(format!("{instance}\n{service}"));
+    let suffix: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let mut readable: String = plain
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(MAX_SERVICE_NAME - suffix.len() - 1)
+        .collect();
+    while readable.ends_with('-') {
+        readable.pop();
+    }
+    format!("{readable}-{suffix}")
+}
+
+/// Swarm's rule for a service name.
+fn is_swarm_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let inner_ok = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+    name.len() <= MAX_SERVICE_NAME
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.iter().all(inner_ok)
+}
+
+/// Quotes `argv` for `docker service update --args`, which splits its one
+/// value like a shell (without running one): each argument in single
+/// quotes, a single quote inside as `'\''`. `docker service create` takes
+/// the command as separate arguments and needs none of this.
+fn quote_args(argv: &[String]) -> String {
+    argv.iter()
+        .map(|arg| format!("'{}'", arg.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn arg(s: &str) -> String {
+    s.to_owned()
+}
+
+/// The connector's Swarm services, through the docker CLI.
+pub struct SwarmCli {
+    runner: DockerRunner,
+    instance: String,
+    settings: SwarmSettings,
+}
+
+impl SwarmCli {
+    pub fn new(runner: DockerRunner, instance: String, settings: SwarmSettings) -> Self {
+        SwarmCli {
+            runner,
+            instance,
+            settings,
+        }
+    }
+
+    pub fn service_name(&self, service: &ServiceName) -> String {
+        swarm_service_name(&self.instance, service)
+    }
+
+    /// Whether the engine is a Swarm manager, which the swarm backend needs.
+    ///
+    /// # Errors
+    /// A message saying what the engine is instead, or why it could not be asked.
+    pub async fn check_manager(&self) -> Result<(), String> {
+        let args = [arg("info"), arg("--format"), arg("{{json .Swarm}}")];
+        let out = self.runner.run(&args).await.map_err(|e| {
+            format!("backend = \"swarm\": cannot ask docker whether this engine is a Swarm manager: {e}")
+        })?;
+        let swarm: SwarmInfo = serde_json::from_str(out.trim()).map_err(|e| {
+            format!("backend = \"swarm\": unexpected `docker info` output {out:?}: {e}")
+        })?;
+        if swarm.local_node_state == "active" && swarm.control_available {
+            return Ok(());
+        }
+        let what = match swarm.local_node_state.as_str() {
+            "active" => "a Swarm worker, not a manager".to_owned(),
+            "inactive" => "not part of a Swarm".to_owned(),
+            other => format!("in Swarm state {other:?}"),
+        };
+        Err(format!(
+            "backend = \"swarm\" needs the docker engine to be a Swarm manager, and it is {what}. \
+             Run `docker swarm init` on it, or point DOCKER_HOST at a manager, or set \
+             backend = \"containers\"."
+        ))
+    }
+
+    /// The service of `service`, if Swarm has one by its name.
+    ///
+    /// # Errors
+    /// The docker failure; [`Error::DockerFailed`] when a service of that
+    /// name exists without this connector's labels for `service` (it is
+    /// never touched).
+    pub async fn inspect(&self, service: &ServiceName) -> Result<Option<SwarmService>, Error> {
+        let name = self.service_name(service);
+        let args = [
+            arg("service"),
+            arg("inspect"),
+            arg("--format"),
+            arg("{{json .}}"),
+            name.clone(),
+        ];
+        let out = self
+            .runner
+            .run_tolerating(&args, |complaint| {
+                complaint.to_ascii_lowercase().contains("no such service")
+            })
+            .await?;
+        if out.trim().is_empty() {
+            return Ok(None);
+        }
+        let found = parse_service(out.trim())?;
+        if found.labels.get(LABEL_INSTANCE) != Some(&self.instance)
+            || found.labels.get(LABEL_SERVICE).map(String::as_str) != Some(service.as_str())
+        {
+            return Err(Error::DockerFailed(format!(
+                "a Swarm service named '{name}' exists but does not carry this connector's labels \
+                 for '{service}'; it is left alone: remove or rename it"
+            )));
+        }
+        Ok(Some(found.service))
+    }
+
+    /// Creates the service of `definition` with `replicas` tasks; returns
+    /// without waiting for them.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn create(&self, definition: &ServiceDefinition, replicas: u32) -> Result<(), Error> {
+        self.runner
+            .run(&self.create_args(definition, replicas))
+            .await
+            .map(drop)
+    }
+
+    fn create_args(&self, definition: &ServiceDefinition, replicas: u32) -> Vec<String> {
+        let mut args = vec![
+            arg("service"),
+            arg("create"),
+            arg("--detach"),
+            arg("--quiet"),
+            arg("--name"),
+            self.service_name(definition.name()),
+            arg("--replicas"),
+            replicas.to_string(),
+        ];
+        for label in self.labels(definition) {
+            args.extend([
+                arg("--label"),
+                label.clone(),
+                arg("--container-label"),
+                label,
+            ]);
+        }
+        args.extend(self.policy_args());
+        for (key, value) in definition.environment() {
+            args.extend([arg("--env"), format!("{key}={value}")]);
+        }
+        for port in self.ports(definition) {
+            args.extend([arg("--publish"), port]);
+        }
+        // `--` ends docker's own flags: nothing after it can become one.
+        args.extend([arg("--"), arg(definition.image().as_str())]);
+        args.extend(definition.command_argv().iter().cloned());
+        args
+    }
+
+    /// Updates `current` to run `definition` (a rolling update, as the
+    /// settings say) and/or to `replicas` tasks; returns without waiting.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn update(
+        &self,
+        current: &SwarmService,
+        definition: Option<&ServiceDefinition>,
+        replicas: Option<u32>,
+    ) -> Result<(), Error> {
+        self.runner
+            .run(&self.update_args(current, definition, replicas))
+            .await
+            .map(drop)
+    }
+
+    fn update_args(
+        &self,
+        current: &SwarmService,
+        definition: Option<&ServiceDefinition>,
+        replicas: Option<u32>,
+    ) -> Vec<String> {
+        let mut args = vec![
+            arg("service"),
+            arg("update"),
+            arg("--detach"),
+            arg("--quiet"),
+        ];
+        if let Some(definition) = definition {
+            args.extend([arg("--image"), arg(definition.image().as_str())]);
+            args.extend([arg("--args"), quote_args(definition.command_argv())]);
+            // docker applies removals before additions, and an addition of
+            // a key removed in the same update would be lost: only what
+            // the new definition lacks is removed.
+            let new_env: BTreeSet<&str> = definition.environment().map(|(key, _)| key).collect();
+            for gone in current
+                .env_keys
+                .iter()
+                .filter(|k| !new_env.contains(k.as_str()))
+            {
+                args.extend([arg("--env-rm"), gone.clone()]);
+            }
+            for (key, value) in definition.environment() {
+                args.extend([arg("--env-add"), format!("{key}={value}")]);
+            }
+            let new_ports: BTreeSet<String> = self.ports(definition).collect();
+            for gone in current.ports.difference(&new_ports) {
+                args.extend([arg("--publish-rm"), gone.clone()]);
+            }
+            for added in new_ports.difference(&current.ports) {
+                args.extend([arg("--publish-add"), added.clone()]);
+            }
+            for label in self.labels(definition) {
+                args.extend([
+                    arg("--label-add"),
+                    label.clone(),
+                    arg("--container-label-add"),
+                    label,
+                ]);
+            }
+            args.extend(self.policy_args());
+        }
+        if let Some(replicas) = replicas {
+            args.extend([arg("--replicas"), replicas.to_string()]);
+        }
+        args.push(current.name.clone());
+        args
+    }
+
+    /// The ownership labels, on the service and on its tasks' containers.
+    fn labels(&self, definition: &ServiceDefinition) -> [String; 3] {
+        [
+            format!("{LABEL_INSTANCE}={}", self.instance),
+            format!("{LABEL_SERVICE}={}", definition.name()),
+            format!("{LABEL_CONFIG_HASH}={}", definition.config_hash()),
+        ]
+    }
+
+    /// `--publish` values, each on an ephemeral port: per task in host
+    /// mode, per service in the routing mesh.
+    fn ports<'a>(&'a self, definition: &'a ServiceDefinition) -> impl Iterator<Item = String> + 'a {
+        let mode = self.settings.publish_mode.as_str();
+        definition.ports().iter().map(move |port| {
+            format!(
+                "mode={mode},target={},protocol={}",
+                port.number(),
+                port.protocol_name()
+            )
+        })
+    }
+
+    /// Rolling updates start-first, as the containers backend rolls, and
+    /// roll back on their own when a new task fails within the monitor
+    /// time; rollbacks go the same way.
+    fn policy_args(&self) -> Vec<String> {
+        let parallelism = self.settings.parallelism.to_string();
+        let monitor = format!("{}ms", self.settings.monitor.as_millis());
+        let mut args = vec![
+            arg("--update-order"),
+            arg("start-first"),
+            arg("--update-parallelism"),
+            parallelism.clone(),
+            arg("--update-monitor"),
+            monitor.clone(),
+            arg("--update-failure-action"),
+            arg("rollback"),
+            arg("--update-max-failure-ratio"),
+            arg("0"),
+            arg("--rollback-order"),
+            arg("start-first"),
+            arg("--rollback-parallelism"),
+            parallelism,
+            arg("--rollback-monitor"),
+            monitor,
+        ];
+        if !self.settings.resolve_image {
+            args.push(arg("--no-resolve-image"));
+        }
+        args
+    }
+
+    /// How many tasks of the service Swarm wants running and are running.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn running_tasks(&self, service: &ServiceName) -> Result<usize, Error> {
+        let args = [
+            arg("service"),
+            arg("ps"),
+            arg("--filter"),
+            arg("desired-state=running"),
+            arg("--format"),
+            arg("{{json .CurrentState}}"),
+            self.service_name(service),
+        ];
+        let out = self.runner.run(&args).await?;
+        Ok(out
+            .lines()
+            .filter(|line| line.starts_with("\"Running"))
+            .count())
+    }
+
+    /// Every task of the service Swarm still holds, its history included.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn tasks(&self, service: &ServiceName) -> Result<Vec<Task>, Error> {
+        let args = [
+            arg("service"),
+            arg("ps"),
+            arg("--no-trunc"),
+            arg("--format"),
+            arg("[{{json .ID}},{{json .Node}}]"),
+            self.service_name(service),
+        ];
+        let listed = self.runner.run(&args).await?;
+        let mut nodes = HashMap::new();
+        for line in listed.lines().filter(|line| !line.trim().is_empty()) {
+            let (id, node): (String, String) = serde_json::from_str(line).map_err(|e| {
+                Error::DockerFailed(format!("unexpected `docker service ps` line {line:?}: {e}"))
+            })?;
+            nodes.insert(id, node);
+        }
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec![
+            arg("inspect"),
+            arg("--type"),
+            arg("task"),
+            arg("--format"),
+            arg("{{json .}}"),
+        ];
+        args.extend(nodes.keys().cloned());
+        // A task Swarm dropped from its history meanwhile is simply left out.
+        let inspected = self
+            .runner
+            .run_tolerating(&args, |complaint| complaint.contains("No such"))
+            .await?;
+        let name = self.service_name(service);
+        inspected
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| parse_task(line, &name, &nodes))
+            .collect()
+    }
+
+    /// Removes the service; Swarm then stops and removes its tasks.
+    ///
+    /// # Errors
+    /// The docker failure; a service that is already gone is not one.
+    pub async fn remove(&self, current: &SwarmService) -> Result<(), Error> {
+        let args = [arg("service"), arg("rm"), current.name.clone()];
+        self.runner
+            .run_tolerating(&args, |complaint| {
+                complaint.to_ascii_lowercase().contains("not found")
+                    || complaint.to_ascii_lowercase().contains("no such service")
+            })
+            .await
+            .map(drop)
+    }
+}
+
+#[cfg(test)]
+impl SwarmService {
+    /// A service read from `docker service inspect` output, for the tests
+    /// of the code that reads services.
+    pub fn parse_for_tests(text: &str) -> Self {
+        parse_service(text).expect("a valid service").service
+    }
+}
+
+/// `docker info`'s `.Swarm`, the parts read.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SwarmInfo {
+    local_node_state: String,
+    #[serde(default)]
+    control_available: bool,
+}
+
+/// A service as inspect reports it, with its labels for the ownership check.
+struct InspectedService {
+    labels: HashMap<String, String>,
+    service: SwarmService,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceJson {
+    spec: ServiceSpecJson,
+    update_status: Option<UpdateStatusJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceSpecJson {
+    name: String,
+    #[serde(default)]
+    labels: HashMap<String, String>,
+    task_template: TaskTemplateJson,
+    mode: ModeJson,
+    endpoint_spec: Option<EndpointSpecJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TaskTemplateJson {
+    container_spec: Option<ContainerSpecJson>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerSpecJson {
+    env: Option<Vec<String>>,
+    labels: Option<HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModeJson {
+    replicated: Option<ReplicatedJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReplicatedJson {
+    replicas: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointSpecJson {
+    ports: Option<Vec<PortJson>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PortJson {
+    protocol: Option<String>,
+    target_port: u16,
+    published_port: Option<u16>,
+    publish_mode: Option<String>,
+}
+
+impl PortJson {
+    fn protocol(&self) -> &str {
+        self.protocol.as_deref().unwrap_or("tcp")
+    }
+
+    /// The port as `--publish-rm` names it.
+    fn publish_spec(&self) -> String {
+        format!(
+            "mode={},target={},protocol={}",
+            self.publish_mode.as_deref().unwrap_or("ingress"),
+            self.target_port,
+            self.protocol()
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateStatusJson {
+    state: Option<String>,
+    message: Option<String>,
+}
+
+fn parse_service(text: &str) -> Result<InspectedService, Error> {
+    let json: ServiceJson = serde_json::from_str(text).map_err(|e| {
+        Error::DockerFailed(format!("unexpected `docker service inspect` output: {e}"))
+    })?;
+    let container = json.spec.task_template.container_spec.unwrap_or_default();
+    let env_keys = container
+        .env
+        .unwrap_or_default()
+        .iter()
+        .map(|entry| {
+            entry
+                .split_once('=')
+                .map_or(entry.as_str(), |(k, _)| k)
+                .to_owned()
+        })
+        .collect();
+    let ports = json
+        .spec
+        .endpoint_spec
+        .and_then(|spec| spec.ports)
+        .unwrap_or_default()
+        .iter()
+        .map(PortJson::publish_spec)
+        .collect();
+    let (update_state, update_message) = json
+        .update_status
+        .map_or((None, None), |status| (status.state, status.message));
+    Ok(InspectedService {
+        service: SwarmService {
+            name: json.spec.name,
+            config_hash: json
+                .spec
+                .labels
+                .get(LABEL_CONFIG_HASH)
+                .cloned()
+                .unwrap_or_default(),
+            replicas: json
+                .spec
+                .mode
+                .replicated
+                .and_then(|r| r.replicas)
+                .unwrap_or(0),
+            env_keys,
+            ports,
+            update_state,
+            update_message,
+        },
+        labels: json.spec.labels,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TaskJson {
+    #[serde(rename = "ID")]
+    id: String,
+    slot: Option<u64>,
+    desired_state: String,
+    created_at: String,
+    spec: TaskTemplateJson,
+    status: TaskStatusJson,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TaskStatusJson {
+    timestamp: Option<String>,
+    state: String,
+    err: Option<String>,
+    container_status: Option<ContainerStatusJson>,
+    port_status: Option<PortStatusJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerStatusJson {
+    exit_code: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PortStatusJson {
+    ports: Option<Vec<PortJson>>,
+}
+
+/// Reads one task of `service` from `docker inspect`; `nodes` names the
+/// node each task id runs on.
+fn parse_task(line: &str, service: &str, nodes: &HashMap<String, String>) -> Result<Task, Error> {
+    let unexpected =
+        |e: String| Error::DockerFailed(format!("unexpected `docker inspect` task {line:?}: {e}"));
+    let json: TaskJson = serde_json::from_str(line).map_err(|e| unexpected(e.to_string()))?;
+    let created = utc_timestamp(&json.created_at)
+        .ok_or_else(|| unexpected(format!("creation time {:?}", json.created_at)))?;
+    let since = json
+        .status
+        .timestamp
+        .as_deref()
+        .and_then(utc_timestamp)
+        .unwrap_or(created);
+    let slot = json.slot.unwrap_or(0);
+    let labels = json
+        .spec
+        .container_spec
+        .and_then(|spec| spec.labels)
+        .unwrap_or_default();
+    let ports = json
+        .status
+        .port_status
+        .and_then(|status| status.ports)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|port| {
+            let published = port.published_port?;
+            Some((
+                format!("{}/{}", port.target_port, port.protocol()),
+                published,
+            ))
+        })
+        .collect();
+    // A task shut down by Swarm was killed on purpose; its code says nothing.
+    let exited = matches!(json.status.state.as_str(), "failed" | "complete");
+    Ok(Task {
+        name: format!("{service}.{slot}"),
+        node: nodes.get(&json.id).cloned().unwrap_or_default(),
+        id: json.id,
+        slot,
+        desired_state: json.desired_state,
+        state: json.status.state,
+        created,
+        since,
+        config_hash: labels.get(LABEL_CONFIG_HASH).cloned().unwrap_or_default(),
+        error: json.status.err.filter(|e| !e.is_empty()),
+        exit_code: json
+            .status
+            .container_status
+            .and_then(|c| c.exit_code)
+            .filter(|_| exited),
+        ports,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn definition(body: serde_json::Value) -> ServiceDefinition {
+        ServiceDefinition::from_create_body(&body).unwrap()
+    }
+
+    fn cli(publish_mode: SwarmPublishMode, resolve_image: bool) -> SwarmCli {
+        let runner = DockerRunner::new(
+            "docker",
+            Duration::from_secs(5),
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+        );
+        SwarmCli::new(
+            runner,
+            "prod".to_owned(),
+            SwarmSettings {
+                publish_mode,
+                resolve_image,
+                parallelism: 2,
+                monitor: Duration::from_millis(2500),
+            },
+        )
+    }
+
+    fn value_after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn service_names_are_readable_when_swarm_accepts_them_and_distinct_otherwise() {
+        let name = |s: &str| ServiceName::parse(s).unwrap();
+        assert_eq!(swarm_service_name("prod", &name("web_1")), "prod-web_1");
+        let dotted = swarm_service_name("prod", &name("web.v2"));
+        assert!(dotted.starts_with("prod-web-v2-"), "{dotted}");
+        assert_ne!(dotted, swarm_service_name("prod", &name("web-v2")));
+        let long = swarm_service_name(&"i".repeat(63), &name(&"s".repeat(63)));
+        assert!(
+            is_swarm_name(&long) && long.len() <= MAX_SERVICE_NAME,
+            "{long}"
+        );
+        assert_ne!(
+            long,
+            swarm_service_name(&"i".repeat(63), &name(&"s".repeat(62)))
+        );
+        let trailing = swarm_service_name("prod", &name("web-"));
+        assert!(is_swarm_name(&trailing), "{trailing}");
+    }
+
+    #[test]
+    fn args_are_quoted_so_that_dockers_splitting_gives_them_back() {
+        let argv: Vec<String> = ["sh", "-c", "echo it's \"x\" $HOME", "", "two words"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            quote_args(&argv),
+            r#"'sh' '-c' 'echo it'\''s "x" $HOME' '' 'two words'"#
+        );
+        assert_eq!(quote_args(&[]), "");
+    }
+
+    #[test]
+    fn create_labels_service_and_containers_and_passes_the_command_as_argv() {
+        let cli = cli(SwarmPublishMode::Host, false);
+        let web = definition(json!({"name": "web", "image": "img:1",
+            "command": ["sh", "-c", "a b; c"], "ports": ["8080", "53/udp"],
+            "environment": {"A": "1"}}));
+        let args = cli.create_args(&web, 3);
+        assert_eq!(value_after(&args, "--name"), ["prod-web"]);
+        assert_eq!(value_after(&args, "--replicas"), ["3"]);
+        let hash = format!("{LABEL_CONFIG_HASH}={}", web.config_hash());
+        for flag in ["--label", "--container-label"] {
+            let labels = value_after(&args, flag);
+            assert!(
+                labels.contains(&"docker-connector.instance=prod"),
+                "{args:?}"
+            );
+            assert!(labels.contains(&"docker-connector.service=web"), "{args:?}");
+            assert!(labels.contains(&hash.as_str()), "{args:?}");
+        }
+        assert_eq!(value_after(&args, "--env"), ["A=1"]);
+        assert_eq!(
+            value_after(&args, "--publish"),
+            [
+                "mode=host,target=8080,protocol=tcp",
+                "mode=host,target=53,protocol=udp"
+            ]
+        );
+        assert_eq!(value_after(&args, "--update-order"), ["start-first"]);
+        assert_eq!(value_after(&args, "--update-parallelism"), ["2"]);
+        assert_eq!(value_after(&args, "--update-monitor"), ["2500ms"]);
+        assert_eq!(value_after(&args, "--update-failure-action"), ["rollback"]);
+        assert!(args.contains(&"--no-resolve-image".to_owned()));
+        let tail = &args[args.iter().position(|a| a == "--").unwrap()..];
+        assert_eq!(tail, ["--", "img:1", "sh", "-c", "a b; c"]);
+
+        let resolving = cli_with_mesh();
+        let args = resolving.create_args(&web, 1);
+        assert!(!args.contains(&"--no-resolve-image".to_owned()));
+        assert_eq!(
+            value_after(&args, "--publish")[0],
+            "mode=ingress,target=8080,protocol=tcp"
+        );
+    }
+
+    fn cli_with_mesh() -> SwarmCli {
+        cli(SwarmPublishMode::Ingress, true)
+    }
+
+    #[test]
+    fn an_update_replaces_env_and_ports_and_keeps_what_stays() {
+        let cli = cli(SwarmPublishMode::Host, true);
+        let current = SwarmService {
+            name: "prod-web".into(),
+            config_hash: "old".into(),
+            replicas: 2,
+            env_keys: ["A", "GONE"].map(String::from).into(),
+            ports: [
+                "mode=host,target=8080,protocol=tcp",
+                "mode=ingress,target=9000,protocol=tcp",
+            ]
+            .map(String::from)
+            .into(),
+            update_state: None,
+            update_message: None,
+        };
+        let web = definition(json!({"name": "web", "image": "img:2",
+            "ports": ["8080", "9000"], "environment": {"A": "2", "B": "3"}}));
+        let args = cli.update_args(&current, Some(&web), Some(4));
+        assert_eq!(value_after(&args, "--image"), ["img:2"]);
+        assert_eq!(value_after(&args, "--args"), [""]);
+        assert_eq!(value_after(&args, "--env-rm"), ["GONE"]);
+        assert_eq!(value_after(&args, "--env-add"), ["A=2", "B=3"]);
+        assert_eq!(
+            value_after(&args, "--publish-rm"),
+            ["mode=ingress,target=9000,protocol=tcp"]
+        );
+        assert_eq!(
+            value_after(&args, "--publish-add"),
+            ["mode=host,target=9000,protocol=tcp"]
+        );
+        assert_eq!(value_after(&args, "--replicas"), ["4"]);
+        assert_eq!(args.last().unwrap(), "prod-web");
+
+        let scale_only = cli.update_args(&current, None, Some(0));
+        assert_eq!(
+            scale_only,
+            [
+                "service",
+                "update",
+                "--detach",
+                "--quiet",
+                "--replicas",
+                "0",
+                "prod-web"
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_a_service_and_its_update_status() {
+        let text = json!({"ID": "x", "Spec": {"Name": "prod-web",
+            "Labels": {"docker-connector.instance": "prod", "docker-connector.service": "web",
+                       "docker-connector.config-hash": "abc"},
+            "TaskTemplate": {"ContainerSpec": {"Image": "img:1", "Env": ["A=1", "B=x=y"]}},
+            "Mode": {"Replicated": {"Replicas": 3}},
+            "EndpointSpec": {"Mode": "vip", "Ports": [{"Protocol": "tcp", "TargetPort": 8080, "PublishMode": "host"}]}},
+            "UpdateStatus": {"State": "rollback_completed", "Message": "rollback completed"}})
+        .to_string();
+        let inspected = parse_service(&text).unwrap();
+        let service = inspected.service;
+        assert_eq!(inspected.labels[LABEL_INSTANCE], "prod");
+        assert_eq!(service.config_hash, "abc");
+        assert_eq!(service.replicas, 3);
+        assert_eq!(service.env_keys, ["A", "B"].map(String::from).into());
+        assert_eq!(
+            service.ports,
+            ["mode=host,target=8080,protocol=tcp".to_owned()].into()
+        );
+        assert!(service.update_failed() && !service.updating());
+        let fresh = json!({"Spec": {"Name": "n", "TaskTemplate": {"ContainerSpec": {}},
+            "Mode": {"Replicated": {}}}})
+        .to_string();
+        let fresh = parse_service(&fresh).unwrap().service;
+        assert_eq!((fresh.replicas, fresh.update_failed()), (0, false));
+    }
+
+    #[test]
+    fn reads_a_task_with_its_node_ports_and_exit_code() {
+        let line = json!({"ID": "t1", "Slot": 2, "NodeID": "n1", "DesiredState": "shutdown",
+            "CreatedAt": "2026-11-28T14:49:45.187203406Z",
+            "Spec": {"ContainerSpec": {"Labels": {"docker-connector.config-hash": "abc"}}},
+            "Status": {"Timestamp": "2026-11-28T14:49:53.376011204Z", "State": "failed",
+                       "Err": "task: non-zero exit (2)",
+                       "ContainerStatus": {"ContainerID": "c", "ExitCode": 2},
+                       "PortStatus": {"Ports": [{"Protocol": "tcp", "TargetPort": 8080,
+                                      "PublishedPort": 32768, "PublishMode": "host"}]}}})
+        .to_string();
+        let nodes = HashMap::from([("t1".to_owned(), "vm".to_owned())]);
+        let task = parse_task(&line, "prod-web", &nodes).unwrap();
+        assert_eq!(task.name, "prod-web.2");
+        assert_eq!(task.node, "vm");
+        assert_eq!(task.created, 1_795_877_385);
+        assert_eq!(task.since, 1_795_877_393);
+        assert_eq!(task.config_hash, "abc");
+        assert_eq!(task.exit_code, Some(2));
+        assert_eq!(task.error.as_deref(), Some("task: non-zero exit (2)"));
+        assert_eq!(
+            task.ports,
+            PublishedPorts::from([("8080/tcp".into(), 32768)])
+        );
+        assert!(task.failed() && !task.is_live() && !task.is_running());
+
+        let running = json!({"ID": "t2", "DesiredState": "running",
+            "CreatedAt": "2026-11-28T14:49:45Z", "Spec": {},
+            "Status": {"State": "running", "Err": "", "ContainerStatus": {"ExitCode": 0}}})
+        .to_string();
+        let task = parse_task(&running, "prod-web", &nodes).unwrap();
+        assert_eq!(
+            (task.exit_code, task.error.as_deref(), task.node.as_str()),
+            (None, None, "")
+        );
+        assert!(task.is_live() && task.is_running());
+    }
+}
