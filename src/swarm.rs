@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::backend::{Backend, ContainerStatus, Rollout, ScaleReport, ServiceStatus};
-use crate::docker::{SwarmCli, SwarmService, Task};
+use crate::docker::{Lookup, SwarmCli, SwarmService, Task};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::store::Store;
@@ -175,7 +175,9 @@ impl Backend for SwarmBackend {
         if !self.store.contains(service) {
             return Err(Error::ServiceNotFound(service.to_string()));
         }
-        if let Some(current) = self.cli.inspect(service).await? {
+        // A Swarm service of that name that is not ours ran nothing of
+        // this service: the definition goes, the service stays.
+        if let Lookup::Ours(current) = self.cli.look_up(service).await? {
             self.cli.remove(&current).await?;
         }
         self.store.remove(service).await?;

@@ -13,7 +13,7 @@ mod swarm;
 pub use cli::DockerCli;
 pub use events::{ContainerEvent, EventTime, Transition};
 pub use runner::{DockerRunner, OutputStream};
-pub use swarm::{swarm_service_name, SwarmCli, SwarmService, SwarmSettings, Task};
+pub use swarm::{swarm_service_name, Lookup, SwarmCli, SwarmService, SwarmSettings, Task};
 
 use async_trait::async_trait;
 

@@ -65,6 +65,16 @@ impl SwarmService {
     }
 }
 
+/// What Swarm has under a service's name.
+#[derive(Debug)]
+pub enum Lookup {
+    Missing,
+    /// A service with this connector's labels for the service.
+    Ours(SwarmService),
+    /// A service of that name that is not this connector's: never touched.
+    NotOurs(String),
+}
+
 /// One task of a service, as `docker service ps` and `docker inspect` report it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
@@ -218,6 +228,21 @@ impl SwarmCli {
     /// name exists without this connector's labels for `service` (it is
     /// never touched).
     pub async fn inspect(&self, service: &ServiceName) -> Result<Option<SwarmService>, Error> {
+        match self.look_up(service).await? {
+            Lookup::Missing => Ok(None),
+            Lookup::Ours(found) => Ok(Some(found)),
+            Lookup::NotOurs(name) => Err(Error::DockerFailed(format!(
+                "a Swarm service named '{name}' exists but does not carry this connector's \
+                 labels for '{service}'; it is left alone: remove or rename it"
+            ))),
+        }
+    }
+
+    /// What Swarm has under the name of `service`.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn look_up(&self, service: &ServiceName) -> Result<Lookup, Error> {
         let name = self.service_name(service);
         let args = [
             arg("service"),
@@ -233,18 +258,15 @@ impl SwarmCli {
             })
             .await?;
         if out.trim().is_empty() {
-            return Ok(None);
+            return Ok(Lookup::Missing);
         }
         let found = parse_service(out.trim())?;
         if found.labels.get(LABEL_INSTANCE) != Some(&self.instance)
             || found.labels.get(LABEL_SERVICE).map(String::as_str) != Some(service.as_str())
         {
-            return Err(Error::DockerFailed(format!(
-                "a Swarm service named '{name}' exists but does not carry this connector's labels \
-                 for '{service}'; it is left alone: remove or rename it"
-            )));
+            return Ok(Lookup::NotOurs(name));
         }
-        Ok(Some(found.service))
+        Ok(Lookup::Ours(found.service))
     }
 
     /// Creates the service of `definition` with `replicas` tasks; returns

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use docker_connector::routes::GATE_ROUTE_NAME;
 
 use crate::helpers::{
-    documented_operations, record_figures, AppOptions, Reply, TestApp, TEST_IMAGE,
+    documented_operations, record_figures, AppOptions, Backend, Reply, TestApp, TEST_IMAGE,
 };
 
 /// The document as the connector embeds it.
@@ -38,7 +38,7 @@ const STATUSES: [(&str, &str, &[u16]); 10] = [
     (
         "PUT",
         "/service/{name}",
-        &[200, 201, 400, 401, 403, 413, 500],
+        &[200, 201, 400, 401, 403, 413, 500, 502, 503, 504],
     ),
     (
         "DELETE",
@@ -610,8 +610,9 @@ fn oversized() -> Option<Vec<u8>> {
     )
 }
 
-#[tokio::test]
-async fn real_answers_fit_the_documented_statuses_headers_and_schemas() {
+crate::backend_suite!(real_answers_fit_the_documented_statuses_headers_and_schemas);
+
+pub async fn real_answers_fit_the_documented_statuses_headers_and_schemas(backend: Backend) {
     let doc = document();
     let mut run = Exercise {
         doc: &doc,
@@ -620,7 +621,7 @@ async fn real_answers_fit_the_documented_statuses_headers_and_schemas() {
         answers: 0,
     };
 
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(backend.options()).await;
     let hello = json!({"name": "helloworld", "image": TEST_IMAGE, "ports": ["8080", "8081"],
                        "environment": {"VAR_A": "value", "VAR_B": "value"}});
     run.send(&app, "GET", "/service", None, 200).await;
@@ -714,28 +715,42 @@ async fn real_answers_fit_the_documented_statuses_headers_and_schemas() {
     run.send(&app, "PATCH", "/service", None, 405).await;
     run.send(&app, "GET", "/nope", None, 404).await;
 
-    // Docker faults: a missing CLI (503), a CLI that fails (502), one that
-    // hangs past docker_timeout (504).
+    // Docker faults: a missing CLI, or an engine that does not answer (503;
+    // the swarm backend refuses to start without an engine that says it is
+    // a manager), a CLI that fails (502), one that hangs past docker_timeout
+    // (504). A PUT hands the definition to docker only on the swarm backend.
     let dir = tempfile::tempdir().unwrap();
-    let missing =
-        TestApp::spawn_with(AppOptions::new().env("ROCKET_DOCKER", "/nonexistent/docker")).await;
-    let failing_dir = dir.path().join("failing");
-    std::fs::create_dir(&failing_dir).unwrap();
-    let failing = TestApp::spawn_with(AppOptions::new().fake_docker(
-        &failing_dir,
+    let fake = |name: &str, script: &str| {
+        let fake_dir = dir.path().join(name);
+        std::fs::create_dir(&fake_dir).unwrap();
+        backend.fake_docker(&fake_dir, script)
+    };
+    let missing = TestApp::spawn_with(match backend {
+        Backend::Containers => AppOptions::new().env("ROCKET_DOCKER", "/nonexistent/docker"),
+        Backend::Swarm => fake(
+            "unreachable",
+            "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. \
+             Is the docker daemon running?' >&2; exit 1",
+        ),
+    })
+    .await;
+    let failing = TestApp::spawn_with(fake(
+        "failing",
         "echo 'Error response from daemon: injected failure' >&2; exit 1",
     ))
     .await;
-    let hanging_dir = dir.path().join("hanging");
-    std::fs::create_dir(&hanging_dir).unwrap();
-    let hanging = TestApp::spawn_with(
-        AppOptions::new()
-            .fake_docker(&hanging_dir, "exec sleep 10")
-            .env("ROCKET_DOCKER_TIMEOUT", "1"),
-    )
-    .await;
+    let hanging =
+        TestApp::spawn_with(fake("hanging", "exec sleep 10").env("ROCKET_DOCKER_TIMEOUT", "1"))
+            .await;
+    let put_status = |fault: u16| match backend {
+        Backend::Containers => 200,
+        Backend::Swarm => fault,
+    };
     for (faulty, status) in [(&missing, 503), (&failing, 502)] {
         faulty.create_service("web", json!({})).await;
+        let replaced = json!({"image": TEST_IMAGE, "command": "sleep 5"});
+        run.json(faulty, "PUT", "/service/web", replaced, put_status(status))
+            .await;
         run.send(faulty, "GET", "/service/web/status", None, status)
             .await;
         run.json(
@@ -753,10 +768,15 @@ async fn real_answers_fit_the_documented_statuses_headers_and_schemas() {
     hanging.create_service("web", json!({})).await;
     run.send(&hanging, "GET", "/service/web/status", None, 504)
         .await;
+    let replaced = json!({"image": TEST_IMAGE, "command": "sleep 5"});
+    run.json(&hanging, "PUT", "/service/web", replaced, put_status(504))
+        .await;
 
     // With auth_token set, no token (or a wrong one) is 401 everywhere but /health.
     let guarded = TestApp::spawn_with(
-        AppOptions::new().env("ROCKET_AUTH_TOKEN", "contract-token-4b8e1d7c9a2f3605"),
+        backend
+            .options()
+            .env("ROCKET_AUTH_TOKEN", "contract-token-4b8e1d7c9a2f3605"),
     )
     .await;
     for (method, path) in [
@@ -779,8 +799,12 @@ async fn real_answers_fit_the_documented_statuses_headers_and_schemas() {
 
     assert!(run.problems.is_empty(), "{:#?}", run.problems);
     let documented_responses: usize = STATUSES.iter().map(|(_, _, s)| s.len()).sum();
+    let area = match backend {
+        Backend::Containers => "contract",
+        Backend::Swarm => "contract-swarm",
+    };
     record_figures(
-        "contract",
+        area,
         &[
             (
                 "operations documented = operations served",

@@ -138,6 +138,83 @@ impl Reply {
 }
 
 /// Settings for one connector process.
+/// What runs a test connector's services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Containers,
+    /// Needs the engine to be a Swarm manager: tests/swarm makes it one.
+    Swarm,
+}
+
+impl Backend {
+    /// Options for a connector of this backend. Swarm skips the registry
+    /// lookup of the local test image, and new tasks must run 1 s (not 2 s)
+    /// before an update goes on.
+    pub fn options(self) -> AppOptions {
+        match self {
+            Backend::Containers => AppOptions::new(),
+            Backend::Swarm => AppOptions::new()
+                .env("ROCKET_BACKEND", "swarm")
+                .env("ROCKET_SWARM_RESOLVE_IMAGE", "false")
+                .env("ROCKET_UPDATE_SETTLE", "1"),
+        }
+    }
+
+    /// [`Backend::options`] with `script` in place of the docker CLI. For
+    /// Swarm, `docker info` answers as a manager's, so the connector starts
+    /// and meets the script's fault on every other command.
+    pub fn fake_docker(self, dir: &Path, script: &str) -> AppOptions {
+        let script = match self {
+            Backend::Containers => script.to_owned(),
+            Backend::Swarm => format!(
+                "if [ \"$1\" = info ]; then echo '{{\"LocalNodeState\":\"active\",\"ControlAvailable\":true}}'; exit 0; fi\n{script}"
+            ),
+        };
+        self.options().fake_docker(dir, &script)
+    }
+}
+
+/// The list of `tests` (async functions taking a [`Backend`]) that a
+/// harness of its own runs: tests/swarm.
+#[macro_export]
+macro_rules! suite_of {
+    ($($test:ident),* $(,)?) => {
+        vec![$((
+            stringify!($test),
+            (|backend| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+                Box::pin($test(backend))
+            }) as $crate::helpers::BackendTest,
+        )),*]
+    };
+}
+
+/// Defines a suite of tests that take a [`Backend`]: `suite()` lists them
+/// for tests/swarm, and a `#[tokio::test]` of each runs it here on the
+/// containers backend.
+#[macro_export]
+macro_rules! backend_suite {
+    ($($test:ident),* $(,)?) => {
+        /// The tests of this module that run on either backend.
+        #[allow(dead_code)] // read by tests/swarm only
+        pub fn suite() -> Vec<(&'static str, $crate::helpers::BackendTest)> {
+            $crate::suite_of!($($test),*)
+        }
+
+        mod on_containers {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::helpers::Backend::Containers).await
+                }
+            )*
+        }
+    };
+}
+
+/// One test of a [`backend_suite!`].
+#[allow(dead_code)] // read by tests/swarm only
+pub type BackendTest = fn(Backend) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
 #[derive(Default)]
 pub struct AppOptions {
     pub env: HashMap<String, String>,
@@ -170,6 +247,13 @@ impl AppOptions {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.insert(key.to_owned(), value.to_owned());
         self
+    }
+
+    fn backend(&self) -> Backend {
+        match self.env.get("ROCKET_BACKEND").map(String::as_str) {
+            Some("swarm") => Backend::Swarm,
+            _ => Backend::Containers,
+        }
     }
 }
 
@@ -438,6 +522,33 @@ impl TestApp {
         self.containers_with(Some(service), &[])
     }
 
+    /// Names of this test's Swarm services.
+    pub fn swarm_services(&self) -> Vec<String> {
+        let instance = format!("label=docker-connector.instance={}", self.instance);
+        docker(&[
+            "service",
+            "ls",
+            "--filter",
+            &instance,
+            "--format",
+            "{{.Name}}",
+        ])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// Removes this test's Swarm services. Swarm then stops their tasks;
+    /// the caller removes the containers left, so none outlives the test.
+    fn remove_swarm_services(&self) {
+        let services = self.swarm_services();
+        if !services.is_empty() {
+            let mut args = vec!["service", "rm"];
+            args.extend(services.iter().map(String::as_str));
+            let _ = Command::new("docker").args(&args).output();
+        }
+    }
+
     fn containers_with(&self, service: Option<&str>, flags: &[&str]) -> Vec<String> {
         let instance = format!("label=docker-connector.instance={}", self.instance);
         let service = service.map(|s| format!("label=docker-connector.service={s}"));
@@ -464,6 +575,9 @@ impl Drop for TestApp {
                 .any(|p| p.is_running() && p.has_arg("run") && p.has_arg(&label))
         {
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.options.backend() == Backend::Swarm {
+            self.remove_swarm_services();
         }
         let ids = self.containers(None);
         if !ids.is_empty() {

@@ -2,6 +2,8 @@
 //! Docker engine, with a locally built image. One test binary, so the
 //! helpers compile once.
 
+#[macro_use]
+mod helpers;
 mod auth;
 mod cli;
 mod concurrency;
@@ -9,7 +11,6 @@ mod contract;
 mod durability;
 mod faults;
 mod freshness;
-mod helpers;
 mod injection;
 mod observability;
 mod readme;

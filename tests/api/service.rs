@@ -1,12 +1,22 @@
-//! `/service` and `/service/<name>`: create, read, replace, delete.
+//! `/service` and `/service/<name>`: create, read, replace, delete, the
+//! seed's contract, on either backend (tests/swarm runs them on Swarm).
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, TEST_IMAGE};
+use crate::helpers::{Backend, TestApp, TEST_IMAGE};
 
-#[tokio::test]
-async fn create_answers_201_with_location_and_the_stored_definition() {
-    let app = TestApp::spawn().await;
+crate::backend_suite!(
+    create_answers_201_with_location_and_the_stored_definition,
+    list_returns_every_definition_with_all_five_keys,
+    creating_an_existing_name_is_a_conflict_that_keeps_the_original,
+    unknown_services_are_404_on_every_endpoint,
+    put_creates_with_201_then_replaces_with_200,
+    put_refuses_a_body_name_that_differs_from_the_url,
+    delete_answers_204_and_forgets_the_definition,
+);
+
+pub async fn create_answers_201_with_location_and_the_stored_definition(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
     let reply = app
         .create(
             json!({"name": "web", "image": TEST_IMAGE, "command": "sleep 100",
@@ -23,9 +33,8 @@ async fn create_answers_201_with_location_and_the_stored_definition() {
     assert_eq!(app.show("web").await.body, reply.body);
 }
 
-#[tokio::test]
-async fn list_returns_every_definition_with_all_five_keys() {
-    let app = TestApp::spawn().await;
+pub async fn list_returns_every_definition_with_all_five_keys(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
     assert_eq!(app.get("/service").await.body, json!({}));
     app.create_service("a", json!({})).await;
     app.create_service("b", json!({"ports": [80]})).await;
@@ -40,9 +49,8 @@ async fn list_returns_every_definition_with_all_five_keys() {
     );
 }
 
-#[tokio::test]
-async fn creating_an_existing_name_is_a_conflict_that_keeps_the_original() {
-    let app = TestApp::spawn().await;
+pub async fn creating_an_existing_name_is_a_conflict_that_keeps_the_original(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
     app.create_service("web", json!({})).await;
     let reply = app.create(json!({"name": "web", "image": "other:2"})).await;
     assert_eq!(reply.status, 409);
@@ -50,9 +58,8 @@ async fn creating_an_existing_name_is_a_conflict_that_keeps_the_original() {
     assert_eq!(app.show("web").await.body["image"], TEST_IMAGE);
 }
 
-#[tokio::test]
-async fn unknown_services_are_404_on_every_endpoint() {
-    let app = TestApp::spawn().await;
+pub async fn unknown_services_are_404_on_every_endpoint(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
     for (method, path, body) in [
         ("GET", "/service/ghost", None),
         ("DELETE", "/service/ghost", None),
@@ -67,9 +74,8 @@ async fn unknown_services_are_404_on_every_endpoint() {
     }
 }
 
-#[tokio::test]
-async fn put_creates_with_201_then_replaces_with_200() {
-    let app = TestApp::spawn().await;
+pub async fn put_creates_with_201_then_replaces_with_200(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
     let reply = app.put("web", json!({"image": TEST_IMAGE})).await;
     assert_eq!(reply.status, 201);
     assert_eq!(reply.body["name"], "web");
@@ -84,9 +90,8 @@ async fn put_creates_with_201_then_replaces_with_200() {
     );
 }
 
-#[tokio::test]
-async fn put_refuses_a_body_name_that_differs_from_the_url() {
-    let app = TestApp::spawn().await;
+pub async fn put_refuses_a_body_name_that_differs_from_the_url(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
     app.create_service("web", json!({})).await;
     let reply = app
         .put("web", json!({"name": "db", "image": "other:2"}))
@@ -97,9 +102,8 @@ async fn put_refuses_a_body_name_that_differs_from_the_url() {
     assert_eq!(app.show("db").await.status, 404);
 }
 
-#[tokio::test]
-async fn delete_answers_204_and_forgets_the_definition() {
-    let app = TestApp::spawn().await;
+pub async fn delete_answers_204_and_forgets_the_definition(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
     app.create_service("web", json!({})).await;
     let reply = app.delete("web").await;
     assert_eq!(reply.status, 204);

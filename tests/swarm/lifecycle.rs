@@ -1,0 +1,419 @@
+//! The swarm backend end to end on a real Swarm: scales that wait for
+//! running tasks, tasks that carry the labels and answer on their ports, a
+//! rolling update, an update Swarm rolls back, a scale Swarm cannot fulfil,
+//! deletion, a Swarm service the connector does not own, and the refusal
+//! to start without a manager.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    docker, launch_expecting_failure, poll_until, record_figures, AppOptions, Backend, BackendTest,
+    TestApp, TEST_IMAGE,
+};
+
+pub fn suite() -> Vec<(&'static str, BackendTest)> {
+    crate::suite_of!(
+        scales_run_labelled_tasks_that_answer_on_their_published_ports,
+        a_rolling_update_replaces_every_task_start_first,
+        an_update_that_fails_is_rolled_back_and_the_earlier_definition_keeps_running,
+        a_scale_swarm_cannot_fulfil_answers_504_with_what_runs,
+        delete_removes_the_swarm_service_and_swarm_its_tasks,
+        a_swarm_service_without_the_connectors_labels_is_left_alone,
+        the_connector_refuses_to_start_unless_the_engine_is_a_swarm_manager,
+    )
+}
+
+/// Serves the test image's page on 8080.
+const HTTPD: &str = "httpd -f -p 8080 -h /www";
+
+/// Long enough for Swarm on a loaded 2-core machine to start, roll or roll
+/// back a few tasks.
+const SWARM_LIMIT: Duration = Duration::from_secs(90);
+
+/// Polls status every 100 ms until `done` holds; returns it and how long
+/// that took. Panics after [`SWARM_LIMIT`] with the last status.
+async fn status_until(
+    app: &TestApp,
+    service: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let reply = app.status(service).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        if done(&reply.body) {
+            return (reply.body, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < SWARM_LIMIT,
+            "{what}: not reached after {SWARM_LIMIT:?}; last status {:#}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The page a task serves on its published `port`.
+async fn page_on(port: &Value) -> String {
+    let port = port
+        .as_u64()
+        .unwrap_or_else(|| panic!("no host port: {port}"));
+    reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap_or_else(|e| panic!("port {port} does not answer: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The config hash in the Swarm service's own labels.
+fn service_hash(name: &str) -> String {
+    docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{index .Spec.Labels \"docker-connector.config-hash\"}}",
+        name,
+    ])
+    .trim()
+    .to_owned()
+}
+
+/// A service that serves its page on 8080, scaled to `replicas`.
+async fn serving(app: &TestApp, replicas: u64) {
+    app.create_service("web", json!({"command": HTTPD, "ports": ["8080"]}))
+        .await;
+    let reply = app.scale("web", json!(replicas)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+pub async fn scales_run_labelled_tasks_that_answer_on_their_published_ports(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    app.create_service(
+        "web",
+        json!({"command": HTTPD, "ports": ["8080"], "environment": {"GREETING": "hi there; $HOME"}}),
+    )
+    .await;
+
+    let started = Instant::now();
+    let reply = app.scale("web", json!(3)).await;
+    let scale_up = started.elapsed();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.body,
+        json!({"running_resources": 3, "desired_resources": 3})
+    );
+    let name = format!("{}-web", app.instance);
+    assert_eq!(app.swarm_services(), std::slice::from_ref(&name));
+    let hash = service_hash(&name);
+    assert!(
+        !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{hash:?}"
+    );
+
+    // The labels on the service, and on each task's container.
+    let service_labels: Value = serde_json::from_str(&docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.Labels}}",
+        &name,
+    ]))
+    .unwrap();
+    let labels = json!({"docker-connector.instance": app.instance,
+        "docker-connector.service": "web", "docker-connector.config-hash": hash});
+    assert_eq!(service_labels, labels);
+    let containers = app.running("web");
+    assert_eq!(containers.len(), 3, "{containers:?}");
+    for id in &containers {
+        let config: Value =
+            serde_json::from_str(&docker(&["inspect", "--format", "{{json .Config}}", id]))
+                .unwrap();
+        for (key, value) in labels.as_object().unwrap() {
+            assert_eq!(&config["Labels"][key], value, "{config:#}");
+        }
+        assert_eq!(config["Cmd"], json!(HTTPD.split(' ').collect::<Vec<_>>()));
+        let env = config["Env"].as_array().unwrap();
+        assert!(env.contains(&json!("GREETING=hi there; $HOME")), "{env:?}");
+    }
+
+    // Status: each task, on this engine's node, with the port that answers.
+    let node = docker(&["info", "--format", "{{.Name}}"]).trim().to_owned();
+    let status = app.status("web").await.body;
+    assert_eq!(status["running_resources"], 3, "{status:#}");
+    assert_eq!(status["desired_resources"], 3, "{status:#}");
+    assert_eq!(status["rollout"]["state"], "complete", "{status:#}");
+    let tasks = status["containers"].as_array().unwrap();
+    let names: Vec<&str> = tasks.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [1, 2, 3].map(|slot| format!("{name}.{slot}")));
+    for task in tasks {
+        assert_eq!(task["state"], "running", "{task}");
+        assert_eq!(task["node"], json!(node), "{task}");
+        assert_eq!(task["current"], true, "{task}");
+        let page = page_on(&task["ports"]["8080/tcp"]).await;
+        assert_eq!(page, "hello from docker-connector\n");
+    }
+
+    // httpie's `number=1` sends a string of digits.
+    let reply = app.scale("web", json!("1")).await;
+    assert_eq!(reply.body["running_resources"], 1, "{reply:?}");
+    let status = app.status("web").await.body;
+    assert_eq!(status["running_resources"], 1, "{status:#}");
+    assert_eq!(status["containers"].as_array().unwrap().len(), 1);
+
+    let reply = app.scale("web", json!(0)).await;
+    assert_eq!(reply.body["running_resources"], 0, "{reply:?}");
+    assert_eq!(app.status("web").await.body["containers"], json!([]));
+    record_figures(
+        "swarm-scale",
+        &[(
+            "scale 0 -> 3 tasks answered after",
+            format!("{scale_up:.1?}"),
+        )],
+    );
+}
+
+pub async fn a_rolling_update_replaces_every_task_start_first(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    serving(&app, 3).await;
+    let name = format!("{}-web", app.instance);
+    let old_hash = service_hash(&name);
+
+    let started = Instant::now();
+    let reply = app
+        .put(
+            "web",
+            json!({"image": TEST_IMAGE, "command": HTTPD, "ports": ["8080"],
+                   "environment": {"VERSION": "2"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the PUT waited for the roll"
+    );
+
+    // Sampled while it rolls: the running count never drops below 3.
+    let mut fewest = usize::MAX;
+    let mut samples = 0;
+    let (status, took) = loop {
+        let reply = app.status("web").await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let running = reply.body["running_resources"].as_u64().unwrap() as usize;
+        fewest = fewest.min(running);
+        samples += 1;
+        let rollout = &reply.body["rollout"];
+        if rollout["state"] == "complete" && rollout["updated"] == 3 {
+            break (reply.body, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < SWARM_LIMIT,
+            "the roll did not complete: {:#}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(fewest >= 3, "only {fewest} running at one point");
+    assert_eq!(status["running_resources"], 3, "{status:#}");
+    let new_hash = service_hash(&name);
+    assert_ne!(new_hash, old_hash);
+    for task in status["containers"].as_array().unwrap() {
+        assert_eq!(task["current"], true, "{task}");
+        assert_eq!(
+            page_on(&task["ports"]["8080/tcp"]).await,
+            "hello from docker-connector\n"
+        );
+    }
+    let env = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+        &name,
+    ]);
+    assert_eq!(env.trim(), r#"["VERSION=2"]"#);
+    record_figures(
+        "swarm-rolling-update",
+        &[
+            (
+                "3 tasks rolled (settle 1 s, start-first) in",
+                format!("{took:.1?}"),
+            ),
+            (
+                "fewest running in status samples",
+                format!("{fewest} in {samples}"),
+            ),
+        ],
+    );
+}
+
+pub async fn an_update_that_fails_is_rolled_back_and_the_earlier_definition_keeps_running(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    serving(&app, 2).await;
+    let name = format!("{}-web", app.instance);
+    let good_hash = service_hash(&name);
+
+    let broken = json!({"image": TEST_IMAGE, "command": "sh -c 'exit 7'", "ports": ["8080"]});
+    assert_eq!(app.put("web", broken).await.status, 200);
+    let (failed, _) = status_until(&app, "web", "the update fails", |status| {
+        status["rollout"]["state"] == "failed"
+    })
+    .await;
+    let error = failed["rollout"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("Swarm"), "{failed:#}");
+
+    // Swarm rolls back: the earlier definition runs two tasks again.
+    let (rolled_back, took) = status_until(&app, "web", "the rollback", |status| {
+        status["running_resources"] == 2
+            && status["rollout"]["outdated"] == 2
+            && status["rollout"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("rolled the update back") && e.contains("exit (7)"))
+    })
+    .await;
+    assert_eq!(rolled_back["rollout"]["state"], "failed", "{rolled_back:#}");
+    assert_eq!(service_hash(&name), good_hash);
+    for task in rolled_back["containers"].as_array().unwrap() {
+        assert_eq!(task["current"], false, "{task}");
+    }
+
+    // A scale keeps the rolled-back definition rather than retry the broken one.
+    let reply = app.scale("web", json!(3)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(service_hash(&name), good_hash);
+
+    // A fixed definition rolls out.
+    let fixed = json!({"image": TEST_IMAGE, "command": HTTPD, "ports": ["8080"],
+                       "environment": {"FIXED": "1"}});
+    assert_eq!(app.put("web", fixed).await.status, 200);
+    let (done, _) = status_until(&app, "web", "the fixed definition rolls out", |status| {
+        status["rollout"]["state"] == "complete" && status["rollout"]["updated"] == 3
+    })
+    .await;
+    assert_eq!(done["rollout"]["error"], Value::Null, "{done:#}");
+    assert_ne!(service_hash(&name), good_hash);
+    record_figures(
+        "swarm-rollback",
+        &[(
+            "a command exiting 7 was rolled back, 2 earlier tasks running again, after",
+            format!("{took:.1?}"),
+        )],
+    );
+}
+
+pub async fn a_scale_swarm_cannot_fulfil_answers_504_with_what_runs(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options().env("ROCKET_SWARM_SCALE_TIMEOUT", "3")).await;
+    app.create_service("ghost", json!({"image": "docker-connector-missing:1"}))
+        .await;
+    let started = Instant::now();
+    let reply = app.scale("ghost", json!(2)).await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 504, "{reply:?}");
+    assert!(
+        (Duration::from_secs(3)..Duration::from_secs(15)).contains(&took),
+        "answered after {took:?}"
+    );
+    let error = reply.error();
+    assert!(error.contains("0 of 2"), "{error}");
+    assert!(error.contains("No such image"), "{error}");
+    let status = app.status("ghost").await.body;
+    assert_eq!(status["desired_resources"], 2, "{status:#}");
+    assert_eq!(status["running_resources"], 0, "{status:#}");
+    let problem = status["problem"].as_str().unwrap_or_default();
+    assert!(problem.contains("docker-connector-missing:1"), "{status:#}");
+    // The desired count is kept, as on the containers backend.
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(app.data_file()).unwrap()).unwrap();
+    assert_eq!(stored["services"]["ghost"]["desired"], 2, "{stored:#}");
+}
+
+pub async fn delete_removes_the_swarm_service_and_swarm_its_tasks(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    serving(&app, 2).await;
+    assert_eq!(app.containers(Some("web")).len(), 2);
+    let reply = app.delete("web").await;
+    assert_eq!(reply.status, 204, "{reply:?}");
+    assert_eq!(app.swarm_services(), Vec::<String>::new());
+    assert_eq!(app.show("web").await.status, 404);
+    // Swarm stops the tasks within their stop grace period (10 s).
+    let left: Vec<String> = poll_until(Duration::from_secs(30), || async {
+        let left = app.containers(Some("web"));
+        (left.is_empty(), left)
+    })
+    .await;
+    assert!(left.is_empty(), "containers left: {left:?}");
+}
+
+/// A Swarm service the test made without the connector's labels; removed
+/// when dropped.
+struct ForeignService(String);
+
+impl Drop for ForeignService {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["service", "rm", &self.0])
+            .output();
+    }
+}
+
+pub async fn a_swarm_service_without_the_connectors_labels_is_left_alone(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    let name = format!("{}-web", app.instance);
+    docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--quiet",
+        "--name",
+        &name,
+        "--replicas",
+        "1",
+        "--no-resolve-image",
+        TEST_IMAGE,
+    ]);
+    let foreign = ForeignService(name.clone());
+    app.create_service("web", json!({})).await;
+
+    let reply = app.scale("web", json!(2)).await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert!(reply.error().contains("left alone"), "{reply:?}");
+    assert_eq!(app.status("web").await.status, 502);
+    assert_eq!(app.delete("web").await.status, 204);
+    let replicas = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.Mode.Replicated.Replicas}} {{json .Spec.Labels}}",
+        &foreign.0,
+    ]);
+    assert_eq!(replicas.trim(), "1 {}");
+}
+
+pub async fn the_connector_refuses_to_start_unless_the_engine_is_a_swarm_manager(
+    _backend: Backend,
+) {
+    for (state, manager, says) in [
+        ("inactive", false, "not part of a Swarm"),
+        ("active", false, "a Swarm worker"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let info = format!(r#"{{"LocalNodeState":"{state}","ControlAvailable":{manager}}}"#);
+        let options = AppOptions::new().fake_docker(
+            dir.path(),
+            &format!("[ \"$1\" = info ] && echo '{info}' && exit 0; exit 1"),
+        );
+        let fake = options.env["ROCKET_DOCKER"].clone();
+        let (code, log) = launch_expecting_failure(
+            dir.path(),
+            &[("ROCKET_BACKEND", "swarm"), ("ROCKET_DOCKER", &fake)],
+        );
+        assert_eq!(code, Some(1), "{log}");
+        assert!(log.contains(says), "{log}");
+        assert!(log.contains("docker swarm init"), "{log}");
+    }
+}
