@@ -243,7 +243,16 @@ fn status_of(
                 name: task.name.clone(),
                 state: task.state.clone(),
                 created: task.created,
-                ports: Some(task.ports.clone()),
+                // A task publishes its own ports in host mode; through the
+                // mesh, the service's ports reach it from every node.
+                ports: Some(
+                    current
+                        .mesh_ports
+                        .iter()
+                        .chain(&task.ports)
+                        .map(|(port, host)| (port.clone(), *host))
+                        .collect(),
+                ),
                 node: Some(task.node.clone()),
                 current: task.config_hash == hash,
                 restarts: u32::try_from(earlier.iter().filter(|t| t.ended_by_itself()).count())

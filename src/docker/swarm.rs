@@ -49,6 +49,9 @@ pub struct SwarmService {
     /// ever updated.
     pub update_state: Option<String>,
     pub update_message: Option<String>,
+    /// Ports published through the routing mesh, on every node: the
+    /// service's, not a task's.
+    pub mesh_ports: PublishedPorts,
 }
 
 impl SwarmService {
@@ -546,6 +549,7 @@ struct InspectedService {
 struct ServiceJson {
     spec: ServiceSpecJson,
     update_status: Option<UpdateStatusJson>,
+    endpoint: Option<EndpointSpecJson>,
 }
 
 #[derive(Deserialize)]
@@ -602,6 +606,15 @@ struct PortJson {
 impl PortJson {
     fn protocol(&self) -> &str {
         self.protocol.as_deref().unwrap_or("tcp")
+    }
+
+    /// `8080/tcp` and the port it is published on, if it is.
+    fn published(&self) -> Option<(String, u16)> {
+        let published = self.published_port?;
+        Some((
+            format!("{}/{}", self.target_port, self.protocol()),
+            published,
+        ))
     }
 
     /// The port as `--publish-rm` names it.
@@ -668,6 +681,14 @@ fn parse_service(text: &str) -> Result<InspectedService, Error> {
             ports,
             update_state,
             update_message,
+            mesh_ports: json
+                .endpoint
+                .and_then(|endpoint| endpoint.ports)
+                .unwrap_or_default()
+                .iter()
+                .filter(|port| port.publish_mode.as_deref().unwrap_or("ingress") == "ingress")
+                .filter_map(PortJson::published)
+                .collect(),
         },
         labels: json.spec.labels,
     })
@@ -733,13 +754,7 @@ fn parse_task(line: &str, service: &str, nodes: &HashMap<String, String>) -> Res
         .and_then(|status| status.ports)
         .unwrap_or_default()
         .iter()
-        .filter_map(|port| {
-            let published = port.published_port?;
-            Some((
-                format!("{}/{}", port.target_port, port.protocol()),
-                published,
-            ))
-        })
+        .filter_map(PortJson::published)
         .collect();
     // A task shut down by Swarm was killed on purpose; its code says nothing.
     let exited = matches!(json.status.state.as_str(), "failed" | "complete");
@@ -893,6 +908,7 @@ mod tests {
             .into(),
             update_state: None,
             update_message: None,
+            mesh_ports: PublishedPorts::new(),
         };
         let web = definition(json!({"name": "web", "image": "img:2",
             "ports": ["8080", "9000"], "environment": {"A": "2", "B": "3"}}));
@@ -935,6 +951,8 @@ mod tests {
             "TaskTemplate": {"ContainerSpec": {"Image": "img:1", "Env": ["A=1", "B=x=y"]}},
             "Mode": {"Replicated": {"Replicas": 3}},
             "EndpointSpec": {"Mode": "vip", "Ports": [{"Protocol": "tcp", "TargetPort": 8080, "PublishMode": "host"}]}},
+            "Endpoint": {"Ports": [{"Protocol": "tcp", "TargetPort": 8080, "PublishMode": "host"},
+                                   {"Protocol": "udp", "TargetPort": 53, "PublishedPort": 30001, "PublishMode": "ingress"}]},
             "UpdateStatus": {"State": "rollback_completed", "Message": "rollback completed"}})
         .to_string();
         let inspected = parse_service(&text).unwrap();
@@ -948,6 +966,10 @@ mod tests {
             ["mode=host,target=8080,protocol=tcp".to_owned()].into()
         );
         assert!(service.update_failed() && !service.updating());
+        assert_eq!(
+            service.mesh_ports,
+            PublishedPorts::from([("53/udp".into(), 30001)])
+        );
         let fresh = json!({"Spec": {"Name": "n", "TaskTemplate": {"ContainerSpec": {}},
             "Mode": {"Replicated": {}}}})
         .to_string();

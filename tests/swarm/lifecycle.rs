@@ -16,6 +16,7 @@ use crate::helpers::{
 pub fn suite() -> Vec<(&'static str, BackendTest)> {
     crate::suite_of!(
         scales_run_labelled_tasks_that_answer_on_their_published_ports,
+        the_routing_mesh_publishes_one_port_for_the_service,
         a_rolling_update_replaces_every_task_start_first,
         an_update_that_fails_is_rolled_back_and_the_earlier_definition_keeps_running,
         a_scale_swarm_cannot_fulfil_answers_504_with_what_runs,
@@ -174,6 +175,38 @@ pub async fn scales_run_labelled_tasks_that_answer_on_their_published_ports(back
             format!("{scale_up:.1?}"),
         )],
     );
+}
+
+/// Only the port is checked, not that it answers: on the machine these
+/// tests were written on, the mesh's port did not answer (connection
+/// refused), while host-mode ports did.
+pub async fn the_routing_mesh_publishes_one_port_for_the_service(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend
+            .options()
+            .env("ROCKET_SWARM_PUBLISH_MODE", "ingress"),
+    )
+    .await;
+    serving(&app, 2).await;
+    let name = format!("{}-web", app.instance);
+    let endpoint: Value = serde_json::from_str(&docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Endpoint.Ports}}",
+        &name,
+    ]))
+    .unwrap();
+    assert_eq!(endpoint[0]["PublishMode"], "ingress", "{endpoint}");
+    assert_eq!(endpoint[0]["TargetPort"], 8080, "{endpoint}");
+    let published = &endpoint[0]["PublishedPort"];
+    assert!(published.as_u64().is_some_and(|p| p > 0), "{endpoint}");
+    let status = app.status("web").await.body;
+    let tasks = status["containers"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{status:#}");
+    for task in tasks {
+        assert_eq!(task["ports"], json!({"8080/tcp": published}), "{task}");
+    }
 }
 
 pub async fn a_rolling_update_replaces_every_task_start_first(backend: Backend) {
