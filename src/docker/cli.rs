@@ -165,21 +165,13 @@ impl Engine for DockerCli {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, PublishedPorts>, Error> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut args = vec![
-            arg("inspect"),
-            arg("--type"),
-            arg("container"),
-            arg("--format"),
-            arg("[{{json .Id}},{{json .NetworkSettings.Ports}}]"),
-        ];
-        args.extend(ids.iter().cloned());
-        // A container removed meanwhile is simply not reported.
         let stdout = self
             .runner
-            .run_tolerating(&args, |complaint| complaint.contains("No such"))
+            .inspect_existing(
+                "container",
+                "[{{json .Id}},{{json .NetworkSettings.Ports}}]",
+                ids.iter().cloned(),
+            )
             .await?;
         stdout
             .lines()

@@ -103,6 +103,30 @@ impl DockerRunner {
         result
     }
 
+    /// `docker inspect --type KIND --format FORMAT IDS...`: one line per
+    /// object that still exists (one removed meanwhile is left out); empty
+    /// without asking docker when there are no ids.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn inspect_existing(
+        &self,
+        kind: &str,
+        format: &str,
+        ids: impl IntoIterator<Item = String>,
+    ) -> Result<String, Error> {
+        let mut args: Vec<String> = ["inspect", "--type", kind, "--format", format]
+            .map(str::to_owned)
+            .into();
+        let before = args.len();
+        args.extend(ids);
+        if args.len() == before {
+            return Ok(String::new());
+        }
+        self.run_tolerating(&args, |complaint| complaint.contains("No such"))
+            .await
+    }
+
     /// The body of [`run_tolerating`](Self::run_tolerating), uncounted.
     async fn execute(
         &self,
@@ -242,8 +266,9 @@ impl DockerRunner {
 }
 
 /// The `verb` label of a docker command: its first argument (`run`, `ps`,
-/// `rm`, `version`, `events`). The connector's own code builds every argv,
-/// so the set of verbs is small and fixed.
+/// `rm`, `version`, `events`), or its first two for `service` commands.
+/// The connector's own code builds every argv, so the set of verbs is
+/// small and fixed.
 fn verb(args: &[String]) -> &str {
     /// Commands named by two words: `service create` and `service rm` are
     /// different calls.
@@ -450,7 +475,8 @@ fn trim_message(stderr: &str, status: ExitStatus) -> String {
     }
 }
 
-/// The argv with the values of `-e KEY=VALUE` hidden, for logs: environment
+/// The argv with the values of `-e KEY=VALUE` (also `--env`, and
+/// `--env-add` of `docker service update`) hidden, for logs: environment
 /// values are often secrets.
 fn masked(args: &[String]) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
@@ -462,7 +488,7 @@ fn masked(args: &[String]) -> Vec<String> {
         } else {
             out.push(arg.clone());
         }
-        after_env_flag = arg == "-e" || arg == "--env";
+        after_env_flag = matches!(arg.as_str(), "-e" | "--env" | "--env-add");
     }
     out
 }
@@ -470,6 +496,37 @@ fn masked(args: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_commands_are_named_by_two_words() {
+        let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert_eq!(verb(&argv(&["run", "-d"])), "run");
+        assert_eq!(
+            verb(&argv(&["service", "update", "--detach"])),
+            "service update"
+        );
+        assert_eq!(verb(&argv(&["service", "ps", "x"])), "service ps");
+        assert_eq!(verb(&argv(&["service", "scale"])), "service");
+        assert_eq!(verb(&[]), "");
+    }
+
+    #[test]
+    fn masks_the_values_of_service_environment_flags() {
+        let args: Vec<String> = [
+            "service",
+            "update",
+            "--env-add",
+            "A=s3cret",
+            "--env-rm",
+            "B",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            masked(&args),
+            ["service", "update", "--env-add", "A=***", "--env-rm", "B"]
+        );
+    }
 
     #[test]
     fn masks_environment_values_only() {

@@ -480,21 +480,10 @@ impl SwarmCli {
             })?;
             nodes.insert(id, node);
         }
-        if nodes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut args = vec![
-            arg("inspect"),
-            arg("--type"),
-            arg("task"),
-            arg("--format"),
-            arg("{{json .}}"),
-        ];
-        args.extend(nodes.keys().cloned());
         // A task Swarm dropped from its history meanwhile is simply left out.
         let inspected = self
             .runner
-            .run_tolerating(&args, |complaint| complaint.contains("No such"))
+            .inspect_existing("task", "{{json .}}", nodes.keys().cloned())
             .await?;
         let name = self.service_name(service);
         inspected

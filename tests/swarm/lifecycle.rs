@@ -23,6 +23,7 @@ pub fn suite() -> Vec<(&'static str, BackendTest)> {
         delete_removes_the_swarm_service_and_swarm_its_tasks,
         a_swarm_service_without_the_connectors_labels_is_left_alone,
         the_connector_refuses_to_start_unless_the_engine_is_a_swarm_manager,
+        environment_values_stay_out_of_the_debug_log,
     )
 }
 
@@ -33,13 +34,13 @@ const HTTPD: &str = "httpd -f -p 8080 -h /www";
 /// back a few tasks.
 const SWARM_LIMIT: Duration = Duration::from_secs(90);
 
-/// Polls status every 100 ms until `done` holds; returns it and how long
+/// Polls status every 50 ms until `done` holds; returns it and how long
 /// that took. Panics after [`SWARM_LIMIT`] with the last status.
 async fn status_until(
     app: &TestApp,
     service: &str,
     what: &str,
-    done: impl Fn(&Value) -> bool,
+    mut done: impl FnMut(&Value) -> bool,
 ) -> (Value, Duration) {
     let started = Instant::now();
     loop {
@@ -53,7 +54,7 @@ async fn status_until(
             "{what}: not reached after {SWARM_LIMIT:?}; last status {:#}",
             reply.body
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -230,25 +231,14 @@ pub async fn a_rolling_update_replaces_every_task_start_first(backend: Backend) 
     );
 
     // Sampled while it rolls: the running count never drops below 3.
-    let mut fewest = usize::MAX;
+    let mut fewest = u64::MAX;
     let mut samples = 0;
-    let (status, took) = loop {
-        let reply = app.status("web").await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-        let running = reply.body["running_resources"].as_u64().unwrap() as usize;
-        fewest = fewest.min(running);
+    let (status, took) = status_until(&app, "web", "roll to VERSION=2", |status| {
+        fewest = fewest.min(status["running_resources"].as_u64().unwrap());
         samples += 1;
-        let rollout = &reply.body["rollout"];
-        if rollout["state"] == "complete" && rollout["updated"] == 3 {
-            break (reply.body, started.elapsed());
-        }
-        assert!(
-            started.elapsed() < SWARM_LIMIT,
-            "the roll did not complete: {:#}",
-            reply.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        status["rollout"]["state"] == "complete" && status["rollout"]["updated"] == 3
+    })
+    .await;
     assert!(fewest >= 3, "only {fewest} running at one point");
     assert_eq!(status["running_resources"], 3, "{status:#}");
     let new_hash = service_hash(&name);
@@ -448,5 +438,22 @@ pub async fn the_connector_refuses_to_start_unless_the_engine_is_a_swarm_manager
         assert_eq!(code, Some(1), "{log}");
         assert!(log.contains(says), "{log}");
         assert!(log.contains("docker swarm init"), "{log}");
+    }
+}
+
+pub async fn environment_values_stay_out_of_the_debug_log(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options().env("ROCKET_LOG_LEVEL", "debug")).await;
+    app.create_service(
+        "web",
+        json!({"environment": {"TOKEN": "first-s3cret-6d1f"}}),
+    )
+    .await;
+    assert_eq!(app.scale("web", json!(1)).await.status, 200);
+    let replaced = json!({"image": TEST_IMAGE, "environment": {"TOKEN": "second-s3cret-9a2b"}});
+    assert_eq!(app.put("web", replaced).await.status, 200);
+    let log = app.log_containing("service update").await;
+    assert!(log.contains("--env-add TOKEN=***"), "{log}");
+    for secret in ["first-s3cret-6d1f", "second-s3cret-9a2b"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
