@@ -100,6 +100,17 @@ pub struct ContainerStatus {
     pub last_exit_code: Option<i64>,
 }
 
+/// Where a rollout stands; see [`Rollout::state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutState {
+    Complete,
+    Rolling,
+    Failed,
+    Manual,
+    Pending,
+}
+
 /// How far the current definition has reached.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rollout {
@@ -110,7 +121,7 @@ pub struct Rollout {
     /// reconciling is off, so older containers are only replaced by scales;
     /// `pending` (Swarm): the definition is stored but docker failed to
     /// hand it to Swarm, and the next scale or PUT does.
-    pub state: &'static str,
+    pub state: RolloutState,
     pub updated: usize,
     pub outdated: usize,
     pub error: Option<String>,

@@ -24,6 +24,9 @@ pub enum Error {
     ServiceNotFound(String),
     /// A service with that name already exists.
     ServiceExists(String),
+    /// A Swarm service has the name the connector would give a service's,
+    /// without its labels: someone else's, never touched.
+    ForeignSwarmService { swarm_name: String, service: String },
     /// The docker CLI cannot be run or cannot reach the engine.
     DockerUnavailable(String),
     /// The docker CLI did not finish within its deadline and was killed.
@@ -61,7 +64,7 @@ impl Error {
             Error::Invalid { .. } | Error::MalformedBody(_) => Status::BadRequest,
             Error::BodyTooLarge { .. } => Status::PayloadTooLarge,
             Error::ServiceNotFound(_) => Status::NotFound,
-            Error::ServiceExists(_) => Status::Conflict,
+            Error::ServiceExists(_) | Error::ForeignSwarmService { .. } => Status::Conflict,
             Error::DockerUnavailable(_) => Status::ServiceUnavailable,
             Error::DockerTimeout { .. } | Error::NotConverged { .. } => Status::GatewayTimeout,
             Error::DockerFailed(_) => Status::BadGateway,
@@ -82,6 +85,14 @@ impl std::fmt::Display for Error {
             }
             Error::ServiceNotFound(name) => write!(f, "service '{name}' does not exist"),
             Error::ServiceExists(name) => write!(f, "service '{name}' already exists"),
+            Error::ForeignSwarmService {
+                swarm_name,
+                service,
+            } => write!(
+                f,
+                "a Swarm service named '{swarm_name}' exists without this connector's labels \
+                 for '{service}'; it is left alone: remove or rename it"
+            ),
             Error::DockerUnavailable(reason) => write!(f, "docker is unavailable: {reason}"),
             Error::DockerTimeout { seconds } => {
                 write!(

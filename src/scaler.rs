@@ -14,13 +14,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{ContainerStatus, Rollout, ScaleReport, ServiceStatus};
+use futures::stream::{self, StreamExt};
+
+use crate::backend::{ContainerStatus, Rollout, RolloutState, ScaleReport, ServiceStatus};
 use crate::docker::{Container, Engine, PublishedPorts, StartOutcome};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::store::{Store, StoredService};
-use futures::stream::{self, StreamExt};
 
 /// Exclusive use of one service's containers.
 type ServiceGuard = tokio::sync::OwnedMutexGuard<()>;
@@ -318,10 +319,10 @@ impl Scaler {
             .map(|(_, why)| why.clone());
         let rollout = Rollout {
             state: match (outdated, &failed_roll) {
-                (0, _) => "complete",
-                (_, Some(_)) => "failed",
-                _ if !self.reconciling => "manual",
-                _ => "rolling",
+                (0, _) => RolloutState::Complete,
+                (_, Some(_)) => RolloutState::Failed,
+                _ if !self.reconciling => RolloutState::Manual,
+                _ => RolloutState::Rolling,
             },
             updated,
             outdated,

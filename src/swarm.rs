@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::backend::{Backend, ContainerStatus, Rollout, ScaleReport, ServiceStatus};
+use crate::backend::{Backend, ContainerStatus, Rollout, RolloutState, ScaleReport, ServiceStatus};
 use crate::docker::{Lookup, SwarmCli, SwarmService, Task};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
@@ -31,6 +31,7 @@ pub struct SwarmBackend {
     store: Arc<Store>,
     /// How long a scale waits for the running tasks to reach its target.
     scale_timeout: Duration,
+    /// One lock per defined service (and per name a request is working on).
     locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -64,16 +65,65 @@ impl SwarmBackend {
         lock.lock_owned().await
     }
 
+    /// Drops the lock of a service that is not defined (deleted, or never
+    /// was) once nobody holds or awaits it, so that requests for unknown
+    /// names leave nothing behind, and a name never has two locks.
+    fn forget_lock(&self, service: &ServiceName) {
+        if self.store.contains(service) {
+            return;
+        }
+        let mut locks = self.locks.lock().expect("the lock table is never poisoned");
+        if locks
+            .get(service)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(service);
+        }
+    }
+
+    /// Records `replicas` as the desired count, and creates the Swarm
+    /// service or sets its replicas. The stored definition goes along when
+    /// Swarm runs another one, unless Swarm already ran it and rolled it
+    /// back: a PUT retries that, not every scale.
+    async fn set_replicas(&self, service: &ServiceName, replicas: u32) -> Result<(), Error> {
+        let stored = self
+            .store
+            .service(service)
+            .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
+        self.store.set_desired(service, replicas).await?;
+        let definition = &stored.definition;
+        let Some(current) = self.cli.inspect(service).await? else {
+            return self.cli.create(definition, replicas).await;
+        };
+        let hand_over = current.config_hash != definition.config_hash()
+            && !rolled_back(definition, &current, &self.cli.tasks(service).await?);
+        self.cli
+            .update(&current, hand_over.then_some(definition), Some(replicas))
+            .await
+    }
+
     /// Polls Swarm until `target` tasks of `service` run, for at most the
-    /// scale timeout.
+    /// scale timeout. A later scale to another count ends the wait at once:
+    /// the answer then carries that count.
     async fn wait_for(&self, service: &ServiceName, target: u32) -> Result<ScaleReport, Error> {
         let deadline = Instant::now() + self.scale_timeout;
         loop {
-            let running = self.cli.running_tasks(service).await?;
-            if running == target as usize {
+            let desired = self
+                .store
+                .service(service)
+                .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?
+                .desired;
+            let running = match self.cli.running_tasks(service).await {
+                Err(_) if !self.store.contains(service) => {
+                    return Err(Error::ServiceNotFound(service.to_string()))
+                }
+                other => other?,
+            };
+            let superseded = desired.filter(|&desired| desired != target);
+            if running == target as usize || superseded.is_some() {
                 return Ok(ScaleReport {
                     running_resources: running,
-                    desired_resources: target,
+                    desired_resources: superseded.unwrap_or(target),
                 });
             }
             if Instant::now() >= deadline {
@@ -82,21 +132,56 @@ impl SwarmBackend {
                     running,
                     desired: target,
                     seconds: self.scale_timeout.as_secs(),
-                    last_task_error: newest_error(&tasks),
+                    last_task_error: newest_error(tasks.iter()),
                 });
             }
             tokio::time::sleep(SCALE_POLL).await;
         }
     }
+
+    /// Hands the stored definition of `service` to its Swarm service when
+    /// that runs another one. Read from the store under the lock, so of two
+    /// PUTs racing, Swarm ends with the one stored last.
+    async fn hand_over(&self, service: &ServiceName) -> Result<(), Error> {
+        let Some(stored) = self.store.get(service) else {
+            return Ok(());
+        };
+        match self.cli.inspect(service).await? {
+            Some(current) if current.config_hash != stored.config_hash() => {
+                self.cli.update(&current, Some(&stored), None).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn delete_locked(&self, service: &ServiceName) -> Result<(), Error> {
+        if !self.store.contains(service) {
+            return Err(Error::ServiceNotFound(service.to_string()));
+        }
+        // A Swarm service of that name that is not ours ran nothing of
+        // this service: the definition goes, the service stays.
+        if let Lookup::Ours(current) = self.cli.look_up(service).await? {
+            self.cli.remove(&current).await?;
+        }
+        self.store.remove(service).await
+    }
 }
 
-/// The newest error any task reported.
-fn newest_error(tasks: &[Task]) -> Option<String> {
+/// The newest error among `tasks`.
+fn newest_error<'a>(tasks: impl Iterator<Item = &'a Task>) -> Option<String> {
     tasks
-        .iter()
         .filter(|task| task.error.is_some())
         .max_by_key(|task| task.since)
         .and_then(|task| task.error.clone())
+}
+
+/// Whether Swarm ran `definition` and went back to what `current` runs: a
+/// task of it is in the service's history although the spec is another.
+/// Read from the tasks, not from `UpdateStatus`, which any later update
+/// (a scale too) clears.
+fn rolled_back(definition: &ServiceDefinition, current: &SwarmService, tasks: &[Task]) -> bool {
+    let hash = definition.config_hash();
+    current.config_hash != hash && tasks.iter().any(|task| task.config_hash == hash)
 }
 
 /// Adds to a docker failure of handing a definition over that it stays stored.
@@ -111,38 +196,19 @@ fn stored_anyway(error: Error) -> Error {
 
 #[async_trait]
 impl Backend for SwarmBackend {
-    /// Records the count, creates the Swarm service or sets its replicas
-    /// (and hands it the stored definition if it lacks it and Swarm did not
-    /// roll that back), then waits until that many tasks run.
+    /// Records the count and hands it to Swarm (see
+    /// [`SwarmBackend::set_replicas`]), then waits, without the lock, until
+    /// that many tasks run.
     async fn scale(
         &self,
         service: &ServiceName,
         target: ReplicaCount,
     ) -> Result<ScaleReport, Error> {
         let guard = self.lock(service).await;
-        let stored = self
-            .store
-            .service(service)
-            .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
-        self.store.set_desired(service, target.get()).await?;
-        let definition = &stored.definition;
-        match self.cli.inspect(service).await? {
-            None => self.cli.create(definition, target.get()).await?,
-            Some(current) => {
-                // A definition Swarm rolled back is retried by a PUT, not
-                // by every scale.
-                let hand_over =
-                    current.config_hash != definition.config_hash() && !current.update_failed();
-                self.cli
-                    .update(
-                        &current,
-                        hand_over.then_some(definition),
-                        Some(target.get()),
-                    )
-                    .await?;
-            }
-        }
+        let handed = self.set_replicas(service, target.get()).await;
         drop(guard);
+        self.forget_lock(service);
+        handed?;
         self.wait_for(service, target.get()).await
     }
 
@@ -152,17 +218,24 @@ impl Backend for SwarmBackend {
             .service(service)
             .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
         let Some(current) = self.cli.inspect(service).await? else {
+            let wanted = stored.desired.unwrap_or(0);
             return Ok(ServiceStatus {
                 running_resources: 0,
                 desired_resources: stored.desired,
                 containers: Vec::new(),
                 rollout: Rollout {
-                    state: "complete",
+                    state: RolloutState::Complete,
                     updated: 0,
                     outdated: 0,
                     error: None,
                 },
-                problem: None,
+                problem: (wanted > 0).then(|| {
+                    format!(
+                        "Swarm has no service for it (the last scale could not create it, or \
+                         it was removed behind the connector's back); the next scale creates \
+                         it with {wanted} tasks"
+                    )
+                }),
                 failed_attempts: 0,
             });
         };
@@ -172,21 +245,10 @@ impl Backend for SwarmBackend {
 
     async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
         let guard = self.lock(service).await;
-        if !self.store.contains(service) {
-            return Err(Error::ServiceNotFound(service.to_string()));
-        }
-        // A Swarm service of that name that is not ours ran nothing of
-        // this service: the definition goes, the service stays.
-        if let Lookup::Ours(current) = self.cli.look_up(service).await? {
-            self.cli.remove(&current).await?;
-        }
-        self.store.remove(service).await?;
+        let deleted = self.delete_locked(service).await;
         drop(guard);
-        self.locks
-            .lock()
-            .expect("the lock table is never poisoned")
-            .remove(service);
-        Ok(())
+        self.forget_lock(service);
+        deleted
     }
 
     /// Hands the definition to the Swarm service as a rolling update, when
@@ -199,20 +261,12 @@ impl Backend for SwarmBackend {
         definition: &ServiceDefinition,
         _runs_differently: bool,
     ) -> Result<(), Error> {
-        let _guard = self.lock(definition.name()).await;
-        let current = self
-            .cli
-            .inspect(definition.name())
-            .await
-            .map_err(stored_anyway)?;
-        match current {
-            Some(current) if current.config_hash != definition.config_hash() => self
-                .cli
-                .update(&current, Some(definition), None)
-                .await
-                .map_err(stored_anyway),
-            _ => Ok(()),
-        }
+        let service = definition.name();
+        let guard = self.lock(service).await;
+        let handed = self.hand_over(service).await.map_err(stored_anyway);
+        drop(guard);
+        self.forget_lock(service);
+        handed
     }
 }
 
@@ -224,7 +278,7 @@ fn status_of(
     tasks: &[Task],
 ) -> ServiceStatus {
     let hash = definition.config_hash();
-    // Earlier tasks of each slot: what failed there, newest first.
+    // Earlier tasks of each slot, newest first.
     let mut history: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
     for task in tasks.iter().filter(|t| !t.is_live()) {
         history.entry(task.slot).or_default().push(task);
@@ -237,7 +291,14 @@ fn status_of(
     let containers = live
         .iter()
         .map(|task| {
-            let earlier = history.get(&task.slot).map_or(&[][..], Vec::as_slice);
+            // Its slot's earlier tasks of the same definition: those of a
+            // definition rolled back are not its restarts.
+            let earlier: Vec<&&Task> = history
+                .get(&task.slot)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter(|t| t.config_hash == task.config_hash)
+                .collect();
             ContainerStatus {
                 id: task.id.clone(),
                 name: task.name.clone(),
@@ -253,7 +314,7 @@ fn status_of(
                         .map(|(port, host)| (port.clone(), *host))
                         .collect(),
                 ),
-                node: Some(task.node.clone()),
+                node: task.node.clone(),
                 current: task.config_hash == hash,
                 restarts: u32::try_from(earlier.iter().filter(|t| t.ended_by_itself()).count())
                     .unwrap_or(u32::MAX),
@@ -266,32 +327,36 @@ fn status_of(
     let running: Vec<&&Task> = live.iter().filter(|t| t.is_running()).collect();
     let updated = running.iter().filter(|t| t.config_hash == hash).count();
     let outdated = running.len() - updated;
-    let (state, error) = if current.config_hash != hash {
-        if current.update_failed() {
-            let failure = tasks
-                .iter()
-                .filter(|t| t.config_hash == hash && t.failed())
-                .max_by_key(|t| t.since)
-                .and_then(|t| t.error.clone());
-            let what = match current.update_state.as_deref() {
-                Some("rollback_started") => "Swarm is rolling the update back",
-                Some("rollback_completed") => "Swarm rolled the update back",
-                Some("rollback_paused") => "Swarm paused rolling the update back",
-                _ => "Swarm paused the update",
-            };
-            let detail = current.update_message.as_deref().unwrap_or("no message");
-            let error = match failure {
-                Some(why) => format!("{what} ({detail}); a new task failed: {why}"),
-                None => format!("{what} ({detail})"),
-            };
-            ("failed", Some(error))
-        } else {
-            ("pending", None)
-        }
+    let (state, error) = if rolled_back(definition, current, tasks) {
+        let failure = newest_error(tasks.iter().filter(|t| t.config_hash == hash));
+        let what = match current.update_state.as_deref() {
+            Some("rollback_started") => "Swarm is rolling the update back",
+            Some("rollback_paused") => "Swarm paused rolling the update back",
+            _ => "Swarm rolled the update back",
+        };
+        let detail = current
+            .update_message
+            .as_deref()
+            .filter(|_| current.update_failed())
+            .map(|message| format!(" ({message})"))
+            .unwrap_or_default();
+        let error = match failure {
+            Some(why) => format!("{what}{detail}; a new task failed: {why}"),
+            None => format!("{what}{detail}"),
+        };
+        (RolloutState::Failed, Some(error))
+    } else if current.config_hash != hash {
+        (RolloutState::Pending, None)
+    } else if current.update_state.as_deref() == Some("paused") {
+        let message = current.update_message.as_deref().unwrap_or("no message");
+        (
+            RolloutState::Failed,
+            Some(format!("Swarm paused the update ({message})")),
+        )
     } else if outdated > 0 || current.updating() {
-        ("rolling", None)
+        (RolloutState::Rolling, None)
     } else {
-        ("complete", None)
+        (RolloutState::Complete, None)
     };
     let short = running.len() < current.replicas as usize;
     ServiceStatus {
@@ -304,7 +369,13 @@ fn status_of(
             outdated,
             error,
         },
-        problem: if short { newest_error(tasks) } else { None },
+        // Why Swarm cannot run what it now runs, not what it gave up.
+        problem: newest_error(
+            tasks
+                .iter()
+                .filter(|t| t.config_hash == current.config_hash),
+        )
+        .filter(|_| short),
         failed_attempts: u32::try_from(tasks.iter().filter(|t| t.failed()).count())
             .unwrap_or(u32::MAX),
     }
@@ -321,14 +392,14 @@ mod tests {
             id: id.into(),
             name: format!("prod-web.{slot}"),
             slot,
-            node: "vm".into(),
+            node: Some("vm".into()),
             desired_state: desired.into(),
             state: state.into(),
             created: since,
             since,
             config_hash: hash.into(),
-            error: (state == "failed").then(|| "task: non-zero exit (7)".to_owned()),
-            exit_code: (state == "failed").then_some(7),
+            error: (state == "failed").then(|| format!("task: non-zero exit ({since})")),
+            exit_code: (state == "failed").then_some(since),
             ports: PublishedPorts::new(),
         }
     }
@@ -340,19 +411,23 @@ mod tests {
             "Mode": {"Replicated": {"Replicas": replicas}}},
             "UpdateStatus": update_state.map(|s| json!({"State": s, "Message": "update rolled back"}))})
         .to_string();
-        crate::docker::SwarmService::parse_for_tests(&text)
+        SwarmService::parse_for_tests(&text)
+    }
+
+    fn definition() -> ServiceDefinition {
+        ServiceDefinition::from_create_body(&json!({"name": "web", "image": "img:2"})).unwrap()
     }
 
     #[test]
-    fn status_counts_running_tasks_and_tells_a_rolled_back_update() {
-        let definition =
-            ServiceDefinition::from_create_body(&json!({"name": "web", "image": "img:2"})).unwrap();
+    fn a_rolled_back_update_is_failed_whatever_update_status_says_later() {
+        let definition = definition();
         let new = definition.config_hash();
         let tasks = [
             task("a", 1, "old", "running", "running", 10),
             task("b", 2, "old", "running", "running", 10),
-            task("c", 1, new, "shutdown", "failed", 20),
-            task("d", 1, "old", "shutdown", "shutdown", 5),
+            task("c", 1, new, "shutdown", "failed", 7),
+            task("d", 1, "old", "shutdown", "failed", 3),
+            task("e", 1, "old", "shutdown", "shutdown", 5),
         ];
         let status = status_of(
             &definition,
@@ -361,7 +436,7 @@ mod tests {
         );
         assert_eq!(status.running_resources, 2);
         assert_eq!(status.desired_resources, Some(2));
-        assert_eq!(status.rollout.state, "failed");
+        assert_eq!(status.rollout.state, RolloutState::Failed);
         assert_eq!((status.rollout.updated, status.rollout.outdated), (0, 2));
         assert_eq!(
             status.rollout.error.as_deref(),
@@ -372,19 +447,57 @@ mod tests {
         );
         let names: Vec<&str> = status.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["prod-web.1", "prod-web.2"]);
+        // Slot 1's own definition failed once (exit 3); the rolled-back
+        // task of the new one is not its restart.
         assert_eq!(status.containers[0].restarts, 1);
-        assert_eq!(status.containers[0].last_exit_code, Some(7));
+        assert_eq!(status.containers[0].last_exit_code, Some(3));
         assert_eq!(status.containers[0].node.as_deref(), Some("vm"));
-        assert_eq!(status.problem, None);
-        assert_eq!(status.failed_attempts, 1);
+        assert_eq!(status.problem, None, "every task runs");
+        assert_eq!(status.failed_attempts, 2);
+        assert!(rolled_back(&definition, &service("old", 2, None), &tasks));
 
-        let pending = status_of(&definition, &service("old", 2, None), &tasks);
-        assert_eq!(pending.rollout.state, "pending");
-        let rolling = status_of(&definition, &service(new, 2, Some("updating")), &tasks);
-        assert_eq!(rolling.rollout.state, "rolling");
-        let done = [task("e", 1, new, "running", "running", 30)];
-        let complete = status_of(&definition, &service(new, 3, Some("completed")), &done);
-        assert_eq!(complete.rollout.state, "complete");
+        // A later scale cleared UpdateStatus: still failed, from the tasks.
+        let cleared = status_of(&definition, &service("old", 3, None), &tasks);
+        assert_eq!(cleared.rollout.state, RolloutState::Failed);
+        assert_eq!(
+            cleared.rollout.error.as_deref(),
+            Some("Swarm rolled the update back; a new task failed: task: non-zero exit (7)")
+        );
+        assert_eq!(
+            cleared.problem.as_deref(),
+            Some("task: non-zero exit (3)"),
+            "short of 3: the newest error of what Swarm runs"
+        );
+    }
+
+    #[test]
+    fn rollout_states_follow_the_spec_and_the_tasks() {
+        let definition = definition();
+        let new = definition.config_hash();
+        let old_only = [task("a", 1, "old", "running", "running", 10)];
+        let pending = status_of(&definition, &service("old", 1, None), &old_only);
+        assert_eq!(pending.rollout.state, RolloutState::Pending);
+        assert!(!rolled_back(
+            &definition,
+            &service("old", 1, None),
+            &old_only
+        ));
+        let updating = [task("b", 1, new, "running", "running", 20)];
+        let rolling = status_of(&definition, &service(new, 1, Some("updating")), &updating);
+        assert_eq!(
+            rolling.rollout.state,
+            RolloutState::Rolling,
+            "still updating"
+        );
+        let mixed = status_of(&definition, &service(new, 1, Some("updating")), &old_only);
+        assert_eq!(
+            (mixed.rollout.state, mixed.rollout.outdated),
+            (RolloutState::Rolling, 1)
+        );
+        let paused = status_of(&definition, &service(new, 1, Some("paused")), &updating);
+        assert_eq!(paused.rollout.state, RolloutState::Failed);
+        let complete = status_of(&definition, &service(new, 3, Some("completed")), &updating);
+        assert_eq!(complete.rollout.state, RolloutState::Complete);
         assert_eq!(complete.running_resources, 1);
         assert_eq!(complete.problem, None, "no task reported an error");
     }

@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::events::parse_event;
 use super::{
-    Container, ContainerEvent, DockerRunner, Engine, EventStream, EventTime, OutputStream,
+    arg, Container, ContainerEvent, DockerRunner, Engine, EventStream, EventTime, OutputStream,
     PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RESTART_POLICY,
-    LABEL_SERVICE,
+    LABEL_SERVICE, LABEL_SWARM_SERVICE_ID,
 };
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
@@ -29,6 +29,7 @@ fn ps_format() -> String {
         ".Status".to_owned(),
         format!("(.Label \"{LABEL_CONFIG_HASH}\")"),
         ".CreatedAt".to_owned(),
+        format!("(.Label \"{LABEL_SWARM_SERVICE_ID}\")"),
     ];
     let fields: Vec<String> = fields
         .iter()
@@ -81,16 +82,13 @@ impl DockerCli {
         args.extend(filters.iter().cloned());
         args.extend([arg("--format"), ps_format()]);
         let stdout = self.runner.run(&args).await?;
-        stdout
+        let parsed: Vec<Option<Container>> = stdout
             .lines()
             .filter(|line| !line.trim().is_empty())
             .map(parse_ps_line)
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(parsed.into_iter().flatten().collect())
     }
-}
-
-fn arg(s: &str) -> String {
-    s.to_owned()
 }
 
 #[async_trait]
@@ -249,14 +247,19 @@ fn parse_ports_line(line: &str) -> Result<(String, PublishedPorts), Error> {
     Ok((id, published))
 }
 
-fn parse_ps_line(line: &str) -> Result<Container, Error> {
-    let [id, service, name, state, status, config_hash, created]: [String; 7] =
+/// Reads one line of [`ps_format`]; `None` for a task container of a Swarm
+/// service, which Swarm manages (see [`LABEL_SWARM_SERVICE_ID`]).
+fn parse_ps_line(line: &str) -> Result<Option<Container>, Error> {
+    let [id, service, name, state, status, config_hash, created, swarm_service]: [String; 8] =
         serde_json::from_str(line).map_err(|e| {
             Error::DockerFailed(format!("unexpected `docker ps` line {line:?}: {e}"))
         })?;
+    if !swarm_service.is_empty() {
+        return Ok(None);
+    }
     let created = parse_created_at(&created)
         .ok_or_else(|| Error::DockerFailed(format!("unexpected creation time {created:?}")))?;
-    Ok(Container {
+    Ok(Some(Container {
         id,
         service,
         name,
@@ -266,7 +269,7 @@ fn parse_ps_line(line: &str) -> Result<Container, Error> {
         config_hash,
         created,
         restarts: 0,
-    })
+    }))
 }
 
 /// Reads docker's `CreatedAt` (`2026-11-28 01:29:23 -0500 EST`, in the CLI's
@@ -327,8 +330,8 @@ mod tests {
 
     #[test]
     fn reads_a_ps_line() {
-        let line = r#"["abc123","we\tb","default-web-1","exited","Exited (1) 2 seconds ago","0123abcd","2026-11-28 05:47:28 +0000 UTC"]"#;
-        let container = parse_ps_line(line).unwrap();
+        let line = r#"["abc123","we\tb","default-web-1","exited","Exited (1) 2 seconds ago","0123abcd","2026-11-28 05:47:28 +0000 UTC",""]"#;
+        let container = parse_ps_line(line).unwrap().unwrap();
         assert_eq!(container.service, "we\tb");
         assert_eq!(container.name, "default-web-1");
         assert!(!container.is_running());
@@ -365,7 +368,7 @@ mod tests {
             ps_format(),
             "[{{json .ID}},{{json (.Label \"docker-connector.service\")}},{{json .Names}},\
              {{json .State}},{{json .Status}},{{json (.Label \"docker-connector.config-hash\")}},\
-             {{json .CreatedAt}}]"
+             {{json .CreatedAt}},{{json (.Label \"com.docker.swarm.service.id\")}}]"
         );
     }
 
@@ -396,6 +399,12 @@ mod tests {
             PublishedPorts::new()
         );
         assert!(parse_ports_line(r#"["abc",{"80/tcp":[{"HostPort":"x"}]}]"#).is_err());
+    }
+
+    #[test]
+    fn leaves_swarm_task_containers_to_swarm() {
+        let line = r#"["abc123","web","prod-web.1.x","running","Up 2 seconds","0123abcd","2026-11-28 05:47:28 +0000 UTC","m5gzmmfwr74a"]"#;
+        assert_eq!(parse_ps_line(line).unwrap(), None);
     }
 
     #[test]

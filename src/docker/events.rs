@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::{Container, LABEL_CONFIG_HASH, LABEL_RESTART_POLICY, LABEL_SERVICE};
+use super::{
+    Container, LABEL_CONFIG_HASH, LABEL_RESTART_POLICY, LABEL_SERVICE, LABEL_SWARM_SERVICE_ID,
+};
 
 /// A point on the engine's event timeline, in nanoseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -133,6 +135,10 @@ pub fn parse_event(line: &str) -> Result<Option<ContainerEvent>, String> {
     let Some(service) = attributes.get(LABEL_SERVICE) else {
         return Ok(None);
     };
+    // Swarm's own task containers are Swarm's to manage.
+    if attributes.contains_key(LABEL_SWARM_SERVICE_ID) {
+        return Ok(None);
+    }
     let attribute = |key: &str| attributes.get(key).cloned().unwrap_or_default();
     let (state, status) = transition
         .state(attributes.get("exitCode").map(String::as_str))
@@ -222,6 +228,8 @@ mod tests {
         assert_eq!(parse_event(&unlabelled), Ok(None));
         let network = line("start", "").replace(r#""Type":"container""#, r#""Type":"network""#);
         assert_eq!(parse_event(&network), Ok(None));
+        let swarm_task = line("start", r#","com.docker.swarm.service.id":"m5gzmmfwr74a""#);
+        assert_eq!(parse_event(&swarm_task), Ok(None), "Swarm's task container");
     }
 
     #[test]

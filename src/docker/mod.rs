@@ -28,6 +28,11 @@ pub const LABEL_SERVICE: &str = "docker-connector.service";
 /// container was started from.
 pub const LABEL_CONFIG_HASH: &str = "docker-connector.config-hash";
 
+/// Label Swarm puts on its tasks' containers. The containers backend leaves
+/// such containers to Swarm even when they carry its labels (a swarm
+/// backend of the same instance labels its tasks alike).
+pub const LABEL_SWARM_SERVICE_ID: &str = "com.docker.swarm.service.id";
+
 /// Label on containers started with the restart policy `unless-stopped`:
 /// docker's events carry labels but not the policy, and whether a container
 /// that died will be restarted depends on it.
@@ -82,6 +87,11 @@ pub fn exit_code_in(status: &str) -> Option<i64> {
     let (_, after) = status.split_once('(')?;
     let (code, _) = after.split_once(')')?;
     code.parse().ok()
+}
+
+/// One argv element.
+fn arg(s: &str) -> String {
+    s.to_owned()
 }
 
 /// What a start attempt came to.

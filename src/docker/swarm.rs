@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::cli::utc_timestamp;
-use super::{DockerRunner, PublishedPorts, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
+use super::{arg, DockerRunner, PublishedPorts, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
 use crate::config::SwarmPublishMode;
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
@@ -85,7 +85,8 @@ pub struct Task {
     /// `<service>.<slot>`, as `docker service ps` shows it.
     pub name: String,
     pub slot: u64,
-    pub node: String,
+    /// The node it runs on; `None` until Swarm has placed it.
+    pub node: Option<String>,
     /// What Swarm wants of it: `running`, `ready`, `shutdown`, `remove`...
     pub desired_state: String,
     /// What it is: `new`, `pending`, `preparing`, `starting`, `running`,
@@ -128,28 +129,34 @@ impl Task {
     }
 }
 
-/// The Swarm service name of `service` of `instance`: `<instance>-<service>`
-/// when Swarm accepts that (a DNS label: letters, digits, `-` and `_`
-/// inside, at most 63 characters). Otherwise the same with other characters
-/// made `-`, cut short, and a hash of both names appended, so that names
-/// stay distinct. The connector finds its services by this name and checks
-/// their labels.
+/// The Swarm service name of `service` of `instance`:
+/// `<instance>-<service>-<hash>`, the hash (8 hex digits) of both names.
+/// Both may contain `-`, so without it instance `a` with service `b-c` and
+/// instance `a-b` with service `c` would share a name. Characters Swarm does
+/// not accept in a name (a DNS label: letters, digits, `-` and `_` inside,
+/// at most 63 characters) become `-`, and a long name is cut short before
+/// the hash. The connector finds its services by this name and checks their
+/// labels.
 pub fn swarm_service_name(instance: &str, service: &ServiceName) -> String {
-    let plain = format!("{instance}-{service}");
-    if is_swarm_name(&plain) {
-        return plain;
-    }
     let digest = Sha256::digest(format!("{instance}\n{service}"));
     let suffix: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    let mut readable: String = plain
+    let mut readable: String = format!("{instance}-{service}")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(MAX_SERVICE_NAME - suffix.len() - 1)
         .collect();
-    while readable.ends_with('-') {
+    while readable.ends_with(['-', '_']) {
         readable.pop();
     }
-    format!("{readable}-{suffix}")
+    let name = format!("{readable}-{suffix}");
+    debug_assert!(is_swarm_name(&name), "{name}");
+    name
 }
 
 /// Swarm's rule for a service name.
@@ -171,10 +178,6 @@ fn quote_args(argv: &[String]) -> String {
         .map(|arg| format!("'{}'", arg.replace('\'', r"'\''")))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn arg(s: &str) -> String {
-    s.to_owned()
 }
 
 /// The connector's Swarm services, through the docker CLI.
@@ -227,17 +230,17 @@ impl SwarmCli {
     /// The service of `service`, if Swarm has one by its name.
     ///
     /// # Errors
-    /// The docker failure; [`Error::DockerFailed`] when a service of that
-    /// name exists without this connector's labels for `service` (it is
-    /// never touched).
+    /// The docker failure; [`Error::ForeignSwarmService`] when a service of
+    /// that name exists without this connector's labels for `service` (it
+    /// is never touched).
     pub async fn inspect(&self, service: &ServiceName) -> Result<Option<SwarmService>, Error> {
         match self.look_up(service).await? {
             Lookup::Missing => Ok(None),
             Lookup::Ours(found) => Ok(Some(found)),
-            Lookup::NotOurs(name) => Err(Error::DockerFailed(format!(
-                "a Swarm service named '{name}' exists but does not carry this connector's \
-                 labels for '{service}'; it is left alone: remove or rename it"
-            ))),
+            Lookup::NotOurs(swarm_name) => Err(Error::ForeignSwarmService {
+                swarm_name,
+                service: service.to_string(),
+            }),
         }
     }
 
@@ -348,9 +351,8 @@ impl SwarmCli {
         if let Some(definition) = definition {
             args.extend([arg("--image"), arg(definition.image().as_str())]);
             args.extend([arg("--args"), quote_args(definition.command_argv())]);
-            // docker applies removals before additions, and an addition of
-            // a key removed in the same update would be lost: only what
-            // the new definition lacks is removed.
+            // Only what the new definition lacks is removed: a port removed
+            // and added in one update ends up removed (seen on this engine).
             let new_env: BTreeSet<&str> = definition.environment().map(|(key, _)| key).collect();
             for gone in current
                 .env_keys
@@ -720,8 +722,12 @@ struct PortStatusJson {
 /// Reads one task of `service` from `docker inspect`; `nodes` names the
 /// node each task id runs on.
 fn parse_task(line: &str, service: &str, nodes: &HashMap<String, String>) -> Result<Task, Error> {
-    let unexpected =
-        |e: String| Error::DockerFailed(format!("unexpected `docker inspect` task {line:?}: {e}"));
+    // Not the line itself: it holds the task's environment, values and all.
+    let unexpected = |e: String| {
+        Error::DockerFailed(format!(
+            "unexpected `docker inspect` output for a task of {service}: {e}"
+        ))
+    };
     let json: TaskJson = serde_json::from_str(line).map_err(|e| unexpected(e.to_string()))?;
     let created = utc_timestamp(&json.created_at)
         .ok_or_else(|| unexpected(format!("creation time {:?}", json.created_at)))?;
@@ -749,7 +755,7 @@ fn parse_task(line: &str, service: &str, nodes: &HashMap<String, String>) -> Res
     let exited = matches!(json.status.state.as_str(), "failed" | "complete");
     Ok(Task {
         name: format!("{service}.{slot}"),
-        node: nodes.get(&json.id).cloned().unwrap_or_default(),
+        node: nodes.get(&json.id).filter(|node| !node.is_empty()).cloned(),
         id: json.id,
         slot,
         desired_state: json.desired_state,
@@ -802,12 +808,21 @@ mod tests {
     }
 
     #[test]
-    fn service_names_are_readable_when_swarm_accepts_them_and_distinct_otherwise() {
+    fn service_names_are_readable_valid_and_distinct() {
         let name = |s: &str| ServiceName::parse(s).unwrap();
-        assert_eq!(swarm_service_name("prod", &name("web_1")), "prod-web_1");
+        let plain = swarm_service_name("prod", &name("web_1"));
+        assert!(
+            plain.starts_with("prod-web_1-") && plain.len() == 19,
+            "{plain}"
+        );
+        assert!(is_swarm_name(&plain), "{plain}");
         let dotted = swarm_service_name("prod", &name("web.v2"));
         assert!(dotted.starts_with("prod-web-v2-"), "{dotted}");
         assert_ne!(dotted, swarm_service_name("prod", &name("web-v2")));
+        assert_ne!(
+            swarm_service_name("a", &name("b-c")),
+            swarm_service_name("a-b", &name("c"))
+        );
         let long = swarm_service_name(&"i".repeat(63), &name(&"s".repeat(63)));
         assert!(
             is_swarm_name(&long) && long.len() <= MAX_SERVICE_NAME,
@@ -840,7 +855,10 @@ mod tests {
             "command": ["sh", "-c", "a b; c"], "ports": ["8080", "53/udp"],
             "environment": {"A": "1"}}));
         let args = cli.create_args(&web, 3);
-        assert_eq!(value_after(&args, "--name"), ["prod-web"]);
+        assert_eq!(
+            value_after(&args, "--name"),
+            [swarm_service_name("prod", web.name())]
+        );
         assert_eq!(value_after(&args, "--replicas"), ["3"]);
         let hash = format!("{LABEL_CONFIG_HASH}={}", web.config_hash());
         for flag in ["--label", "--container-label"] {
@@ -980,7 +998,7 @@ mod tests {
         let nodes = HashMap::from([("t1".to_owned(), "vm".to_owned())]);
         let task = parse_task(&line, "prod-web", &nodes).unwrap();
         assert_eq!(task.name, "prod-web.2");
-        assert_eq!(task.node, "vm");
+        assert_eq!(task.node.as_deref(), Some("vm"));
         assert_eq!(task.created, 1_795_877_385);
         assert_eq!(task.since, 1_795_877_393);
         assert_eq!(task.config_hash, "abc");
@@ -998,8 +1016,8 @@ mod tests {
         .to_string();
         let task = parse_task(&running, "prod-web", &nodes).unwrap();
         assert_eq!(
-            (task.exit_code, task.error.as_deref(), task.node.as_str()),
-            (None, None, "")
+            (task.exit_code, task.error.as_deref(), task.node.as_deref()),
+            (None, None, None)
         );
         assert!(task.is_live() && task.is_running());
     }

@@ -14,10 +14,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use regex::Regex;
 use serde_json::{json, Value};
 
+use docker_connector::docker::swarm_service_name;
+use docker_connector::domain::ServiceName;
 use docker_connector::routes::GATE_ROUTE_NAME;
 
 use crate::helpers::{
-    documented_operations, record_figures, AppOptions, Backend, Reply, TestApp, TEST_IMAGE,
+    documented_operations, record_figures, AppOptions, Backend, ForeignSwarmService, Reply,
+    TestApp, TEST_IMAGE,
 };
 
 /// The document as the connector embeds it.
@@ -29,8 +32,10 @@ const PROBED_METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPT
 /// The statuses each operation can answer, from its handler and the error
 /// mapping in src/error.rs: 401 and 403 on everything but /health (the
 /// access gate: auth_token, and requests from web pages), 400
-/// and 413 where a body is read, 404 where a service is looked up, 500 where
-/// the definitions file is written, 502/503/504 where docker runs.
+/// and 413 where a body is read, 404 where a service is looked up, 409 where
+/// a name is taken (by a service, or on the swarm backend by a Swarm service
+/// that is not the connector's), 500 where the definitions file is written,
+/// 502/503/504 where docker runs.
 const STATUSES: [(&str, &str, &[u16]); 10] = [
     ("GET", "/service", &[200, 401, 403]),
     ("POST", "/service", &[201, 400, 401, 403, 409, 413, 500]),
@@ -38,7 +43,7 @@ const STATUSES: [(&str, &str, &[u16]); 10] = [
     (
         "PUT",
         "/service/{name}",
-        &[200, 201, 400, 401, 403, 413, 500, 502, 503, 504],
+        &[200, 201, 400, 401, 403, 409, 413, 500, 502, 503, 504],
     ),
     (
         "DELETE",
@@ -48,12 +53,12 @@ const STATUSES: [(&str, &str, &[u16]); 10] = [
     (
         "POST",
         "/service/{name}/scale",
-        &[200, 400, 401, 403, 404, 413, 502, 503, 504],
+        &[200, 400, 401, 403, 404, 409, 413, 502, 503, 504],
     ),
     (
         "GET",
         "/service/{name}/status",
-        &[200, 401, 403, 404, 502, 503, 504],
+        &[200, 401, 403, 404, 409, 502, 503, 504],
     ),
     ("GET", "/health", &[200, 503]),
     ("GET", "/metrics", &[200, 401, 403]),
@@ -494,6 +499,74 @@ fn every_operation_documents_its_statuses_and_its_errors_use_the_error_schema() 
     assert!(location("POST", "409").is_object(), "409 without Location");
 }
 
+/// A JSON value read only to find an object that repeats a key: the
+/// document is hand-written, and a JSON parser silently keeps the last of
+/// two `"409"` responses.
+struct NoRepeatedKeys;
+
+impl<'de> serde::Deserialize<'de> for NoRepeatedKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoRepeatedKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
+    type Value = NoRepeatedKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("key {key:?} repeated")));
+            }
+            map.next_value::<NoRepeatedKeys>()?;
+        }
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoRepeatedKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+}
+
+#[test]
+fn no_object_in_the_document_repeats_a_key() {
+    if let Err(e) = serde_json::from_str::<NoRepeatedKeys>(DOCUMENT) {
+        panic!("src/openapi.json: {e}");
+    }
+    let repeated = r#"{"responses": {"409": {}, "200": [1, "x", null, {"a": 1.5}], "409": {}}}"#;
+    assert!(serde_json::from_str::<NoRepeatedKeys>(repeated).is_err());
+}
+
 #[test]
 fn every_example_in_the_document_fits_its_schema() {
     fn walk<'a>(node: &'a Value, at: String, found: &mut Vec<(String, &'a Value, &'a Value)>) {
@@ -707,6 +780,24 @@ pub async fn real_answers_fit_the_documented_statuses_headers_and_schemas(backen
     .await;
     run.send(&app, "GET", "/service/nothing/status", None, 404)
         .await;
+    if backend == Backend::Swarm {
+        // A Swarm service of the name the connector would use, not its own.
+        let taken = ServiceName::parse("taken").unwrap();
+        let _foreign = ForeignSwarmService::create(&swarm_service_name(&app.instance, &taken));
+        app.create_service("taken", json!({})).await;
+        run.json(
+            &app,
+            "POST",
+            "/service/taken/scale",
+            json!({"number": 1}),
+            409,
+        )
+        .await;
+        run.send(&app, "GET", "/service/taken/status", None, 409)
+            .await;
+        let replaced = json!({"image": TEST_IMAGE, "command": "sleep 5"});
+        run.json(&app, "PUT", "/service/taken", replaced, 409).await;
+    }
     run.send(&app, "DELETE", "/service/second", None, 204).await;
     run.send(&app, "DELETE", "/service/second", None, 404).await;
     run.send(&app, "GET", "/health", None, 200).await;

@@ -116,6 +116,37 @@ impl Drop for ForeignContainer {
     }
 }
 
+/// A Swarm service the test made without the connector's labels; removed
+/// when dropped, even if the test panics.
+pub struct ForeignSwarmService(pub String);
+
+impl ForeignSwarmService {
+    /// One replica of the test image, named `name`.
+    pub fn create(name: &str) -> Self {
+        docker(&[
+            "service",
+            "create",
+            "--detach",
+            "--quiet",
+            "--name",
+            name,
+            "--replicas",
+            "1",
+            "--no-resolve-image",
+            TEST_IMAGE,
+        ]);
+        ForeignSwarmService(name.to_owned())
+    }
+}
+
+impl Drop for ForeignSwarmService {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["service", "rm", &self.0])
+            .output();
+    }
+}
+
 /// An HTTP answer, body parsed as JSON (`Value::Null` when empty).
 #[derive(Debug)]
 pub struct Reply {
@@ -522,29 +553,22 @@ impl TestApp {
         self.containers_with(Some(service), &[])
     }
 
-    /// Names of this test's Swarm services.
-    pub fn swarm_services(&self) -> Vec<String> {
+    /// Removes every object `docker <kind> ls -q` lists with this test's
+    /// instance label (`container` with `-a`, `service`). Never panics: it
+    /// runs in `drop`, perhaps while a failed test unwinds, where a panic
+    /// would abort the run before tests/swarm leaves its Swarm.
+    fn remove_labelled(&self, kind: &str, list_flags: &[&str], remove: &[&str]) {
         let instance = format!("label=docker-connector.instance={}", self.instance);
-        docker(&[
-            "service",
-            "ls",
-            "--filter",
-            &instance,
-            "--format",
-            "{{.Name}}",
-        ])
-        .lines()
-        .map(str::to_owned)
-        .collect()
-    }
-
-    /// Removes this test's Swarm services. Swarm then stops their tasks;
-    /// the caller removes the containers left, so none outlives the test.
-    fn remove_swarm_services(&self) {
-        let services = self.swarm_services();
-        if !services.is_empty() {
-            let mut args = vec!["service", "rm"];
-            args.extend(services.iter().map(String::as_str));
+        let mut list = vec![kind, "ls", "-q", "--filter", &instance];
+        list.extend(list_flags);
+        let Ok(listed) = Command::new("docker").args(&list).output() else {
+            return;
+        };
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        let ids: Vec<&str> = listed.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = remove.to_vec();
+            args.extend(ids);
             let _ = Command::new("docker").args(&args).output();
         }
     }
@@ -576,15 +600,12 @@ impl Drop for TestApp {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Swarm's services first, so that Swarm starts no task for the
+        // containers removed next.
         if self.options.backend() == Backend::Swarm {
-            self.remove_swarm_services();
+            self.remove_labelled("service", &[], &["service", "rm"]);
         }
-        let ids = self.containers(None);
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids.iter().map(String::as_str));
-            let _ = Command::new("docker").args(&args).output();
-        }
+        self.remove_labelled("container", &["-a", "--no-trunc"], &["rm", "-f"]);
     }
 }
 

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use docker_connector::docker::swarm_service_name;
+use docker_connector::domain::ServiceName;
+
 use crate::helpers::{
     docker, launch_expecting_failure, poll_until, record_figures, AppOptions, Backend, BackendTest,
-    TestApp, TEST_IMAGE,
+    ForeignSwarmService, TestApp, TEST_IMAGE,
 };
 
 pub fn suite() -> Vec<(&'static str, BackendTest)> {
@@ -56,6 +59,27 @@ async fn status_until(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The Swarm service the connector of `app` runs for `service`.
+fn swarm_name(app: &TestApp, service: &str) -> String {
+    swarm_service_name(&app.instance, &ServiceName::parse(service).unwrap())
+}
+
+/// Names of the Swarm services of `app`'s instance.
+fn swarm_services(app: &TestApp) -> Vec<String> {
+    let instance = format!("label=docker-connector.instance={}", app.instance);
+    docker(&[
+        "service",
+        "ls",
+        "--filter",
+        &instance,
+        "--format",
+        "{{.Name}}",
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }
 
 /// The page a task serves on its published `port`.
@@ -108,8 +132,8 @@ pub async fn scales_run_labelled_tasks_that_answer_on_their_published_ports(back
         reply.body,
         json!({"running_resources": 3, "desired_resources": 3})
     );
-    let name = format!("{}-web", app.instance);
-    assert_eq!(app.swarm_services(), std::slice::from_ref(&name));
+    let name = swarm_name(&app, "web");
+    assert_eq!(swarm_services(&app), std::slice::from_ref(&name));
     let hash = service_hash(&name);
     assert!(
         !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -189,7 +213,7 @@ pub async fn the_routing_mesh_publishes_one_port_for_the_service(backend: Backen
     )
     .await;
     serving(&app, 2).await;
-    let name = format!("{}-web", app.instance);
+    let name = swarm_name(&app, "web");
     let endpoint: Value = serde_json::from_str(&docker(&[
         "service",
         "inspect",
@@ -213,7 +237,7 @@ pub async fn the_routing_mesh_publishes_one_port_for_the_service(backend: Backen
 pub async fn a_rolling_update_replaces_every_task_start_first(backend: Backend) {
     let app = TestApp::spawn_with(backend.options()).await;
     serving(&app, 3).await;
-    let name = format!("{}-web", app.instance);
+    let name = swarm_name(&app, "web");
     let old_hash = service_hash(&name);
 
     let started = Instant::now();
@@ -278,7 +302,7 @@ pub async fn an_update_that_fails_is_rolled_back_and_the_earlier_definition_keep
 ) {
     let app = TestApp::spawn_with(backend.options()).await;
     serving(&app, 2).await;
-    let name = format!("{}-web", app.instance);
+    let name = swarm_name(&app, "web");
     let good_hash = service_hash(&name);
 
     let broken = json!({"image": TEST_IMAGE, "command": "sh -c 'exit 7'", "ports": ["8080"]});
@@ -305,10 +329,20 @@ pub async fn an_update_that_fails_is_rolled_back_and_the_earlier_definition_keep
         assert_eq!(task["current"], false, "{task}");
     }
 
-    // A scale keeps the rolled-back definition rather than retry the broken one.
-    let reply = app.scale("web", json!(3)).await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(service_hash(&name), good_hash);
+    // Scales keep the rolled-back definition rather than retry the broken
+    // one, also once a scale has cleared Swarm's record of the rollback.
+    for replicas in [3, 2, 3] {
+        let reply = app.scale("web", json!(replicas)).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(
+            service_hash(&name),
+            good_hash,
+            "after a scale to {replicas}"
+        );
+        let status = app.status("web").await.body;
+        assert_eq!(status["rollout"]["state"], "failed", "{status:#}");
+        assert_eq!(status["rollout"]["outdated"], replicas, "{status:#}");
+    }
 
     // A fixed definition rolls out.
     let fixed = json!({"image": TEST_IMAGE, "command": HTTPD, "ports": ["8080"],
@@ -361,7 +395,7 @@ pub async fn delete_removes_the_swarm_service_and_swarm_its_tasks(backend: Backe
     assert_eq!(app.containers(Some("web")).len(), 2);
     let reply = app.delete("web").await;
     assert_eq!(reply.status, 204, "{reply:?}");
-    assert_eq!(app.swarm_services(), Vec::<String>::new());
+    assert_eq!(swarm_services(&app), Vec::<String>::new());
     assert_eq!(app.show("web").await.status, 404);
     // Swarm stops the tasks within their stop grace period (10 s).
     let left: Vec<String> = poll_until(Duration::from_secs(30), || async {
@@ -372,40 +406,18 @@ pub async fn delete_removes_the_swarm_service_and_swarm_its_tasks(backend: Backe
     assert!(left.is_empty(), "containers left: {left:?}");
 }
 
-/// A Swarm service the test made without the connector's labels; removed
-/// when dropped.
-struct ForeignService(String);
-
-impl Drop for ForeignService {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["service", "rm", &self.0])
-            .output();
-    }
-}
-
 pub async fn a_swarm_service_without_the_connectors_labels_is_left_alone(backend: Backend) {
     let app = TestApp::spawn_with(backend.options()).await;
-    let name = format!("{}-web", app.instance);
-    docker(&[
-        "service",
-        "create",
-        "--detach",
-        "--quiet",
-        "--name",
-        &name,
-        "--replicas",
-        "1",
-        "--no-resolve-image",
-        TEST_IMAGE,
-    ]);
-    let foreign = ForeignService(name.clone());
+    let name = swarm_name(&app, "web");
+    let foreign = ForeignSwarmService::create(&name);
     app.create_service("web", json!({})).await;
 
     let reply = app.scale("web", json!(2)).await;
-    assert_eq!(reply.status, 502, "{reply:?}");
+    assert_eq!(reply.status, 409, "{reply:?}");
     assert!(reply.error().contains("left alone"), "{reply:?}");
-    assert_eq!(app.status("web").await.status, 502);
+    assert_eq!(app.status("web").await.status, 409);
+    let replaced = json!({"image": TEST_IMAGE, "command": "sleep 5"});
+    assert_eq!(app.put("web", replaced).await.status, 409);
     assert_eq!(app.delete("web").await.status, 204);
     let replicas = docker(&[
         "service",
