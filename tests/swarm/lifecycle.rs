@@ -27,6 +27,8 @@ pub fn suite() -> Vec<(&'static str, BackendTest)> {
         a_swarm_service_without_the_connectors_labels_is_left_alone,
         the_connector_refuses_to_start_unless_the_engine_is_a_swarm_manager,
         environment_values_stay_out_of_the_debug_log,
+        racing_puts_leave_swarm_running_the_definition_stored_last,
+        a_scale_waiting_for_swarm_ends_when_a_later_scale_or_a_delete_comes,
     )
 }
 
@@ -468,4 +470,76 @@ pub async fn environment_values_stay_out_of_the_debug_log(backend: Backend) {
     for secret in ["first-s3cret-6d1f", "second-s3cret-9a2b"] {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
+}
+
+pub async fn racing_puts_leave_swarm_running_the_definition_stored_last(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    serving(&app, 1).await;
+    for round in 0..3 {
+        let version = |v: &str| {
+            json!({"image": TEST_IMAGE, "command": HTTPD, "ports": ["8080"],
+                   "environment": {"VERSION": format!("{round}{v}")}})
+        };
+        let (a, b) = tokio::join!(app.put("web", version("a")), app.put("web", version("b")));
+        assert_eq!((a.status, b.status), (200, 200), "{a:?} {b:?}");
+        let stored = app.show("web").await.body;
+        let (status, _) = status_until(&app, "web", "the stored definition rolls out", |s| {
+            s["rollout"]["state"] == "complete" && s["rollout"]["updated"] == 1
+        })
+        .await;
+        assert_eq!(status["running_resources"], 1, "{status:#}");
+        let env = docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+            &swarm_name(&app, "web"),
+        ]);
+        let version = stored["environment"]["VERSION"].as_str().unwrap();
+        assert_eq!(
+            env.trim(),
+            format!(r#"["VERSION={version}"]"#),
+            "round {round}"
+        );
+    }
+}
+
+pub async fn a_scale_waiting_for_swarm_ends_when_a_later_scale_or_a_delete_comes(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options().env("ROCKET_SWARM_SCALE_TIMEOUT", "60")).await;
+    app.create_service("ghost", json!({"image": "docker-connector-missing:1"}))
+        .await;
+    // Swarm can never run these tasks: the first scale waits until the
+    // second changes the count.
+    let started = Instant::now();
+    let (first, second) = tokio::join!(app.scale("ghost", json!(2)), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        app.scale("ghost", json!(0)).await
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.body["desired_resources"], 0, "{first:?}");
+    assert_eq!(second.status, 200, "{second:?}");
+    assert_eq!(
+        second.body,
+        json!({"running_resources": 0, "desired_resources": 0})
+    );
+
+    // A delete ends a waiting scale with 404.
+    let started = Instant::now();
+    let (waiting, deleted) = tokio::join!(app.scale("ghost", json!(1)), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        app.delete("ghost").await
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    assert_eq!(waiting.status, 404, "{waiting:?}");
+    assert_eq!(swarm_services(&app), Vec::<String>::new());
 }
