@@ -91,8 +91,9 @@ pub struct ContainerStatus {
     pub created: i64,
     /// Container port → host port; `None` when docker could not be asked.
     pub ports: Option<PublishedPorts>,
-    /// The Swarm node running it; `None` on the containers backend, where
-    /// everything runs on the connector's own engine.
+    /// The Swarm node running it (`None` until Swarm has placed it); `None`
+    /// on the containers backend, where everything runs on the connector's
+    /// own engine.
     pub node: Option<String>,
     /// Whether it runs the service's current definition.
     pub current: bool,

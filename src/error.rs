@@ -33,6 +33,9 @@ pub enum Error {
     DockerTimeout { seconds: u64 },
     /// The docker CLI ran and reported a failure.
     DockerFailed(String),
+    /// Swarm kept rolling an update of the service until the deadline, so a
+    /// scale did not set its count.
+    SwarmBusy { seconds: u64 },
     /// Swarm did not run the asked number of tasks by the deadline; it
     /// keeps trying.
     NotConverged {
@@ -66,7 +69,9 @@ impl Error {
             Error::ServiceNotFound(_) => Status::NotFound,
             Error::ServiceExists(_) | Error::ForeignSwarmService { .. } => Status::Conflict,
             Error::DockerUnavailable(_) => Status::ServiceUnavailable,
-            Error::DockerTimeout { .. } | Error::NotConverged { .. } => Status::GatewayTimeout,
+            Error::DockerTimeout { .. } | Error::NotConverged { .. } | Error::SwarmBusy { .. } => {
+                Status::GatewayTimeout
+            }
             Error::DockerFailed(_) => Status::BadGateway,
             Error::Storage(_) => Status::InternalServerError,
             Error::AccessDenied(AuthFailure::Browser(_)) => Status::Forbidden,
@@ -101,6 +106,12 @@ impl std::fmt::Display for Error {
                 )
             }
             Error::DockerFailed(reason) => write!(f, "docker failed: {reason}"),
+            Error::SwarmBusy { seconds } => write!(
+                f,
+                "Swarm was still rolling an update of the service after {seconds} s, and a \
+                 count set meanwhile would cancel its rollback; the count was not changed: \
+                 scale again once the update is done"
+            ),
             Error::NotConverged {
                 running,
                 desired,

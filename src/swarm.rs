@@ -18,7 +18,7 @@ use crate::backend::{Backend, ContainerStatus, Rollout, RolloutState, ScaleRepor
 use crate::docker::{Lookup, SwarmCli, SwarmService, Task};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
-use crate::store::Store;
+use crate::store::{Store, StoredService};
 
 /// How often a scale asks Swarm how many tasks run.
 const SCALE_POLL: Duration = Duration::from_millis(200);
@@ -33,6 +33,13 @@ pub struct SwarmBackend {
     scale_timeout: Duration,
     /// One lock per defined service (and per name a request is working on).
     locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
+    /// The config hash of the definition docker last took for each
+    /// service (create or update). Swarm's own record of a rollback
+    /// (`UpdateStatus`) is cleared by the next update of any kind, and its
+    /// task history also holds definitions replaced normally; this tells
+    /// a definition Swarm rolled back from one it never got. Not kept
+    /// across restarts: then `UpdateStatus` alone decides.
+    handed_over: Mutex<HashMap<ServiceName, String>>,
 }
 
 impl SwarmBackend {
@@ -42,6 +49,7 @@ impl SwarmBackend {
             store,
             scale_timeout,
             locks: Mutex::new(HashMap::new()),
+            handed_over: Mutex::new(HashMap::new()),
         }
     }
 
@@ -81,25 +89,88 @@ impl SwarmBackend {
         }
     }
 
-    /// Records `replicas` as the desired count, and creates the Swarm
-    /// service or sets its replicas. The stored definition goes along when
-    /// Swarm runs another one, unless Swarm already ran it and rolled it
-    /// back: a PUT retries that, not every scale.
+    /// Records that docker took `definition` for its service.
+    fn record_handed_over(&self, definition: &ServiceDefinition) {
+        self.handed_over
+            .lock()
+            .expect("the hand-over table is never poisoned")
+            .insert(
+                definition.name().clone(),
+                definition.config_hash().to_owned(),
+            );
+    }
+
+    /// Whether Swarm got `definition` and went back to what `current` runs.
+    fn rolled_back(&self, definition: &ServiceDefinition, current: &SwarmService) -> bool {
+        if current.config_hash == definition.config_hash() {
+            return false;
+        }
+        match self
+            .handed_over
+            .lock()
+            .expect("the hand-over table is never poisoned")
+            .get(definition.name())
+        {
+            Some(hash) => hash == definition.config_hash(),
+            None => current.update_failed(),
+        }
+    }
+
+    /// Records `replicas` as the desired count and hands it to Swarm, once
+    /// Swarm is not rolling tasks (see [`SwarmService::rolling`]); waits
+    /// for that, without the lock, up to the scale timeout.
     async fn set_replicas(&self, service: &ServiceName, replicas: u32) -> Result<(), Error> {
+        let deadline = Instant::now() + self.scale_timeout;
+        loop {
+            let guard = self.lock(service).await;
+            let applied = self.try_set_replicas(service, replicas).await;
+            drop(guard);
+            self.forget_lock(service);
+            if applied? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::SwarmBusy {
+                    seconds: self.scale_timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(SCALE_POLL).await;
+        }
+    }
+
+    /// [`SwarmBackend::set_replicas`] under the lock: `false` while Swarm
+    /// is rolling tasks. Creates the Swarm service, or sets its replicas
+    /// (only if they differ: every update resets Swarm's rollback record).
+    /// The stored definition follows, in an update of its own, when Swarm
+    /// runs another one and did not roll this one back (a PUT retries
+    /// that, not every scale): a rollback restores the whole earlier spec,
+    /// and this way the new count is part of it.
+    async fn try_set_replicas(&self, service: &ServiceName, replicas: u32) -> Result<bool, Error> {
         let stored = self
             .store
             .service(service)
             .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
-        self.store.set_desired(service, replicas).await?;
         let definition = &stored.definition;
-        let Some(current) = self.cli.inspect(service).await? else {
-            return self.cli.create(definition, replicas).await;
+        let current = self.cli.inspect(service).await?;
+        if current.as_ref().is_some_and(SwarmService::rolling) {
+            return Ok(false);
+        }
+        self.store.set_desired(service, replicas).await?;
+        let Some(current) = current else {
+            self.cli.create(definition, replicas).await?;
+            self.record_handed_over(definition);
+            return Ok(true);
         };
-        let hand_over = current.config_hash != definition.config_hash()
-            && !rolled_back(definition, &current, &self.cli.tasks(service).await?);
-        self.cli
-            .update(&current, hand_over.then_some(definition), Some(replicas))
-            .await
+        if current.replicas != replicas {
+            self.cli.update(&current, None, Some(replicas)).await?;
+        }
+        if current.config_hash != definition.config_hash()
+            && !self.rolled_back(definition, &current)
+        {
+            self.cli.update(&current, Some(definition), None).await?;
+            self.record_handed_over(definition);
+        }
+        Ok(true)
     }
 
     /// Polls Swarm until `target` tasks of `service` run, for at most the
@@ -148,7 +219,9 @@ impl SwarmBackend {
         };
         match self.cli.inspect(service).await? {
             Some(current) if current.config_hash != stored.config_hash() => {
-                self.cli.update(&current, Some(&stored), None).await
+                self.cli.update(&current, Some(&stored), None).await?;
+                self.record_handed_over(&stored);
+                Ok(())
             }
             _ => Ok(()),
         }
@@ -163,7 +236,12 @@ impl SwarmBackend {
         if let Lookup::Ours(current) = self.cli.look_up(service).await? {
             self.cli.remove(&current).await?;
         }
-        self.store.remove(service).await
+        self.store.remove(service).await?;
+        self.handed_over
+            .lock()
+            .expect("the hand-over table is never poisoned")
+            .remove(service);
+        Ok(())
     }
 }
 
@@ -173,15 +251,6 @@ fn newest_error<'a>(tasks: impl Iterator<Item = &'a Task>) -> Option<String> {
         .filter(|task| task.error.is_some())
         .max_by_key(|task| task.since)
         .and_then(|task| task.error.clone())
-}
-
-/// Whether Swarm ran `definition` and went back to what `current` runs: a
-/// task of it is in the service's history although the spec is another.
-/// Read from the tasks, not from `UpdateStatus`, which any later update
-/// (a scale too) clears.
-fn rolled_back(definition: &ServiceDefinition, current: &SwarmService, tasks: &[Task]) -> bool {
-    let hash = definition.config_hash();
-    current.config_hash != hash && tasks.iter().any(|task| task.config_hash == hash)
 }
 
 /// Adds to a docker failure of handing a definition over that it stays stored.
@@ -204,11 +273,7 @@ impl Backend for SwarmBackend {
         service: &ServiceName,
         target: ReplicaCount,
     ) -> Result<ScaleReport, Error> {
-        let guard = self.lock(service).await;
-        let handed = self.set_replicas(service, target.get()).await;
-        drop(guard);
-        self.forget_lock(service);
-        handed?;
+        self.set_replicas(service, target.get()).await?;
         self.wait_for(service, target.get()).await
     }
 
@@ -230,17 +295,16 @@ impl Backend for SwarmBackend {
                     error: None,
                 },
                 problem: (wanted > 0).then(|| {
-                    format!(
-                        "Swarm has no service for it (the last scale could not create it, or \
-                         it was removed behind the connector's back); the next scale creates \
-                         it with {wanted} tasks"
-                    )
+                    "Swarm has no service for it (the last scale could not create it, or it \
+                     was removed behind the connector's back); the next scale creates it"
+                        .to_owned()
                 }),
                 failed_attempts: 0,
             });
         };
         let tasks = self.cli.tasks(service).await?;
-        Ok(status_of(&stored.definition, &current, &tasks))
+        let rolled_back = self.rolled_back(&stored.definition, &current);
+        Ok(status_of(&stored, &current, &tasks, rolled_back))
     }
 
     async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
@@ -271,13 +335,15 @@ impl Backend for SwarmBackend {
 }
 
 /// The status of a Swarm service running `current`, whose tasks are `tasks`
-/// (history included), for the stored `definition`.
+/// (history included), for the `stored` service; `rolled_back` says whether
+/// Swarm got the stored definition and went back from it.
 fn status_of(
-    definition: &ServiceDefinition,
+    stored: &StoredService,
     current: &SwarmService,
     tasks: &[Task],
+    rolled_back: bool,
 ) -> ServiceStatus {
-    let hash = definition.config_hash();
+    let hash = stored.definition.config_hash();
     // Earlier tasks of each slot, newest first.
     let mut history: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
     for task in tasks.iter().filter(|t| !t.is_live()) {
@@ -327,7 +393,7 @@ fn status_of(
     let running: Vec<&&Task> = live.iter().filter(|t| t.is_running()).collect();
     let updated = running.iter().filter(|t| t.config_hash == hash).count();
     let outdated = running.len() - updated;
-    let (state, error) = if rolled_back(definition, current, tasks) {
+    let (state, error) = if rolled_back {
         let failure = newest_error(tasks.iter().filter(|t| t.config_hash == hash));
         let what = match current.update_state.as_deref() {
             Some("rollback_started") => "Swarm is rolling the update back",
@@ -361,7 +427,7 @@ fn status_of(
     let short = running.len() < current.replicas as usize;
     ServiceStatus {
         running_resources: running.len(),
-        desired_resources: Some(current.replicas),
+        desired_resources: stored.desired,
         containers,
         rollout: Rollout {
             state,
@@ -414,14 +480,21 @@ mod tests {
         SwarmService::parse_for_tests(&text)
     }
 
-    fn definition() -> ServiceDefinition {
-        ServiceDefinition::from_create_body(&json!({"name": "web", "image": "img:2"})).unwrap()
+    fn stored_web(desired: u32) -> StoredService {
+        StoredService {
+            definition: ServiceDefinition::from_create_body(
+                &json!({"name": "web", "image": "img:2"}),
+            )
+            .unwrap(),
+            desired: Some(desired),
+            history: Vec::new(),
+        }
     }
 
     #[test]
-    fn a_rolled_back_update_is_failed_whatever_update_status_says_later() {
-        let definition = definition();
-        let new = definition.config_hash();
+    fn a_rolled_back_update_is_failed_with_the_reason_of_its_tasks() {
+        let stored = stored_web(2);
+        let new = stored.definition.config_hash();
         let tasks = [
             task("a", 1, "old", "running", "running", 10),
             task("b", 2, "old", "running", "running", 10),
@@ -429,11 +502,8 @@ mod tests {
             task("d", 1, "old", "shutdown", "failed", 3),
             task("e", 1, "old", "shutdown", "shutdown", 5),
         ];
-        let status = status_of(
-            &definition,
-            &service("old", 2, Some("rollback_completed")),
-            &tasks,
-        );
+        let rolled = service("old", 2, Some("rollback_completed"));
+        let status = status_of(&stored, &rolled, &tasks, true);
         assert_eq!(status.running_resources, 2);
         assert_eq!(status.desired_resources, Some(2));
         assert_eq!(status.rollout.state, RolloutState::Failed);
@@ -454,11 +524,11 @@ mod tests {
         assert_eq!(status.containers[0].node.as_deref(), Some("vm"));
         assert_eq!(status.problem, None, "every task runs");
         assert_eq!(status.failed_attempts, 2);
-        assert!(rolled_back(&definition, &service("old", 2, None), &tasks));
 
-        // A later scale cleared UpdateStatus: still failed, from the tasks.
-        let cleared = status_of(&definition, &service("old", 3, None), &tasks);
+        // A later scale cleared UpdateStatus: the backend still knows.
+        let cleared = status_of(&stored_web(3), &service("old", 3, None), &tasks, true);
         assert_eq!(cleared.rollout.state, RolloutState::Failed);
+        assert_eq!(cleared.desired_resources, Some(3));
         assert_eq!(
             cleared.rollout.error.as_deref(),
             Some("Swarm rolled the update back; a new task failed: task: non-zero exit (7)")
@@ -472,33 +542,95 @@ mod tests {
 
     #[test]
     fn rollout_states_follow_the_spec_and_the_tasks() {
-        let definition = definition();
-        let new = definition.config_hash();
+        let stored = stored_web(1);
+        let new = stored.definition.config_hash();
         let old_only = [task("a", 1, "old", "running", "running", 10)];
-        let pending = status_of(&definition, &service("old", 1, None), &old_only);
+        let pending = status_of(&stored, &service("old", 1, None), &old_only, false);
         assert_eq!(pending.rollout.state, RolloutState::Pending);
-        assert!(!rolled_back(
-            &definition,
-            &service("old", 1, None),
-            &old_only
-        ));
         let updating = [task("b", 1, new, "running", "running", 20)];
-        let rolling = status_of(&definition, &service(new, 1, Some("updating")), &updating);
+        let rolling = status_of(
+            &stored,
+            &service(new, 1, Some("updating")),
+            &updating,
+            false,
+        );
         assert_eq!(
             rolling.rollout.state,
             RolloutState::Rolling,
             "still updating"
         );
-        let mixed = status_of(&definition, &service(new, 1, Some("updating")), &old_only);
+        let mixed = status_of(
+            &stored,
+            &service(new, 1, Some("updating")),
+            &old_only,
+            false,
+        );
         assert_eq!(
             (mixed.rollout.state, mixed.rollout.outdated),
             (RolloutState::Rolling, 1)
         );
-        let paused = status_of(&definition, &service(new, 1, Some("paused")), &updating);
+        let paused = status_of(&stored, &service(new, 1, Some("paused")), &updating, false);
         assert_eq!(paused.rollout.state, RolloutState::Failed);
-        let complete = status_of(&definition, &service(new, 3, Some("completed")), &updating);
+        let complete = status_of(
+            &stored,
+            &service(new, 3, Some("completed")),
+            &updating,
+            false,
+        );
         assert_eq!(complete.rollout.state, RolloutState::Complete);
         assert_eq!(complete.running_resources, 1);
         assert_eq!(complete.problem, None, "no task reported an error");
+    }
+
+    fn backend(dir: &std::path::Path) -> SwarmBackend {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let runner = crate::docker::DockerRunner::new("docker", Duration::from_secs(5), metrics);
+        let settings = crate::docker::SwarmSettings {
+            publish_mode: crate::config::SwarmPublishMode::Host,
+            resolve_image: false,
+            parallelism: 1,
+            monitor: Duration::from_secs(1),
+        };
+        let cli = SwarmCli::new(runner, "prod".into(), settings);
+        let store = Arc::new(Store::open(&dir.join("services.json")).unwrap());
+        SwarmBackend::new(cli, store, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn rolled_back_means_docker_took_the_definition_and_swarm_runs_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = backend(dir.path());
+        let version = |image: &str| {
+            ServiceDefinition::from_create_body(&json!({"name": "web", "image": image})).unwrap()
+        };
+        let (first, second) = (version("img:1"), version("img:2"));
+        let runs = |definition: &ServiceDefinition, update_state| {
+            service(definition.config_hash(), 1, update_state)
+        };
+        // Before any hand-over (say, after a restart) Swarm's record decides.
+        assert!(!backend.rolled_back(&second, &runs(&first, None)));
+        assert!(backend.rolled_back(&second, &runs(&first, Some("rollback_completed"))));
+        // Swarm took the second and went back to the first; a scale has
+        // cleared Swarm's record since.
+        backend.record_handed_over(&second);
+        assert!(backend.rolled_back(&second, &runs(&first, None)));
+        assert!(!backend.rolled_back(&second, &runs(&second, Some("updating"))));
+        // The first PUT back but not taken by docker: never rolled back,
+        // even though Swarm's record still shows the earlier rollback.
+        assert!(!backend.rolled_back(&first, &runs(&second, Some("rollback_completed"))));
+    }
+
+    #[test]
+    fn only_an_update_or_its_rollback_in_progress_holds_a_scale_back() {
+        for (state, rolling) in [
+            (None, false),
+            (Some("updating"), true),
+            (Some("rollback_started"), true),
+            (Some("completed"), false),
+            (Some("rollback_completed"), false),
+            (Some("paused"), false),
+        ] {
+            assert_eq!(service("h", 1, state).rolling(), rolling, "{state:?}");
+        }
     }
 }

@@ -398,12 +398,27 @@ fn command(program: &Path, args: &[String]) -> Command {
 }
 
 fn spawn(command: &mut Command) -> Result<Child, Error> {
-    command.spawn().map_err(|e| {
-        Error::DockerUnavailable(format!(
-            "cannot run {}: {e}",
-            command.as_std().get_program().to_string_lossy()
-        ))
-    })
+    // ETXTBSY: the program was just written (a docker CLI being upgraded,
+    // or a test's stand-in) and a process forked meanwhile still holds it
+    // open for writing until it execs. That passes within milliseconds.
+    const BUSY_RETRIES: u32 = 20;
+    let mut attempt = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < BUSY_RETRIES => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => {
+                return result.map_err(|e| {
+                    Error::DockerUnavailable(format!(
+                        "cannot run {}: {e}",
+                        command.as_std().get_program().to_string_lossy()
+                    ))
+                })
+            }
+        }
+    }
 }
 
 /// Sorts a failed docker command by cause, from what it printed on stderr.
@@ -584,7 +599,8 @@ mod tests {
             Arc::default(),
         );
         let gone = |line: &str| line.contains("No such container");
-        assert!(runner.run_tolerating(&["rm".into()], gone).await.is_ok());
+        let tolerated = runner.run_tolerating(&["rm".into()], gone).await;
+        assert!(tolerated.is_ok(), "{tolerated:?}");
         let mixed = runner.run_tolerating(&["mixed".into()], gone).await;
         assert!(matches!(mixed, Err(Error::DockerFailed(_))), "{mixed:?}");
     }

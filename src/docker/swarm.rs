@@ -66,6 +66,16 @@ impl SwarmService {
     pub fn updating(&self) -> bool {
         self.update_state.as_deref() == Some("updating")
     }
+
+    /// Whether Swarm is rolling tasks: an update, or its rollback. Any
+    /// other update meanwhile (a scale too) would become the spec a
+    /// failure rolls back to, and drop the rollback Swarm was watching for.
+    pub fn rolling(&self) -> bool {
+        matches!(
+            self.update_state.as_deref(),
+            Some("updating" | "rollback_started")
+        )
+    }
 }
 
 /// What Swarm has under a service's name.

@@ -29,6 +29,7 @@ pub fn suite() -> Vec<(&'static str, BackendTest)> {
         environment_values_stay_out_of_the_debug_log,
         racing_puts_leave_swarm_running_the_definition_stored_last,
         a_scale_waiting_for_swarm_ends_when_a_later_scale_or_a_delete_comes,
+        a_scale_during_a_failing_update_waits_and_keeps_the_rollback,
     )
 }
 
@@ -472,6 +473,10 @@ pub async fn environment_values_stay_out_of_the_debug_log(backend: Backend) {
     }
 }
 
+/// Both PUTs write the store one after the other before either takes the
+/// service's lock, so this rarely races the way that matters (the second
+/// stored reaching Swarm first); it holds the end state to what is stored,
+/// however the requests interleave.
 pub async fn racing_puts_leave_swarm_running_the_definition_stored_last(backend: Backend) {
     let app = TestApp::spawn_with(backend.options()).await;
     serving(&app, 1).await;
@@ -542,4 +547,30 @@ pub async fn a_scale_waiting_for_swarm_ends_when_a_later_scale_or_a_delete_comes
     assert_eq!(deleted.status, 204, "{deleted:?}");
     assert_eq!(waiting.status, 404, "{waiting:?}");
     assert_eq!(swarm_services(&app), Vec::<String>::new());
+}
+
+/// A scale while Swarm is rolling an update must not become the spec that
+/// Swarm rolls back to: it waits until Swarm has rolled back, then sets the
+/// count on the earlier definition.
+pub async fn a_scale_during_a_failing_update_waits_and_keeps_the_rollback(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    serving(&app, 2).await;
+    let name = swarm_name(&app, "web");
+    let good_hash = service_hash(&name);
+    let broken = json!({"image": TEST_IMAGE, "command": "sh -c 'exit 7'", "ports": ["8080"]});
+    assert_eq!(app.put("web", broken).await.status, 200);
+    let reply = app.scale("web", json!(3)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.body,
+        json!({"running_resources": 3, "desired_resources": 3})
+    );
+    assert_eq!(
+        service_hash(&name),
+        good_hash,
+        "the broken definition stayed"
+    );
+    let status = app.status("web").await.body;
+    assert_eq!(status["rollout"]["state"], "failed", "{status:#}");
+    assert_eq!(status["rollout"]["outdated"], 3, "{status:#}");
 }
