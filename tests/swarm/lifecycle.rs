@@ -98,17 +98,24 @@ async fn page_on(port: &Value) -> String {
         .unwrap()
 }
 
+/// `docker service inspect --format FORMAT NAME`, trimmed.
+fn inspect_service(name: &str, format: &str) -> String {
+    docker(&["service", "inspect", "--format", format, name])
+        .trim()
+        .to_owned()
+}
+
 /// The config hash in the Swarm service's own labels.
 fn service_hash(name: &str) -> String {
-    docker(&[
-        "service",
-        "inspect",
-        "--format",
-        "{{index .Spec.Labels \"docker-connector.config-hash\"}}",
+    inspect_service(
         name,
-    ])
-    .trim()
-    .to_owned()
+        "{{index .Spec.Labels \"docker-connector.config-hash\"}}",
+    )
+}
+
+/// The environment in the Swarm service's spec, as JSON.
+fn service_env(name: &str) -> String {
+    inspect_service(name, "{{json .Spec.TaskTemplate.ContainerSpec.Env}}")
 }
 
 /// A service that serves its page on 8080, scaled to `replicas`.
@@ -144,14 +151,8 @@ pub async fn scales_run_labelled_tasks_that_answer_on_their_published_ports(back
     );
 
     // The labels on the service, and on each task's container.
-    let service_labels: Value = serde_json::from_str(&docker(&[
-        "service",
-        "inspect",
-        "--format",
-        "{{json .Spec.Labels}}",
-        &name,
-    ]))
-    .unwrap();
+    let service_labels: Value =
+        serde_json::from_str(&inspect_service(&name, "{{json .Spec.Labels}}")).unwrap();
     let labels = json!({"docker-connector.instance": app.instance,
         "docker-connector.service": "web", "docker-connector.config-hash": hash});
     assert_eq!(service_labels, labels);
@@ -217,14 +218,8 @@ pub async fn the_routing_mesh_publishes_one_port_for_the_service(backend: Backen
     .await;
     serving(&app, 2).await;
     let name = swarm_name(&app, "web");
-    let endpoint: Value = serde_json::from_str(&docker(&[
-        "service",
-        "inspect",
-        "--format",
-        "{{json .Endpoint.Ports}}",
-        &name,
-    ]))
-    .unwrap();
+    let endpoint: Value =
+        serde_json::from_str(&inspect_service(&name, "{{json .Endpoint.Ports}}")).unwrap();
     assert_eq!(endpoint[0]["PublishMode"], "ingress", "{endpoint}");
     assert_eq!(endpoint[0]["TargetPort"], 8080, "{endpoint}");
     let published = &endpoint[0]["PublishedPort"];
@@ -277,14 +272,8 @@ pub async fn a_rolling_update_replaces_every_task_start_first(backend: Backend) 
             "hello from docker-connector\n"
         );
     }
-    let env = docker(&[
-        "service",
-        "inspect",
-        "--format",
-        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
-        &name,
-    ]);
-    assert_eq!(env.trim(), r#"["VERSION=2"]"#);
+    let env = service_env(&name);
+    assert_eq!(env, r#"["VERSION=2"]"#);
     record_figures(
         "swarm-rolling-update",
         &[
@@ -422,13 +411,10 @@ pub async fn a_swarm_service_without_the_connectors_labels_is_left_alone(backend
     let replaced = json!({"image": TEST_IMAGE, "command": "sleep 5"});
     assert_eq!(app.put("web", replaced).await.status, 409);
     assert_eq!(app.delete("web").await.status, 204);
-    let replicas = docker(&[
-        "service",
-        "inspect",
-        "--format",
-        "{{.Spec.Mode.Replicated.Replicas}} {{json .Spec.Labels}}",
+    let replicas = inspect_service(
         &foreign.0,
-    ]);
+        "{{.Spec.Mode.Replicated.Replicas}} {{json .Spec.Labels}}",
+    );
     assert_eq!(replicas.trim(), "1 {}");
 }
 
@@ -493,19 +479,9 @@ pub async fn racing_puts_leave_swarm_running_the_definition_stored_last(backend:
         })
         .await;
         assert_eq!(status["running_resources"], 1, "{status:#}");
-        let env = docker(&[
-            "service",
-            "inspect",
-            "--format",
-            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
-            &swarm_name(&app, "web"),
-        ]);
+        let env = service_env(&swarm_name(&app, "web"));
         let version = stored["environment"]["VERSION"].as_str().unwrap();
-        assert_eq!(
-            env.trim(),
-            format!(r#"["VERSION={version}"]"#),
-            "round {round}"
-        );
+        assert_eq!(env, format!(r#"["VERSION={version}"]"#), "round {round}");
     }
 }
 
