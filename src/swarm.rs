@@ -23,7 +23,20 @@ use crate::store::{Store, StoredService};
 /// How often a scale asks Swarm how many tasks run.
 const SCALE_POLL: Duration = Duration::from_millis(200);
 
-type ServiceGuard = tokio::sync::OwnedMutexGuard<()>;
+/// Exclusive use of one service. Dropping it lets the next request in, and
+/// forgets the lock of a service that is no longer defined.
+struct ServiceLock<'a> {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    backend: &'a SwarmBackend,
+    service: &'a ServiceName,
+}
+
+impl Drop for ServiceLock<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.backend.forget_lock(self.service);
+    }
+}
 
 /// Services as Swarm services, through [`SwarmCli`].
 pub struct SwarmBackend {
@@ -62,7 +75,8 @@ impl SwarmBackend {
         self.cli.check_manager().await
     }
 
-    async fn lock(&self, service: &ServiceName) -> ServiceGuard {
+    /// Waits for exclusive use of `service`.
+    async fn lock<'a>(&'a self, service: &'a ServiceName) -> ServiceLock<'a> {
         let lock = self
             .locks
             .lock()
@@ -70,7 +84,11 @@ impl SwarmBackend {
             .entry(service.clone())
             .or_default()
             .clone();
-        lock.lock_owned().await
+        ServiceLock {
+            guard: Some(lock.lock_owned().await),
+            backend: self,
+            service,
+        }
     }
 
     /// Drops the lock of a service that is not defined (deleted, or never
@@ -122,11 +140,11 @@ impl SwarmBackend {
     async fn set_replicas(&self, service: &ServiceName, replicas: u32) -> Result<(), Error> {
         let deadline = Instant::now() + self.scale_timeout;
         loop {
-            let guard = self.lock(service).await;
-            let applied = self.try_set_replicas(service, replicas).await;
-            drop(guard);
-            self.forget_lock(service);
-            if applied? {
+            let applied = {
+                let _lock = self.lock(service).await;
+                self.try_set_replicas(service, replicas).await?
+            };
+            if applied {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -181,7 +199,8 @@ impl SwarmBackend {
         loop {
             let desired = self
                 .store
-                .service(service)
+                .all()
+                .get(service)
                 .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?
                 .desired;
             let running = match self.cli.running_tasks(service).await {
@@ -225,23 +244,6 @@ impl SwarmBackend {
             }
             _ => Ok(()),
         }
-    }
-
-    async fn delete_locked(&self, service: &ServiceName) -> Result<(), Error> {
-        if !self.store.contains(service) {
-            return Err(Error::ServiceNotFound(service.to_string()));
-        }
-        // A Swarm service of that name that is not ours ran nothing of
-        // this service: the definition goes, the service stays.
-        if let Lookup::Ours(current) = self.cli.look_up(service).await? {
-            self.cli.remove(&current).await?;
-        }
-        self.store.remove(service).await?;
-        self.handed_over
-            .lock()
-            .expect("the hand-over table is never poisoned")
-            .remove(service);
-        Ok(())
     }
 }
 
@@ -307,14 +309,6 @@ impl Backend for SwarmBackend {
         Ok(status_of(&stored, &current, &tasks, rolled_back))
     }
 
-    async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
-        let guard = self.lock(service).await;
-        let deleted = self.delete_locked(service).await;
-        drop(guard);
-        self.forget_lock(service);
-        deleted
-    }
-
     /// Hands the definition to the Swarm service as a rolling update, when
     /// the service exists and runs another one; a service not created yet
     /// gets it at its first scale. Compared with what Swarm runs, not with
@@ -326,11 +320,26 @@ impl Backend for SwarmBackend {
         _runs_differently: bool,
     ) -> Result<(), Error> {
         let service = definition.name();
-        let guard = self.lock(service).await;
-        let handed = self.hand_over(service).await.map_err(stored_anyway);
-        drop(guard);
-        self.forget_lock(service);
-        handed
+        let _lock = self.lock(service).await;
+        self.hand_over(service).await.map_err(stored_anyway)
+    }
+
+    async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
+        let _lock = self.lock(service).await;
+        if !self.store.contains(service) {
+            return Err(Error::ServiceNotFound(service.to_string()));
+        }
+        // A Swarm service of that name that is not ours ran nothing of
+        // this service: the definition goes, the service stays.
+        if let Lookup::Ours(current) = self.cli.look_up(service).await? {
+            self.cli.remove(&current).await?;
+        }
+        self.store.remove(service).await?;
+        self.handed_over
+            .lock()
+            .expect("the hand-over table is never poisoned")
+            .remove(service);
+        Ok(())
     }
 }
 
@@ -583,15 +592,7 @@ mod tests {
     }
 
     fn backend(dir: &std::path::Path) -> SwarmBackend {
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let runner = crate::docker::DockerRunner::new("docker", Duration::from_secs(5), metrics);
-        let settings = crate::docker::SwarmSettings {
-            publish_mode: crate::config::SwarmPublishMode::Host,
-            resolve_image: false,
-            parallelism: 1,
-            monitor: Duration::from_secs(1),
-        };
-        let cli = SwarmCli::new(runner, "prod".into(), settings);
+        let cli = SwarmCli::for_tests(crate::config::SwarmPublishMode::Host, false);
         let store = Arc::new(Store::open(&dir.join("services.json")).unwrap());
         SwarmBackend::new(cli, store, Duration::from_secs(5))
     }

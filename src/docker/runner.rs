@@ -270,20 +270,16 @@ impl DockerRunner {
 /// The connector's own code builds every argv, so the set of verbs is
 /// small and fixed.
 fn verb(args: &[String]) -> &str {
-    /// Commands named by two words: `service create` and `service rm` are
-    /// different calls.
-    const TWO_WORDS: [&str; 5] = [
-        "service create",
-        "service update",
-        "service inspect",
-        "service ps",
-        "service rm",
-    ];
     match args {
-        [group, command, ..] if group == "service" => TWO_WORDS
-            .into_iter()
-            .find(|verb| verb.strip_prefix("service ") == Some(command.as_str()))
-            .unwrap_or("service"),
+        // `service create` and `service rm` are different calls.
+        [group, command, ..] if group == "service" => match command.as_str() {
+            "create" => "service create",
+            "update" => "service update",
+            "inspect" => "service inspect",
+            "ps" => "service ps",
+            "rm" => "service rm",
+            _ => "service",
+        },
         _ => args.first().map_or("", String::as_str),
     }
 }

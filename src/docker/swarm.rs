@@ -522,6 +522,27 @@ impl SwarmCli {
 }
 
 #[cfg(test)]
+impl SwarmCli {
+    /// Instance `prod`, updates 2 tasks at a time watched for 2.5 s: for
+    /// the tests of argument building and of the backend's bookkeeping,
+    /// which run no docker command.
+    pub fn for_tests(publish_mode: SwarmPublishMode, resolve_image: bool) -> Self {
+        let runner = DockerRunner::new(
+            "docker",
+            Duration::from_secs(5),
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+        );
+        let settings = SwarmSettings {
+            publish_mode,
+            resolve_image,
+            parallelism: 2,
+            monitor: Duration::from_millis(2500),
+        };
+        SwarmCli::new(runner, "prod".to_owned(), settings)
+    }
+}
+
+#[cfg(test)]
 impl SwarmService {
     /// A service read from `docker service inspect` output, for the tests
     /// of the code that reads services.
@@ -793,21 +814,7 @@ mod tests {
     }
 
     fn cli(publish_mode: SwarmPublishMode, resolve_image: bool) -> SwarmCli {
-        let runner = DockerRunner::new(
-            "docker",
-            Duration::from_secs(5),
-            std::sync::Arc::new(crate::metrics::Metrics::new()),
-        );
-        SwarmCli::new(
-            runner,
-            "prod".to_owned(),
-            SwarmSettings {
-                publish_mode,
-                resolve_image,
-                parallelism: 2,
-                monitor: Duration::from_millis(2500),
-            },
-        )
+        SwarmCli::for_tests(publish_mode, resolve_image)
     }
 
     fn value_after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
