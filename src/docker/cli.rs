@@ -218,16 +218,27 @@ impl EventStream for DockerEvents {
 /// One binding of a container port, as `docker inspect` reports it.
 #[derive(Deserialize)]
 struct Binding {
+    #[serde(rename = "HostIp", default)]
+    host_ip: String,
     #[serde(rename = "HostPort")]
     host_port: String,
+}
+
+impl Binding {
+    fn is_ipv6(&self) -> bool {
+        self.host_ip.contains(':')
+    }
 }
 
 /// `NetworkSettings.Ports`: each port's bindings, `null` when unpublished.
 type PortBindings = HashMap<String, Option<Vec<Binding>>>;
 
 /// Reads `[id, NetworkSettings.Ports]`: a published port has one binding per
-/// host address (IPv4 and IPv6), normally on the same host port; the first
-/// is reported. An exposed but unpublished port (`null`) is left out.
+/// host address (IPv4 and IPv6), normally on the same host port, but docker
+/// 20.10 moves the IPv4 one on when another program holds the port it
+/// picked and leaves the IPv6 one behind. The IPv4 binding is reported, as
+/// clients reach containers over IPv4; the first one if there is none. An
+/// exposed but unpublished port (`null`) is left out.
 fn parse_ports_line(line: &str) -> Result<(String, PublishedPorts), Error> {
     let unexpected =
         |e: String| Error::DockerFailed(format!("unexpected `docker inspect` line {line:?}: {e}"));
@@ -235,13 +246,18 @@ fn parse_ports_line(line: &str) -> Result<(String, PublishedPorts), Error> {
         serde_json::from_str(line).map_err(|e| unexpected(e.to_string()))?;
     let mut published = PublishedPorts::new();
     for (port, bindings) in ports.unwrap_or_default() {
-        let Some(first) = bindings.as_deref().and_then(<[Binding]>::first) else {
+        let bindings = bindings.unwrap_or_default();
+        let Some(binding) = bindings
+            .iter()
+            .find(|binding| !binding.is_ipv6())
+            .or(bindings.first())
+        else {
             continue;
         };
-        let host_port = first
+        let host_port = binding
             .host_port
             .parse()
-            .map_err(|_| unexpected(format!("host port {:?}", first.host_port)))?;
+            .map_err(|_| unexpected(format!("host port {:?}", binding.host_port)))?;
         published.insert(port, host_port);
     }
     Ok((id, published))
@@ -393,6 +409,17 @@ mod tests {
         assert_eq!(
             ports,
             PublishedPorts::from([("53/udp".into(), 32768), ("8080/tcp".into(), 32769)])
+        );
+        // Bindings on different ports: the IPv4 one, wherever it is listed.
+        let split = r#"["abc",{"8080/tcp":[{"HostIp":"::","HostPort":"32770"},{"HostIp":"0.0.0.0","HostPort":"32772"}]}]"#;
+        assert_eq!(
+            parse_ports_line(split).unwrap().1,
+            PublishedPorts::from([("8080/tcp".into(), 32772)])
+        );
+        let only_ipv6 = r#"["abc",{"8080/tcp":[{"HostIp":"::","HostPort":"32770"}]}]"#;
+        assert_eq!(
+            parse_ports_line(only_ipv6).unwrap().1,
+            PublishedPorts::from([("8080/tcp".into(), 32770)])
         );
         assert_eq!(
             parse_ports_line(r#"["abc",null]"#).unwrap().1,

@@ -703,14 +703,13 @@ fn parse_service(text: &str) -> Result<InspectedService, Error> {
             ports,
             update_state,
             update_message,
-            mesh_ports: json
-                .endpoint
-                .and_then(|endpoint| endpoint.ports)
-                .unwrap_or_default()
-                .iter()
-                .filter(|port| port.publish_mode.as_deref().unwrap_or("ingress") == "ingress")
-                .filter_map(PortJson::published)
-                .collect(),
+            mesh_ports: first_published(
+                json.endpoint
+                    .and_then(|endpoint| endpoint.ports)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|port| port.publish_mode.as_deref().unwrap_or("ingress") == "ingress"),
+            ),
         },
         labels: json.spec.labels,
     })
@@ -750,6 +749,21 @@ struct PortStatusJson {
     ports: Option<Vec<PortJson>>,
 }
 
+/// The published port of each target in `ports`, the first where one target
+/// has several. A task's `PortStatus` lists its container's bindings in
+/// order, IPv4 (`0.0.0.0`) before IPv6 (`::`), without their addresses; and
+/// docker 20.10 does not always give both the same host port: when the
+/// IPv4 port it picked is taken by another process, it moves IPv4 on and
+/// leaves IPv6 where it was (seen here with the IPv4 port held by another
+/// program). Clients reach a task over IPv4, as on 127.0.0.1.
+fn first_published<'a>(ports: impl Iterator<Item = &'a PortJson>) -> PublishedPorts {
+    let mut published = PublishedPorts::new();
+    for (port, host_port) in ports.filter_map(PortJson::published) {
+        published.entry(port).or_insert(host_port);
+    }
+    published
+}
+
 /// Reads one task of `service` from `docker inspect`; `nodes` names the
 /// node each task id runs on.
 fn parse_task(line: &str, service: &str, nodes: &HashMap<String, String>) -> Result<Task, Error> {
@@ -774,14 +788,13 @@ fn parse_task(line: &str, service: &str, nodes: &HashMap<String, String>) -> Res
         .container_spec
         .and_then(|spec| spec.labels)
         .unwrap_or_default();
-    let ports = json
-        .status
-        .port_status
-        .and_then(|status| status.ports)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(PortJson::published)
-        .collect();
+    let ports = first_published(
+        json.status
+            .port_status
+            .and_then(|status| status.ports)
+            .unwrap_or_default()
+            .iter(),
+    );
     // A task shut down by Swarm was killed on purpose; its code says nothing.
     let exited = matches!(json.status.state.as_str(), "failed" | "complete");
     Ok(Task {
@@ -1010,7 +1023,9 @@ mod tests {
                        "Err": "task: non-zero exit (2)",
                        "ContainerStatus": {"ContainerID": "c", "ExitCode": 2},
                        "PortStatus": {"Ports": [{"Protocol": "tcp", "TargetPort": 8080,
-                                      "PublishedPort": 32768, "PublishMode": "host"}]}}})
+                                      "PublishedPort": 32768, "PublishMode": "host"},
+                                     {"Protocol": "tcp", "TargetPort": 8080,
+                                      "PublishedPort": 32766, "PublishMode": "host"}]}}})
         .to_string();
         let nodes = HashMap::from([("t1".to_owned(), "vm".to_owned())]);
         let task = parse_task(&line, "prod-web", &nodes).unwrap();
@@ -1021,6 +1036,7 @@ mod tests {
         assert_eq!(task.config_hash, "abc");
         assert_eq!(task.exit_code, Some(2));
         assert_eq!(task.error.as_deref(), Some("task: non-zero exit (2)"));
+        // The IPv4 binding, not the IPv6 one docker put on another port.
         assert_eq!(
             task.ports,
             PublishedPorts::from([("8080/tcp".into(), 32768)])
