@@ -15,6 +15,15 @@ use serde_json::{json, Value};
 /// is needed. Its default command sleeps.
 pub const TEST_IMAGE: &str = "docker-connector-test:1";
 
+/// A command of [`TEST_IMAGE`] that serves [`PAGE`] on port 8080.
+pub const HTTPD: &str = "httpd -f -p 8080 -h /www";
+
+/// The page [`HTTPD`] serves.
+pub const PAGE: &str = "hello from docker-connector\n";
+
+/// How long a container that runs may take to answer on its port.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+
 /// How long the server may take to announce its port.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -30,6 +39,30 @@ pub fn docker(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A host port as status reports it.
+pub fn host_port(port: &Value) -> u16 {
+    port.as_u64()
+        .and_then(|port| u16::try_from(port).ok())
+        .unwrap_or_else(|| panic!("no host port: {port}"))
+}
+
+/// The page served on `host_port` of this host, over IPv4. A container
+/// runs a moment before its server listens, so connection errors are
+/// retried up to [`ANSWER_DEADLINE`]; the last is named in the panic.
+pub async fn page_on(host_port: u16) -> String {
+    let url = format!("http://127.0.0.1:{host_port}/");
+    let started = std::time::Instant::now();
+    loop {
+        match reqwest::get(&url).await {
+            Ok(response) => return response.text().await.unwrap(),
+            Err(e) if started.elapsed() > ANSWER_DEADLINE => {
+                panic!("{url} did not answer within {ANSWER_DEADLINE:?}: {e:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// Builds [`TEST_IMAGE`] once per test run from the host's static busybox.
@@ -59,7 +92,7 @@ pub fn ensure_test_image() {
         for applet in ["sh", "sleep", "httpd", "echo", "cat", "env", "touch", "ls", "true", "false"] {
             std::os::unix::fs::symlink("busybox", root.path().join("bin").join(applet)).unwrap();
         }
-        std::fs::write(root.path().join("www/index.html"), "hello from docker-connector\n").unwrap();
+        std::fs::write(root.path().join("www/index.html"), PAGE).unwrap();
         let mut tar = Command::new("tar")
             .args(["-C", root.path().to_str().unwrap(), "-c", "."])
             .stdout(Stdio::piped())

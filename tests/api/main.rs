@@ -13,6 +13,7 @@ mod faults;
 mod freshness;
 mod injection;
 mod observability;
+mod ports;
 mod readme;
 mod reconcile;
 mod restart;

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::{
-    docker, real_docker, unique_instance, AppOptions, ForeignContainer, TestApp, TEST_IMAGE,
+    docker, page_on, real_docker, unique_instance, AppOptions, ForeignContainer, TestApp, HTTPD,
+    PAGE, TEST_IMAGE,
 };
 
 #[tokio::test]
@@ -186,11 +187,8 @@ async fn containers_carry_the_ownership_labels_env_and_command_argv() {
 #[tokio::test]
 async fn ports_are_published_and_reach_the_container() {
     let app = TestApp::spawn().await;
-    app.create_service(
-        "web",
-        json!({"command": "httpd -f -p 8080 -h /www", "ports": ["8080"]}),
-    )
-    .await;
+    app.create_service("web", json!({"command": HTTPD, "ports": ["8080"]}))
+        .await;
     let reply = app.scale("web", json!(2)).await;
     assert_eq!(reply.body["running_resources"], 2, "{reply:?}");
 
@@ -204,18 +202,10 @@ async fn ports_are_published_and_reach_the_container() {
             .next()
             .unwrap()
             .to_owned();
-        let url = format!("http://127.0.0.1:{host_port}/");
-        let mut body = String::new();
-        for _ in 0..50 {
-            if let Ok(response) = reqwest::get(&url).await {
-                body = response.text().await.unwrap_or_default();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         assert_eq!(
-            body, "hello from docker-connector\n",
-            "container {id} via {url}"
+            page_on(host_port.parse().unwrap()).await,
+            PAGE,
+            "container {id}"
         );
     }
 }

@@ -12,8 +12,8 @@ use docker_connector::docker::swarm_service_name;
 use docker_connector::domain::ServiceName;
 
 use crate::helpers::{
-    docker, launch_expecting_failure, poll_until, record_figures, AppOptions, Backend, BackendTest,
-    ForeignSwarmService, TestApp, TEST_IMAGE,
+    docker, host_port, launch_expecting_failure, page_on, poll_until, record_figures, AppOptions,
+    Backend, BackendTest, ForeignSwarmService, TestApp, HTTPD, PAGE, TEST_IMAGE,
 };
 
 pub fn suite() -> Vec<(&'static str, BackendTest)> {
@@ -32,9 +32,6 @@ pub fn suite() -> Vec<(&'static str, BackendTest)> {
         a_scale_during_a_failing_update_waits_and_keeps_the_rollback,
     )
 }
-
-/// Serves the test image's page on 8080.
-const HTTPD: &str = "httpd -f -p 8080 -h /www";
 
 /// Long enough for Swarm on a loaded 2-core machine to start, roll or roll
 /// back a few tasks.
@@ -83,19 +80,6 @@ fn swarm_services(app: &TestApp) -> Vec<String> {
     .lines()
     .map(str::to_owned)
     .collect()
-}
-
-/// The page a task serves on its published `port`.
-async fn page_on(port: &Value) -> String {
-    let port = port
-        .as_u64()
-        .unwrap_or_else(|| panic!("no host port: {port}"));
-    reqwest::get(format!("http://127.0.0.1:{port}/"))
-        .await
-        .unwrap_or_else(|e| panic!("port {port} does not answer: {e}"))
-        .text()
-        .await
-        .unwrap()
 }
 
 /// `docker service inspect --format FORMAT NAME`, trimmed.
@@ -183,8 +167,8 @@ pub async fn scales_run_labelled_tasks_that_answer_on_their_published_ports(back
         assert_eq!(task["state"], "running", "{task}");
         assert_eq!(task["node"], json!(node), "{task}");
         assert_eq!(task["current"], true, "{task}");
-        let page = page_on(&task["ports"]["8080/tcp"]).await;
-        assert_eq!(page, "hello from docker-connector\n");
+        let page = page_on(host_port(&task["ports"]["8080/tcp"])).await;
+        assert_eq!(page, PAGE);
     }
 
     // httpie's `number=1` sends a string of digits.
@@ -267,10 +251,7 @@ pub async fn a_rolling_update_replaces_every_task_start_first(backend: Backend) 
     assert_ne!(new_hash, old_hash);
     for task in status["containers"].as_array().unwrap() {
         assert_eq!(task["current"], true, "{task}");
-        assert_eq!(
-            page_on(&task["ports"]["8080/tcp"]).await,
-            "hello from docker-connector\n"
-        );
+        assert_eq!(page_on(host_port(&task["ports"]["8080/tcp"])).await, PAGE);
     }
     let env = service_env(&name);
     assert_eq!(env, r#"["VERSION=2"]"#);

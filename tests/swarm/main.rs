@@ -25,6 +25,10 @@ mod contract;
 #[path = "../api/service.rs"]
 mod service;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../api/ports.rs"]
+mod ports;
+
 mod lifecycle;
 
 use helpers::{docker, Backend, BackendTest};
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
     let suites = [
         ("contract", contract::suite()),
         ("service", service::suite()),
+        ("ports", ports::suite()),
         ("lifecycle", lifecycle::suite()),
     ];
     let trials: Vec<Trial> = suites
