@@ -48,6 +48,26 @@ pub fn host_port(port: &Value) -> u16 {
         .unwrap_or_else(|| panic!("no host port: {port}"))
 }
 
+/// The host ports docker bound for `port` (`8080/tcp`) of container `id`:
+/// the IPv4 one, and the IPv6 one if it bound one. Told apart by address,
+/// not by order, as docker 20.10 may put them on different ports.
+pub fn host_bindings(id: &str, port: &str) -> (u16, Option<u16>) {
+    let format = format!("{{{{json (index .NetworkSettings.Ports {port:?})}}}}");
+    let bindings: Value =
+        serde_json::from_str(&docker(&["inspect", "--format", &format, id])).unwrap();
+    let port_on = |ipv6: bool| {
+        bindings
+            .as_array()
+            .unwrap_or_else(|| panic!("container {id}: {port} unpublished"))
+            .iter()
+            .find(|binding| binding["HostIp"].as_str().unwrap().contains(':') == ipv6)
+            .map(|binding| binding["HostPort"].as_str().unwrap().parse().unwrap())
+    };
+    let ipv4 = port_on(false)
+        .unwrap_or_else(|| panic!("container {id}: no IPv4 binding of {port}: {bindings}"));
+    (ipv4, port_on(true))
+}
+
 /// The page served on `host_port` of this host, over IPv4. A container
 /// runs a moment before its server listens, so connection errors are
 /// retried up to [`ANSWER_DEADLINE`]; the last is named in the panic.

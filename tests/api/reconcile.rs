@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{docker, poll_until, real_docker, record_figures, AppOptions, TestApp};
+use crate::helpers::{
+    docker, host_bindings, poll_until, real_docker, record_figures, AppOptions, TestApp,
+};
 
 /// Short settle times keep rolls quick in tests; the default is 2 s.
 const SETTLE: &str = "0.5";
@@ -232,13 +234,7 @@ async fn status_lists_each_container_with_its_published_ports_and_restart_policy
             .as_secs() as i64;
         assert!((now - 120..=now + 5).contains(&created), "{created}");
         for port in ["8080/tcp", "5353/udp"] {
-            let published = docker(&["port", id, port]);
-            let host_port: u64 = published
-                .lines()
-                .next()
-                .and_then(|line| line.rsplit(':').next())
-                .and_then(|p| p.trim().parse().ok())
-                .unwrap_or_else(|| panic!("docker port {port}: {published:?}"));
+            let (host_port, _) = host_bindings(id, port);
             assert_eq!(container["ports"][port], json!(host_port), "{container:#}");
         }
     }

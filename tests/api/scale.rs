@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::{
-    docker, page_on, real_docker, unique_instance, AppOptions, ForeignContainer, TestApp, HTTPD,
-    PAGE, TEST_IMAGE,
+    docker, host_bindings, page_on, real_docker, unique_instance, AppOptions, ForeignContainer,
+    TestApp, HTTPD, PAGE, TEST_IMAGE,
 };
 
 #[tokio::test]
@@ -193,20 +193,8 @@ async fn ports_are_published_and_reach_the_container() {
     assert_eq!(reply.body["running_resources"], 2, "{reply:?}");
 
     for id in app.running("web") {
-        let mapping = docker(&["port", &id, "8080/tcp"]);
-        let host_port = mapping
-            .lines()
-            .next()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .to_owned();
-        assert_eq!(
-            page_on(host_port.parse().unwrap()).await,
-            PAGE,
-            "container {id}"
-        );
+        let (host_port, _) = host_bindings(&id, "8080/tcp");
+        assert_eq!(page_on(host_port).await, PAGE, "container {id}");
     }
 }
 
