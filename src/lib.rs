@@ -1,41 +1,41 @@
 //! docker-connector: keeps N containers of each defined service running on a
 //! Docker host, driven over HTTP (the Genisys connector's API).
 //!
+//! Data flows one way: a route parses its input into a `domain` type and
+//! calls the `backend`, which works through the `inventory`, the `store`
+//! and the `docker` runner. A lower module never imports a higher one.
+//!
 //! - [`config`]: the connector's keys in Rocket's figment.
-//! - [`auth`]: the optional bearer token, keeping web pages out, and who may listen without a token.
-//! - [`domain`]: validated types (service name, image, ports, ...); built valid or not at all.
-//! - [`error`]: the one error type and its mapping to HTTP.
-//! - [`store`]: the definitions and the JSON file they live in.
-//! - [`docker`]: the docker CLI runner, the engine interface over it, and Swarm services.
-//! - [`index`]: the in-memory picture of the instance's containers.
-//! - [`inventory`]: keeps the index live from docker's events; lists when it is not.
-//! - [`backend`]: what the routes ask of whatever runs the services; the containers backend.
-//! - [`scaler`]: turns a service's desired state into docker removals and starts, and rolls updates.
-//! - [`reconciler`]: keeps every service at its desired state without being asked.
-//! - [`swarm`]: the swarm backend, one Swarm service per service.
-//! - [`health`]: whether the engine answers, checked at most once a second.
-//! - [`routes`]: the HTTP endpoints and JSON catchers.
-//! - [`metrics`]: the Prometheus metrics `/metrics` exposes.
-//! - [`logging`]: the fern logger, and the log line and metrics of every request.
-//! - [`shutdown`]: on SIGTERM, lets requests in flight finish, and stops nothing else.
+//! - `auth`: the optional bearer token, keeping web pages out, and who may listen without a token.
+//! - [`domain`]: validated types (service name, image, ports, scale body, ...); built valid or not at all.
+//! - `error`: the one error type and its mapping to HTTP.
+//! - `store`: the definitions and the JSON file they live in.
+//! - [`docker`]: the only code that spawns `docker`: the runner, containers and their events, Swarm services.
+//! - `inventory`: which containers run, kept live from docker's events (its index private to it).
+//! - `backend`: what the routes ask of whatever runs the services, the per-service locks,
+//!   and the two backends: `containers` (scale, plan, rollout, status, reconciler) and `swarm`.
+//! - `health`: whether the engine answers, checked at most once a second.
+//! - [`routes`]: the HTTP endpoints, the JSON catchers, the access gate and the request log.
+//! - `metrics`: the Prometheus metrics `/metrics` exposes.
+//! - [`logging`]: the fern logger, plain or JSON lines.
+//! - `shutdown`: on SIGTERM, lets requests in flight finish, and stops nothing else.
+//!
+//! Public are only what the binary and the integration tests use; the rest
+//! is the crate's own.
 
-pub mod auth;
-pub mod backend;
+mod auth;
+mod backend;
 pub mod config;
 pub mod docker;
 pub mod domain;
-pub mod error;
-pub mod health;
-pub mod index;
-pub mod inventory;
+mod error;
+mod health;
+mod inventory;
 pub mod logging;
-pub mod metrics;
-pub mod reconciler;
+mod metrics;
 pub mod routes;
-pub mod scaler;
-pub mod shutdown;
-pub mod store;
-pub mod swarm;
+mod shutdown;
+mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,16 +45,15 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
 use auth::AccessPolicy;
-use backend::{Backend, ContainersBackend};
+use backend::containers::{ContainersBackend, Reconciler, Scaler, UpdatePolicy};
+use backend::swarm::SwarmBackend;
+use backend::Backend;
 use config::{AppConfig, BackendKind};
 use docker::{DockerCli, DockerRunner, Engine, SwarmCli, SwarmSettings};
 use health::HealthCheck;
 use inventory::Inventory;
 use metrics::Metrics;
-use reconciler::Reconciler;
-use scaler::{Scaler, UpdatePolicy};
 use store::Store;
-use swarm::SwarmBackend;
 
 /// Longest a health check waits for docker: monitors time out sooner than
 /// docker_timeout's default.
@@ -161,7 +160,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(metrics)
         .mount("/", routes::routes())
         .register("/", routes::catchers())
-        .attach(logging::RequestLogger)
+        .attach(routes::RequestLogger)
         .attach(shutdown::DrainOnShutdown::default())
         .attach(background.fairing())
         .attach(AdHoc::on_liftoff("announce", move |rocket| {

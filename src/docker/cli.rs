@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::events::parse_event;
 use super::{
-    arg, Container, ContainerEvent, DockerRunner, Engine, EventStream, EventTime, OutputStream,
-    PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_RESTART_POLICY,
-    LABEL_SERVICE, LABEL_SWARM_SERVICE_ID,
+    arg, Container, ContainerEvent, ContainerState, DockerRunner, Engine, EventStream, EventTime,
+    OutputStream, PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE,
+    LABEL_RESTART_POLICY, LABEL_SERVICE, LABEL_SWARM_SERVICE_ID,
 };
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
@@ -111,7 +111,7 @@ impl Engine for DockerCli {
             arg("--format"),
             arg("{{json .}}"),
         ]);
-        let output = self.runner.stream(&args)?;
+        let output = self.runner.stream(&args).await?;
         Ok(Box::new(DockerEvents(output)))
     }
 
@@ -279,13 +279,21 @@ fn parse_ps_line(line: &str) -> Result<Option<Container>, Error> {
         id,
         service,
         name,
-        state,
-        last_exit_code: super::exit_code_in(&status),
+        state: ContainerState::parse(&state),
+        last_exit_code: exit_code_in(&status),
         status,
         config_hash,
         created,
         restarts: 0,
     }))
+}
+
+/// The exit code in docker's status text (`Exited (1) 2 seconds ago`,
+/// `Restarting (1) ...`), if it shows one.
+fn exit_code_in(status: &str) -> Option<i64> {
+    let (_, after) = status.split_once('(')?;
+    let (code, _) = after.split_once(')')?;
+    code.parse().ok()
 }
 
 /// Reads docker's `CreatedAt` (`2026-11-28 01:29:23 -0500 EST`, in the CLI's
@@ -350,6 +358,7 @@ mod tests {
         let container = parse_ps_line(line).unwrap().unwrap();
         assert_eq!(container.service, "we\tb");
         assert_eq!(container.name, "default-web-1");
+        assert_eq!(container.state, ContainerState::Exited);
         assert!(!container.is_running());
         assert_eq!(container.config_hash, "0123abcd");
         assert_eq!(container.created, 1_795_844_848);

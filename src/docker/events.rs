@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use super::{
-    Container, LABEL_CONFIG_HASH, LABEL_RESTART_POLICY, LABEL_SERVICE, LABEL_SWARM_SERVICE_ID,
+    Container, ContainerState, LABEL_CONFIG_HASH, LABEL_RESTART_POLICY, LABEL_SERVICE,
+    LABEL_SWARM_SERVICE_ID,
 };
 
 /// A point on the engine's event timeline, in nanoseconds since the epoch.
@@ -60,13 +61,13 @@ pub enum Transition {
 impl Transition {
     /// The state `docker ps` would show after this transition, and its
     /// status text; `None` when the transition says nothing about either.
-    fn state(&self, exit_code: Option<&str>) -> Option<(&'static str, String)> {
+    fn state(&self, exit_code: Option<&str>) -> Option<(ContainerState, String)> {
         match self {
-            Transition::Created => Some(("created", "Created".to_owned())),
-            Transition::Started => Some(("running", "Up".to_owned())),
-            Transition::Paused => Some(("paused", "Up (Paused)".to_owned())),
+            Transition::Created => Some((ContainerState::Created, "Created".to_owned())),
+            Transition::Started => Some((ContainerState::Running, "Up".to_owned())),
+            Transition::Paused => Some((ContainerState::Paused, "Up (Paused)".to_owned())),
             Transition::Died => Some((
-                "exited",
+                ContainerState::Exited,
                 format!("Exited ({})", exit_code.unwrap_or("unknown")),
             )),
             Transition::Killed | Transition::Renamed | Transition::Destroyed => None,
@@ -148,7 +149,7 @@ pub fn parse_event(line: &str) -> Result<Option<ContainerEvent>, String> {
             id: raw.actor.id,
             service: service.clone(),
             name: attribute("name"),
-            state: state.to_owned(),
+            state,
             status,
             config_hash: attribute(LABEL_CONFIG_HASH),
             created: raw.time_nano.div_euclid(1_000_000_000),
@@ -183,7 +184,7 @@ mod tests {
         assert_eq!(event.container.service, "web");
         assert_eq!(event.container.name, "default-web-1");
         assert_eq!(event.container.config_hash, "h1");
-        assert_eq!(event.container.state, "exited");
+        assert_eq!(event.container.state, ContainerState::Exited);
         assert_eq!(event.container.status, "Exited (137)");
         assert_eq!(event.container.created, 1_795_854_554);
         assert_eq!(event.time, EventTime(1_795_854_554_123_456_789));
@@ -204,13 +205,13 @@ mod tests {
             ("restart", Transition::Started, "running"),
             ("unpause", Transition::Started, "running"),
             ("pause", Transition::Paused, "paused"),
-            ("kill", Transition::Killed, ""),
-            ("rename", Transition::Renamed, ""),
-            ("destroy", Transition::Destroyed, ""),
+            ("kill", Transition::Killed, "unknown"),
+            ("rename", Transition::Renamed, "unknown"),
+            ("destroy", Transition::Destroyed, "unknown"),
         ] {
             let event = parse_event(&line(action, "")).unwrap().unwrap();
             assert_eq!(event.transition, transition, "{action}");
-            assert_eq!(event.container.state, state, "{action}");
+            assert_eq!(event.container.state.as_str(), state, "{action}");
         }
     }
 

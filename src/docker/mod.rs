@@ -6,14 +6,18 @@
 //! [`SwarmCli`] drives Swarm services instead, for the swarm backend.
 
 mod cli;
+mod container;
 mod events;
 mod runner;
 mod swarm;
 
 pub use cli::DockerCli;
+pub use container::{Container, ContainerState, PublishedPorts};
 pub use events::{ContainerEvent, EventTime, Transition};
 pub use runner::{DockerRunner, OutputStream};
-pub use swarm::{swarm_service_name, Lookup, SwarmCli, SwarmService, SwarmSettings, Task};
+pub use swarm::{
+    swarm_service_name, Lookup, SwarmCli, SwarmService, SwarmSettings, Task, TaskState, UpdateState,
+};
 
 use async_trait::async_trait;
 
@@ -37,57 +41,6 @@ pub const LABEL_SWARM_SERVICE_ID: &str = "com.docker.swarm.service.id";
 /// docker's events carry labels but not the policy, and whether a container
 /// that died will be restarted depends on it.
 pub const LABEL_RESTART_POLICY: &str = "docker-connector.restart-policy";
-
-/// Container port (`8080/tcp`) → the host port docker published it on.
-pub type PublishedPorts = std::collections::BTreeMap<String, u16>;
-
-/// One container the connector owns, as the engine last reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Container {
-    pub id: String,
-    /// The value of its [`LABEL_SERVICE`] label.
-    pub service: String,
-    pub name: String,
-    /// Docker's state: created, running, restarting, paused, exited, dead, removing.
-    pub state: String,
-    /// Docker's human status, e.g. `Exited (1) 2 seconds ago`.
-    pub status: String,
-    pub config_hash: String,
-    /// Creation time, seconds since the Unix epoch (docker reports whole seconds).
-    pub created: i64,
-    /// How often it died and was restarted in place by its restart policy,
-    /// as far as the connector saw (docker's events since it started).
-    pub restarts: u32,
-    /// The code its process last exited with, if it ever did.
-    pub last_exit_code: Option<i64>,
-}
-
-impl Container {
-    pub fn is_running(&self) -> bool {
-        self.state == "running"
-    }
-
-    /// Whether it fills one of its service's places: it runs, or will run
-    /// again without the connector (docker is restarting it). Anything else
-    /// (created, paused, exited, dead) is dead weight: a paused container
-    /// serves nothing, so it is replaced like a stopped one.
-    pub fn holds_a_place(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "restarting")
-    }
-
-    /// Whether the engine is already removing it: removing it again fails.
-    pub fn is_being_removed(&self) -> bool {
-        self.state == "removing"
-    }
-}
-
-/// The exit code in docker's status text (`Exited (1) 2 seconds ago`,
-/// `Restarting (1) ...`), if it shows one.
-pub fn exit_code_in(status: &str) -> Option<i64> {
-    let (_, after) = status.split_once('(')?;
-    let (code, _) = after.split_once(')')?;
-    code.parse().ok()
-}
 
 /// One argv element.
 fn arg(s: &str) -> String {

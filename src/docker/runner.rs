@@ -135,7 +135,7 @@ impl DockerRunner {
     ) -> Result<String, Error> {
         let program = self.program()?;
         log::debug!("running {} {}", program.display(), masked(args).join(" "));
-        let mut child = spawn(&mut command(program, args))?;
+        let mut child = spawn(&mut command(program, args)).await?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         // Declared after `child`, so dropped before it: on timeout (or if the
@@ -189,8 +189,8 @@ impl DockerRunner {
     ///
     /// # Errors
     /// [`Error::DockerUnavailable`] when the CLI is missing or cannot start.
-    pub fn stream(&self, args: &[String]) -> Result<OutputStream, Error> {
-        let stream = self.start_stream(args);
+    pub async fn stream(&self, args: &[String]) -> Result<OutputStream, Error> {
+        let stream = self.start_stream(args).await;
         self.metrics.count_docker_call(
             verb(args),
             match &stream {
@@ -202,7 +202,7 @@ impl DockerRunner {
     }
 
     /// The body of [`stream`](Self::stream), uncounted.
-    fn start_stream(&self, args: &[String]) -> Result<OutputStream, Error> {
+    async fn start_stream(&self, args: &[String]) -> Result<OutputStream, Error> {
         let program = self.program()?;
         log::debug!("following {} {}", program.display(), masked(args).join(" "));
         let mut command = command(program, args);
@@ -217,7 +217,7 @@ impl DockerRunner {
                 Ok(())
             });
         }
-        let mut child = spawn(&mut command)?;
+        let mut child = spawn(&mut command).await?;
         let group = ProcessGroup::new(child.id().expect("a child not yet waited for has an id"));
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -393,17 +393,18 @@ fn command(program: &Path, args: &[String]) -> Command {
     command
 }
 
-fn spawn(command: &mut Command) -> Result<Child, Error> {
+async fn spawn(command: &mut Command) -> Result<Child, Error> {
     // ETXTBSY: the program was just written (a docker CLI being upgraded,
     // or a test's stand-in) and a process forked meanwhile still holds it
-    // open for writing until it execs. That passes within milliseconds.
+    // open for writing until it execs. That passes within milliseconds;
+    // the wait yields, so the runtime's worker serves others meanwhile.
     const BUSY_RETRIES: u32 = 20;
     let mut attempt = 0;
     loop {
         match command.spawn() {
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < BUSY_RETRIES => {
                 attempt += 1;
-                std::thread::sleep(Duration::from_millis(5));
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             result => {
                 return result.map_err(|e| {

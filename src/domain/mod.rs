@@ -8,6 +8,7 @@ mod environment;
 mod image_ref;
 mod port_spec;
 mod replica_count;
+mod scale_request;
 mod service_name;
 
 pub use command::Command;
@@ -16,6 +17,7 @@ pub use environment::Environment;
 pub use image_ref::ImageRef;
 pub use port_spec::{PortSpec, Ports};
 pub use replica_count::ReplicaCount;
+pub use scale_request::ScaleRequest;
 pub use service_name::ServiceName;
 
 /// Names a JSON value's type the way an error message should.

@@ -1,9 +1,10 @@
-//! The HTTP surface: one module per resource, the JSON catchers, and reading
-//! request bodies.
+//! The HTTP surface: one module per resource, the JSON catchers, reading
+//! request bodies, the access gate and the request log.
 
 mod body;
 mod gate;
 mod meta;
+mod request_log;
 mod scale;
 mod service;
 
@@ -13,8 +14,9 @@ use rocket::{Catcher, Request, Route};
 use crate::domain::ServiceName;
 use crate::error::{Error, ErrorReply};
 
-pub use body::{read_json, BODY_LIMIT};
+use body::read_json;
 pub use gate::GATE_ROUTE_NAME;
+pub(crate) use request_log::RequestLogger;
 
 /// Every route the connector serves, behind the access gate.
 pub fn routes() -> Vec<Route> {
@@ -68,7 +70,7 @@ fn default_catcher(status: Status, request: &Request<'_>) -> ErrorReply {
         // refusing a request it could not parse, and the request it hands
         // over is a placeholder whose method and path mean nothing. No
         // fairing sees such a request, so it is logged and counted here.
-        crate::logging::record_unparsed_request(request, status);
+        request_log::record_unparsed_request(request, status);
         return ErrorReply::new(
             status,
             format!("{reason}: the request could not be parsed (unknown method, or a malformed URI or header)"),

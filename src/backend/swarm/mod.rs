@@ -14,29 +14,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::backend::locks::ServiceLocks;
 use crate::backend::{Backend, ContainerStatus, Rollout, RolloutState, ScaleReport, ServiceStatus};
-use crate::docker::{Lookup, SwarmCli, SwarmService, Task};
+use crate::docker::{Lookup, SwarmCli, SwarmService, Task, UpdateState};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::store::{Store, StoredService};
 
 /// How often a scale asks Swarm how many tasks run.
 const SCALE_POLL: Duration = Duration::from_millis(200);
-
-/// Exclusive use of one service. Dropping it lets the next request in, and
-/// forgets the lock of a service that is no longer defined.
-struct ServiceLock<'a> {
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-    backend: &'a SwarmBackend,
-    service: &'a ServiceName,
-}
-
-impl Drop for ServiceLock<'_> {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        self.backend.forget_lock(self.service);
-    }
-}
 
 /// Services as Swarm services, through [`SwarmCli`].
 pub struct SwarmBackend {
@@ -45,7 +31,7 @@ pub struct SwarmBackend {
     /// How long a scale waits for the running tasks to reach its target.
     scale_timeout: Duration,
     /// One lock per defined service (and per name a request is working on).
-    locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
+    locks: ServiceLocks<()>,
     /// The config hash of the definition docker last took for each
     /// service (create or update). Swarm's own record of a rollback
     /// (`UpdateStatus`) is cleared by the next update of any kind, and its
@@ -59,9 +45,9 @@ impl SwarmBackend {
     pub fn new(cli: SwarmCli, store: Arc<Store>, scale_timeout: Duration) -> Self {
         SwarmBackend {
             cli,
+            locks: ServiceLocks::new(store.clone()),
             store,
             scale_timeout,
-            locks: Mutex::new(HashMap::new()),
             handed_over: Mutex::new(HashMap::new()),
         }
     }
@@ -73,38 +59,6 @@ impl SwarmBackend {
     /// What the engine is instead, or why it could not be asked.
     pub async fn check_manager(&self) -> Result<(), String> {
         self.cli.check_manager().await
-    }
-
-    /// Waits for exclusive use of `service`.
-    async fn lock<'a>(&'a self, service: &'a ServiceName) -> ServiceLock<'a> {
-        let lock = self
-            .locks
-            .lock()
-            .expect("the lock table is never poisoned")
-            .entry(service.clone())
-            .or_default()
-            .clone();
-        ServiceLock {
-            guard: Some(lock.lock_owned().await),
-            backend: self,
-            service,
-        }
-    }
-
-    /// Drops the lock of a service that is not defined (deleted, or never
-    /// was) once nobody holds or awaits it, so that requests for unknown
-    /// names leave nothing behind, and a name never has two locks.
-    fn forget_lock(&self, service: &ServiceName) {
-        if self.store.contains(service) {
-            return;
-        }
-        let mut locks = self.locks.lock().expect("the lock table is never poisoned");
-        if locks
-            .get(service)
-            .is_some_and(|lock| Arc::strong_count(lock) == 1)
-        {
-            locks.remove(service);
-        }
     }
 
     /// Records that docker took `definition` for its service.
@@ -141,7 +95,7 @@ impl SwarmBackend {
         let deadline = Instant::now() + self.scale_timeout;
         loop {
             let applied = {
-                let _lock = self.lock(service).await;
+                let _lock = self.locks.lock(service).await;
                 self.try_set_replicas(service, replicas).await?
             };
             if applied {
@@ -320,12 +274,12 @@ impl Backend for SwarmBackend {
         _runs_differently: bool,
     ) -> Result<(), Error> {
         let service = definition.name();
-        let _lock = self.lock(service).await;
+        let _lock = self.locks.lock(service).await;
         self.hand_over(service).await.map_err(stored_anyway)
     }
 
     async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
-        let _lock = self.lock(service).await;
+        let _lock = self.locks.lock(service).await;
         if !self.store.contains(service) {
             return Err(Error::ServiceNotFound(service.to_string()));
         }
@@ -377,7 +331,7 @@ fn status_of(
             ContainerStatus {
                 id: task.id.clone(),
                 name: task.name.clone(),
-                state: task.state.clone(),
+                state: task.state.as_str().to_owned(),
                 created: task.created,
                 // A task publishes its own ports in host mode; through the
                 // mesh, the service's ports reach it from every node.
@@ -404,9 +358,9 @@ fn status_of(
     let outdated = running.len() - updated;
     let (state, error) = if rolled_back {
         let failure = newest_error(tasks.iter().filter(|t| t.config_hash == hash));
-        let what = match current.update_state.as_deref() {
-            Some("rollback_started") => "Swarm is rolling the update back",
-            Some("rollback_paused") => "Swarm paused rolling the update back",
+        let what = match current.update_state {
+            Some(UpdateState::RollbackStarted) => "Swarm is rolling the update back",
+            Some(UpdateState::RollbackPaused) => "Swarm paused rolling the update back",
             _ => "Swarm rolled the update back",
         };
         let detail = current
@@ -422,7 +376,7 @@ fn status_of(
         (RolloutState::Failed, Some(error))
     } else if current.config_hash != hash {
         (RolloutState::Pending, None)
-    } else if current.update_state.as_deref() == Some("paused") {
+    } else if current.update_state == Some(UpdateState::Paused) {
         let message = current.update_message.as_deref().unwrap_or("no message");
         (
             RolloutState::Failed,
@@ -468,8 +422,8 @@ mod tests {
             name: format!("prod-web.{slot}"),
             slot,
             node: Some("vm".into()),
-            desired_state: desired.into(),
-            state: state.into(),
+            desired_state: serde_json::from_value(json!(desired)).unwrap(),
+            state: serde_json::from_value(json!(state)).unwrap(),
             created: since,
             since,
             config_hash: hash.into(),

@@ -9,6 +9,9 @@
 //! While the index is not live, status requests share one listing at a
 //! time instead of each starting a `docker ps` of its own.
 
+/// The in-memory picture of the containers that the follower below feeds.
+mod index;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +21,8 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use crate::docker::{Container, Engine, EventStream, EventTime, PublishedPorts};
 use crate::domain::ServiceName;
 use crate::error::Error;
-use crate::index::{ContainerIndex, IndexSummary};
+use index::ContainerIndex;
+pub(crate) use index::IndexSummary;
 
 /// How often a live index is checked against a full listing anyway: a
 /// safety net for events the engine failed to deliver.

@@ -1,14 +1,16 @@
 //! What the routes ask of whatever runs the services, and what it answers.
 //!
-//! Two backends implement [`Backend`]: [`ContainersBackend`], the
-//! connector's own containers on one engine (the [`Scaler`] and the
-//! [`Reconciler`]), and [`crate::swarm::SwarmBackend`], one Swarm service
-//! per service. Routes and the store never know which one runs. (The
+//! Two backends implement [`Backend`]: [`containers::ContainersBackend`],
+//! the connector's own containers on one engine, and
+//! [`swarm::SwarmBackend`], one Swarm service per service; [`locks`] is the
+//! per-service lock both use. Routes and the store never know which one runs. (The
 //! container-level [`crate::docker::Engine`] sits one layer below: Swarm
 //! starts and removes its own containers, so it is not a backend of the
 //! scaler but a backend of its own.)
 
-use std::sync::Arc;
+pub(crate) mod containers;
+mod locks;
+pub(crate) mod swarm;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -16,8 +18,6 @@ use serde::Serialize;
 use crate::docker::PublishedPorts;
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
-use crate::reconciler::Reconciler;
-use crate::scaler::Scaler;
 
 /// Runs the defined services: what scale, status, PUT and DELETE do beyond
 /// the store.
@@ -126,45 +126,4 @@ pub struct Rollout {
     pub updated: usize,
     pub outdated: usize,
     pub error: Option<String>,
-}
-
-/// The connector's own containers on one engine: the scaler acts, the
-/// reconciler (when on) keeps the desired state in the background.
-pub struct ContainersBackend {
-    pub scaler: Arc<Scaler>,
-    pub reconciler: Arc<Reconciler>,
-}
-
-#[async_trait]
-impl Backend for ContainersBackend {
-    async fn scale(
-        &self,
-        service: &ServiceName,
-        target: ReplicaCount,
-    ) -> Result<ScaleReport, Error> {
-        self.scaler.scale(service, target).await
-    }
-
-    async fn status(&self, service: &ServiceName) -> Result<ServiceStatus, Error> {
-        self.scaler.status(service).await
-    }
-
-    async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
-        self.scaler.delete(service).await
-    }
-
-    /// A changed definition is rolled out in the background, at once: what
-    /// failed before says nothing about it. The same definition again keeps
-    /// its backoff, so repeating a broken one cannot hammer the engine.
-    async fn definition_replaced(
-        &self,
-        definition: &ServiceDefinition,
-        runs_differently: bool,
-    ) -> Result<(), Error> {
-        if runs_differently {
-            self.scaler.definition_replaced(definition.name());
-            self.reconciler.wake();
-        }
-        Ok(())
-    }
 }

@@ -1,0 +1,95 @@
+//! What the containers backend remembers of each service's progress, in
+//! memory: failed attempts in a row and the backoff they set, apart for
+//! fixing the count and for rolling.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// The wait before the reconciler tries a service again after a failed
+/// attempt doubles from this ...
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// ... up to this, so a service that cannot start costs the engine one
+/// attempt a minute.
+const RETRY_LONGEST: Duration = Duration::from_secs(60);
+
+/// Failed attempts in a row at one kind of work, and the backoff they set.
+#[derive(Debug, Default)]
+pub(super) struct Attempts {
+    pub(super) failures: u32,
+    pub(super) last_error: Option<String>,
+    /// The reconciler does not try again before then.
+    pub(super) retry_at: Option<Instant>,
+}
+
+impl Attempts {
+    pub(super) fn succeeded(&mut self) {
+        *self = Attempts::default();
+    }
+
+    pub(super) fn failed(&mut self, error: &Error) {
+        self.failures += 1;
+        self.last_error = Some(error.to_string());
+        let doublings = self.failures.saturating_sub(1).min(16);
+        let wait = (RETRY_FIRST * 2u32.pow(doublings)).min(RETRY_LONGEST);
+        self.retry_at = Some(Instant::now() + wait);
+    }
+
+    pub(super) fn record<T>(&mut self, result: &Result<T, Error>) {
+        match result {
+            Ok(_) => self.succeeded(),
+            Err(e) => self.failed(e),
+        }
+    }
+
+    pub(super) fn waiting(&self) -> bool {
+        self.retry_at.is_some_and(|at| at > Instant::now())
+    }
+}
+
+/// What the reconciler knows of one service's progress, kept in memory.
+/// Fixing the count and rolling back off separately: a failing roll must
+/// not delay replacing a container that died.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    pub(super) count: Attempts,
+    pub(super) roll: Attempts,
+    /// The config hash whose roll failed, and why.
+    pub(super) failed_roll: Option<(String, String)>,
+}
+
+/// A service's [`Progress`], kept beside its lock.
+#[derive(Debug, Default)]
+pub(super) struct Tracker(Mutex<Progress>);
+
+impl Tracker {
+    pub(super) fn get(&self) -> MutexGuard<'_, Progress> {
+        self.0.lock().expect("progress poisoned")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_attempts_back_off_doubling_to_a_minute_and_a_success_resets() {
+        let mut attempts = Attempts::default();
+        let error = Error::DockerFailed("no".into());
+        let waits: Vec<u64> = (0..9)
+            .map(|_| {
+                attempts.failed(&error);
+                let wait = attempts.retry_at.unwrap() - Instant::now();
+                // Rounded up: a little time passed since the failure.
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            })
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert!(attempts.waiting());
+        assert_eq!(attempts.last_error.as_deref(), Some("docker failed: no"));
+        attempts.succeeded();
+        assert!(!attempts.waiting());
+        assert_eq!(attempts.failures, 0);
+    }
+}

@@ -1,0 +1,168 @@
+//! Rolling updates on the containers backend: a reconcile pass that finds
+//! containers of an older definition replaces one batch of them,
+//! start-first, and keeps the old ones serving when the new ones do not
+//! hold. A failed roll waits out its own backoff (see [`super::progress`]).
+
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+
+use super::plan::{removable_ids, Filling, NameAllocator};
+use super::progress::Tracker;
+use super::scaler::{Caller, Scaler};
+use super::status::crash_loop;
+use crate::docker::Container;
+use crate::domain::{ServiceDefinition, ServiceName};
+use crate::error::Error;
+use crate::store::StoredService;
+
+/// How a definition change is rolled out.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdatePolicy {
+    /// How many containers are replaced at once.
+    pub parallelism: usize,
+    /// How long a new container must keep running before an old one goes.
+    pub settle: Duration,
+}
+
+impl Scaler {
+    /// The rolling part of a reconcile pass, once the count is right:
+    /// replaces one batch of outdated containers unless the roll waits out
+    /// its backoff, and records how it went.
+    ///
+    /// # Errors
+    /// Why the batch did not hold, or the docker failure.
+    pub(super) async fn roll_outdated(
+        &self,
+        service: &ServiceName,
+        progress: &Tracker,
+        stored: &StoredService,
+        containers: &[Container],
+        filling: &Filling<'_>,
+        desired: u32,
+    ) -> Result<(), Error> {
+        let hash = filling.current_hash;
+        let mut outdated: Vec<&Container> = containers
+            .iter()
+            .filter(|c| c.holds_a_place() && c.config_hash != hash)
+            .collect();
+        if outdated.is_empty() {
+            let mut progress = progress.get();
+            progress.roll.succeeded();
+            progress.failed_roll = None;
+            return Ok(());
+        }
+        if progress.get().roll.waiting() {
+            return Ok(());
+        }
+        // Not running first, then the newest: the tail of the keep order.
+        outdated.sort_by_key(|c| (c.is_running(), std::cmp::Reverse(c.created)));
+        let batch: Vec<Container> = outdated
+            .into_iter()
+            .take(self.update.parallelism)
+            .cloned()
+            .collect();
+        let result = self
+            .roll_batch(&stored.definition, containers, &batch, desired)
+            .await;
+        // A PUT during the batch (it does not wait for the service's lock)
+        // made this outcome moot, and cleared the progress for its own roll.
+        let replaced = self
+            .store
+            .get(service)
+            .map_or(true, |now| now.config_hash() != hash);
+        if replaced {
+            return result;
+        }
+        let mut progress = progress.get();
+        progress.roll.record(&result);
+        progress.failed_roll = match &result {
+            Ok(()) => None,
+            Err(e) => Some((hash.to_owned(), e.to_string())),
+        };
+        result
+    }
+
+    /// Replaces `outdated` start-first: starts as many containers of
+    /// `definition`, waits the settle time, and, only if every new one ran
+    /// all along, removes as many outdated ones as keep `desired` running
+    /// (one of the others may have died meanwhile). Otherwise removes the
+    /// new ones and leaves the outdated ones serving.
+    ///
+    /// # Errors
+    /// [`Error::DockerFailed`] saying why the new containers did not hold.
+    async fn roll_batch(
+        &self,
+        definition: &ServiceDefinition,
+        containers: &[Container],
+        outdated: &[Container],
+        desired: u32,
+    ) -> Result<(), Error> {
+        let service = definition.name();
+        let names = NameAllocator::new(format!("{}-{}-", self.instance, service), containers);
+        let started: Vec<Result<String, Error>> = stream::iter(0..outdated.len())
+            .map(|_| self.start_one(definition, &names, Caller::Reconciler))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let new_ids: Vec<String> = started.iter().filter_map(|r| r.clone().ok()).collect();
+        let start_error = started.into_iter().find_map(Result::err);
+        if start_error.is_none() {
+            tokio::time::sleep(self.update.settle).await;
+        }
+        let after = match start_error {
+            Some(_) => self.engine.list(service).await?,
+            None => self.inventory.containers(service).await?,
+        };
+        let held = |id: &String| {
+            after
+                .iter()
+                .any(|c| c.id == *id && c.is_running() && c.restarts == 0)
+        };
+        if start_error.is_none() && new_ids.iter().all(held) {
+            let running = after.iter().filter(|c| c.is_running()).count();
+            let spare = running.saturating_sub(desired as usize);
+            let old_ids: Vec<String> = outdated
+                .iter()
+                .filter(|old| after.iter().any(|c| c.id == old.id))
+                .take(spare)
+                .map(|c| c.id.clone())
+                .collect();
+            self.remove(service, &old_ids).await?;
+            log::info!(
+                "'{service}': replaced {} outdated container(s) with the current definition",
+                old_ids.len()
+            );
+            return Ok(());
+        }
+        // What this batch started goes again, and any container a failed
+        // start left created; but a new container that runs goes only as far
+        // as the desired count stays running (an old one may have died
+        // meanwhile), and is then kept like any surplus.
+        let (new_running, mut failed): (Vec<&Container>, Vec<&Container>) = after
+            .iter()
+            .filter(|c| {
+                new_ids.contains(&c.id)
+                    || (c.config_hash == definition.config_hash() && !c.holds_a_place())
+            })
+            .partition(|c| c.is_running());
+        let running = after.iter().filter(|c| c.is_running()).count();
+        let spare = running.saturating_sub(desired as usize);
+        failed.extend(new_running.iter().take(spare));
+        let why = match start_error {
+            Some(e) => e.to_string(),
+            None => after
+                .iter()
+                .filter(|c| new_ids.contains(&c.id))
+                .find(|c| !c.is_running() || c.restarts > 0)
+                .map_or_else(|| "the new container vanished".to_owned(), crash_loop),
+        };
+        let failed_ids = removable_ids(failed);
+        self.remove(service, &failed_ids).await?;
+        Err(Error::DockerFailed(format!(
+            "the update of '{service}' stopped and its older containers keep serving: \
+             a container of the new definition did not keep running for {:?} ({why})",
+            self.update.settle
+        )))
+    }
+}

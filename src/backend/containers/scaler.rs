@@ -1,0 +1,590 @@
+//! Brings a service's containers to its desired state: as many as its
+//! desired count, all of its current definition. A scale records the count
+//! and acts at once; the reconciler (see [`super::reconciler`]) runs a pass
+//! whenever something changed. Each fix looks up what runs, plans removals
+//! and starts ([`super::plan`]), carries them out and records them in the
+//! inventory; a pass that finds only containers of an older definition
+//! rolls one batch of them ([`super::rollout`]).
+//!
+//! Operations on one service are serialized by its lock
+//! ([`crate::backend::locks`]), which also keeps the service's progress.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+
+use super::plan::{removable_ids, unix_now, Filling, NameAllocator, Plan};
+use super::progress::{Progress, Tracker};
+use super::rollout::UpdatePolicy;
+use crate::backend::locks::{ServiceHold, ServiceLocks};
+use crate::backend::ScaleReport;
+use crate::docker::{Container, ContainerState, Engine, StartOutcome};
+use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
+use crate::error::Error;
+use crate::inventory::Inventory;
+use crate::store::{Store, StoredService};
+
+/// How often a start retries with another name after a clash.
+const NAME_ATTEMPTS: usize = 10;
+
+/// Who asks for containers to be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Caller {
+    /// A request: it has `scale_concurrency` starts of its own.
+    Request,
+    /// A reconcile pass: all passes share `scale_concurrency` starts, so a
+    /// host where every service needs containers at once (after an engine
+    /// was wiped, say) is not flooded.
+    Reconciler,
+}
+
+/// Drives the containers of every service through an [`Engine`].
+pub struct Scaler {
+    pub(super) engine: Arc<dyn Engine>,
+    pub(super) inventory: Arc<Inventory>,
+    pub(super) store: Arc<Store>,
+    pub(super) instance: String,
+    pub(super) concurrency: usize,
+    pub(super) update: UpdatePolicy,
+    /// Whether the reconciler runs: the rollout state says so.
+    pub(super) reconciling: bool,
+    /// The starts reconcile passes may have in flight, all services
+    /// together (see [`Caller::Reconciler`]).
+    background_starts: tokio::sync::Semaphore,
+    /// Each existing service's lock and progress, made when it is first
+    /// locked and dropped when the service is deleted.
+    pub(super) locks: ServiceLocks<Tracker>,
+}
+
+impl Scaler {
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        inventory: Arc<Inventory>,
+        store: Arc<Store>,
+        instance: String,
+        concurrency: usize,
+    ) -> Self {
+        Scaler {
+            engine,
+            inventory,
+            locks: ServiceLocks::new(store.clone()),
+            store,
+            instance,
+            concurrency,
+            update: UpdatePolicy {
+                parallelism: 1,
+                settle: Duration::from_secs(2),
+            },
+            reconciling: false,
+            background_starts: tokio::sync::Semaphore::new(concurrency),
+        }
+    }
+
+    /// Rolls definition changes with `update` when the reconciler runs.
+    pub fn reconciling(mut self, update: UpdatePolicy) -> Self {
+        self.update = update;
+        self.reconciling = true;
+        self
+    }
+
+    /// Waits for exclusive use of `service` and returns what the store holds
+    /// of it once that use is granted. A lock is only made for a service
+    /// that exists, so requests for unknown names cannot grow the table; a
+    /// request that waited while the service was deleted gets
+    /// [`Error::ServiceNotFound`], and the last one out drops the lock.
+    pub(super) async fn lock(
+        &self,
+        service: &ServiceName,
+    ) -> Result<(ServiceHold<'_, Tracker>, StoredService), Error> {
+        self.ensure_defined(service)?;
+        let held = self.locks.lock(service).await;
+        match self.store.service(service) {
+            Some(stored) => Ok((held, stored)),
+            None => Err(Error::ServiceNotFound(service.to_string())),
+        }
+    }
+
+    /// A service's definition was replaced: whatever failed before says
+    /// nothing about the new one, so its backoffs and errors are cleared
+    /// and the reconciler may roll at once.
+    pub fn definition_replaced(&self, service: &ServiceName) {
+        if let Some(tracker) = self.locks.peek(service) {
+            *tracker.get() = Progress::default();
+        }
+    }
+
+    /// # Errors
+    /// [`Error::ServiceNotFound`] unless `service` is defined.
+    fn ensure_defined(&self, service: &ServiceName) -> Result<(), Error> {
+        if self.store.contains(service) {
+            Ok(())
+        } else {
+            Err(Error::ServiceNotFound(service.to_string()))
+        }
+    }
+
+    /// Removes containers of `service` and records that they are gone.
+    pub(super) async fn remove(&self, service: &ServiceName, ids: &[String]) -> Result<(), Error> {
+        self.engine.remove(ids).await?;
+        self.inventory.record_removed(service, ids);
+        Ok(())
+    }
+
+    /// Records `target` as the desired count of `service`, then makes
+    /// exactly that many containers hold its places (see
+    /// [`Scaler::fix_count`]), whatever a backoff says: an explicit request
+    /// always acts.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`]; [`Error::Storage`] (nothing was changed
+    /// then, unless only the final directory sync failed: the store then
+    /// serves the new count, and the reconciler works towards it); the
+    /// docker failure, or [`Error::DockerFailed`] when the count that runs
+    /// afterwards is not `target`. The desired count stays recorded, and the
+    /// reconciler (if on) keeps working towards it.
+    pub async fn scale(
+        &self,
+        service: &ServiceName,
+        target: ReplicaCount,
+    ) -> Result<ScaleReport, Error> {
+        let (held, stored) = self.lock(service).await?;
+        self.store.set_desired(service, target.get()).await?;
+        let containers = self.inventory.containers(service).await?;
+        let filling = self.filling(&stored, &held, &containers);
+        let result = self
+            .fix_count(
+                service,
+                &containers,
+                &filling,
+                target.get(),
+                Caller::Request,
+            )
+            .await;
+        self.record_count(&held, &filling, &containers, &result);
+        result
+    }
+
+    /// Records how fixing the count went. A failure to start the current
+    /// definition while containers of an earlier one still run is also a
+    /// failed roll of it: the next attempts fill from the earlier one (see
+    /// [`Scaler::filling`]), and the roll waits out its own backoff.
+    pub(super) fn record_count<T>(
+        &self,
+        progress: &Tracker,
+        filling: &Filling,
+        containers: &[Container],
+        result: &Result<T, Error>,
+    ) {
+        let mut progress = progress.get();
+        progress.count.record(result);
+        let older_running = containers
+            .iter()
+            .any(|c| c.is_running() && c.config_hash != filling.current_hash);
+        if let (Err(e), false, true) = (result, filling.falling_back, older_running) {
+            progress.roll.failed(e);
+            progress.failed_roll = Some((filling.current_hash.to_owned(), e.to_string()));
+        }
+    }
+
+    /// How a shortfall of `stored` is filled (see [`Filling`]): from the
+    /// current definition, unless its roll has failed and an earlier
+    /// definition still runs; then from the earlier definition that runs
+    /// the most containers.
+    pub(super) fn filling<'a>(
+        &self,
+        stored: &'a StoredService,
+        progress: &Tracker,
+        containers: &[Container],
+    ) -> Filling<'a> {
+        let current_hash = stored.definition.config_hash();
+        let failing = progress
+            .get()
+            .failed_roll
+            .as_ref()
+            .is_some_and(|(hash, _)| *hash == current_hash);
+        let running_of = |hash: &str| {
+            containers
+                .iter()
+                .filter(|c| c.is_running() && c.config_hash == hash)
+                .count()
+        };
+        let fallback = stored
+            .history
+            .iter()
+            .filter(|_| failing)
+            .map(|old| (running_of(old.config_hash()), old))
+            .filter(|(running, _)| *running > 0)
+            .max_by_key(|(running, _)| *running)
+            .map(|(_, old)| old);
+        // Without an earlier definition to fall back on, the failing one's
+        // restarting containers keep their places: the engine's restart
+        // delay then paces them, rather than a removal and a new start.
+        Filling {
+            current_hash,
+            start: fallback.unwrap_or(&stored.definition),
+            falling_back: fallback.is_some(),
+        }
+    }
+
+    /// that do not run), removes
+    /// any surplus (not running first, then older definitions, then the
+    /// newest), starts the shortfall from `filling` in parallel, records
+    /// all that in the inventory, and reports the count that then runs
+    /// (from the index, which also holds any event read meanwhile, or
+    /// listed afresh when the index is not live).
+    ///
+    /// # Errors
+    /// The docker failure, after removing any container this left dead;
+    /// [`Error::DockerFailed`] when the measured count is not `target` (new
+    /// containers stopped right after starting, or something else started
+    /// more).
+    pub(super) async fn fix_count(
+        &self,
+        service: &ServiceName,
+        containers: &[Container],
+        filling: &Filling<'_>,
+        target: u32,
+        caller: Caller,
+    ) -> Result<ScaleReport, Error> {
+        let plan = Plan::new(containers, filling, target as usize);
+        self.remove(service, &plan.remove).await?;
+
+        let names = NameAllocator::new(format!("{}-{}-", self.instance, service), containers);
+        let started: Vec<Result<String, Error>> = stream::iter(0..plan.start)
+            .map(|_| self.start_one(filling.start, &names, caller))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let start_error = started.into_iter().find_map(Result::err);
+
+        // After a failed start, docker may hold a created-but-never-started
+        // container whose event the index has not read yet: ask docker, so
+        // that nothing the failure left behind escapes the clean-up below.
+        let after = match start_error {
+            Some(_) => self.engine.list(service).await?,
+            None => self.inventory.containers(service).await?,
+        };
+        let dead: Vec<&Container> = after.iter().filter(|c| !filling.holds_a_place(c)).collect();
+        self.remove(service, &removable_ids(dead.iter().copied()))
+            .await?;
+        let running: Vec<&Container> = after.iter().filter(|c| c.is_running()).collect();
+        let report = ScaleReport {
+            running_resources: running.len(),
+            desired_resources: target,
+        };
+        let mismatch = |cause: String| {
+            Error::DockerFailed(format!(
+                "{cause}; {} of {target} containers of '{service}' are running",
+                running.len()
+            ))
+        };
+        match start_error {
+            Some(Error::DockerFailed(message)) => Err(mismatch(message)),
+            Some(other) => Err(other),
+            None if running.len() < target as usize => {
+                let exits: BTreeSet<String> = after
+                    .iter()
+                    .filter(|c| !c.is_running())
+                    .map(|c| c.status.clone())
+                    .collect();
+                let exits: Vec<String> = exits.into_iter().collect();
+                Err(mismatch(if exits.is_empty() {
+                    "containers vanished right after starting".to_owned()
+                } else {
+                    format!(
+                        "containers stopped right after starting ({})",
+                        exits.join(", ")
+                    )
+                }))
+            }
+            None if running.len() > target as usize => Err(mismatch(
+                "more containers run than were asked for: something else starts containers \
+                 with this service's labels"
+                    .to_owned(),
+            )),
+            None => Ok(report),
+        }
+    }
+
+    /// Starts one container of `definition`; returns its id.
+    pub(super) async fn start_one(
+        &self,
+        definition: &ServiceDefinition,
+        names: &NameAllocator,
+        caller: Caller,
+    ) -> Result<String, Error> {
+        let _turn = match caller {
+            Caller::Request => None,
+            Caller::Reconciler => Some(
+                self.background_starts
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed"),
+            ),
+        };
+        for _ in 0..NAME_ATTEMPTS {
+            let name = names.next();
+            match self.engine.start(definition, &name).await? {
+                StartOutcome::Started(id) => {
+                    self.inventory.record_started(Container {
+                        id: id.clone(),
+                        service: definition.name().to_string(),
+                        name,
+                        state: ContainerState::Running,
+                        status: "Up".to_owned(),
+                        config_hash: definition.config_hash().to_owned(),
+                        created: unix_now(),
+                        restarts: 0,
+                        last_exit_code: None,
+                    });
+                    return Ok(id);
+                }
+                StartOutcome::NameTaken => {
+                    log::info!("container name {name} is taken; trying another")
+                }
+            }
+        }
+        Err(Error::DockerFailed(format!(
+            "no free container name found after {NAME_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Removes every container of `service`, in any state, then its
+    /// definition. If docker fails the definition stays, so nothing
+    /// half-deleted is hidden.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`], the docker failure, or [`Error::Storage`].
+    pub async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
+        let (held, _) = self.lock(service).await?;
+        // Asked of docker, not the index: a delete is final, and a container
+        // created a moment ago may not have reached the index yet.
+        let containers = self.engine.list(service).await?;
+        let ids = removable_ids(&containers);
+        self.remove(service, &ids).await?;
+        self.store.remove(service).await?;
+        // A service created later under this name starts afresh, even if a
+        // request still waits on this lock and so keeps it in the table.
+        *held.get() = Progress::default();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::backend::containers::plan::tests::container;
+    use crate::docker::{ContainerEvent, EventStream, EventTime, PublishedPorts};
+
+    #[derive(Default)]
+    struct FakeEngine {
+        containers: Mutex<Vec<Container>>,
+        foreign_names: Vec<String>,
+        /// How often one service's containers were listed.
+        service_listings: std::sync::atomic::AtomicUsize,
+    }
+
+    /// An event stream on which nothing ever happens.
+    struct QuietStream;
+
+    #[async_trait::async_trait]
+    impl EventStream for QuietStream {
+        async fn next(&mut self) -> Result<ContainerEvent, String> {
+            futures::future::pending().await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Engine for FakeEngine {
+        async fn list(&self, _: &ServiceName) -> Result<Vec<Container>, Error> {
+            self.service_listings
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.containers.lock().unwrap().clone())
+        }
+
+        async fn list_all(&self) -> Result<Vec<Container>, Error> {
+            Ok(self.containers.lock().unwrap().clone())
+        }
+
+        async fn watch(&self, _: EventTime) -> Result<Box<dyn EventStream>, Error> {
+            Ok(Box::new(QuietStream))
+        }
+
+        async fn start(&self, def: &ServiceDefinition, name: &str) -> Result<StartOutcome, Error> {
+            let mut containers = self.containers.lock().unwrap();
+            if self.foreign_names.iter().any(|n| n == name)
+                || containers.iter().any(|c| c.name == name)
+            {
+                return Ok(StartOutcome::NameTaken);
+            }
+            let id = format!("id-{name}");
+            containers.push(Container {
+                name: name.into(),
+                ..container(&id, "running", def.config_hash(), 0)
+            });
+            Ok(StartOutcome::Started(id))
+        }
+
+        async fn server_version(&self) -> Result<String, Error> {
+            Ok("fake".into())
+        }
+
+        async fn published_ports(
+            &self,
+            ids: &[String],
+        ) -> Result<HashMap<String, PublishedPorts>, Error> {
+            Ok(ids
+                .iter()
+                .map(|id| (id.clone(), PublishedPorts::new()))
+                .collect())
+        }
+
+        async fn remove(&self, ids: &[String]) -> Result<(), Error> {
+            self.containers
+                .lock()
+                .unwrap()
+                .retain(|c| !ids.contains(&c.id));
+            Ok(())
+        }
+    }
+
+    async fn scaler_with(
+        engine: FakeEngine,
+        services: &[&str],
+    ) -> (Scaler, Arc<FakeEngine>, tempfile::TempDir) {
+        let (scaler, engine, _, dir) = scaler_and_inventory(engine, services).await;
+        (scaler, engine, dir)
+    }
+
+    async fn scaler_and_inventory(
+        engine: FakeEngine,
+        services: &[&str],
+    ) -> (Scaler, Arc<FakeEngine>, Arc<Inventory>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.json")).unwrap());
+        for name in services {
+            let body = serde_json::json!({"name": name, "image": "app:1"});
+            store
+                .create(ServiceDefinition::from_create_body(&body).unwrap())
+                .await
+                .unwrap();
+        }
+        let engine = Arc::new(engine);
+        let inventory = Inventory::new(engine.clone());
+        (
+            Scaler::new(
+                engine.clone(),
+                inventory.clone(),
+                store,
+                "default".into(),
+                4,
+            ),
+            engine,
+            inventory,
+            dir,
+        )
+    }
+
+    #[tokio::test]
+    async fn with_a_live_index_scales_and_status_list_nothing() {
+        let (scaler, engine, inventory, _dir) =
+            scaler_and_inventory(FakeEngine::default(), &["web"]).await;
+        tokio::spawn(inventory.clone().follow_events());
+        let started = std::time::Instant::now();
+        while !inventory.summary().live {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "never live"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let up = scaler.scale(&name("web"), count(3)).await.unwrap();
+        assert_eq!(up.running_resources, 3);
+        let down = scaler.scale(&name("web"), count(1)).await.unwrap();
+        assert_eq!(down.running_resources, 1);
+        let status = scaler.status(&name("web")).await.unwrap();
+        assert_eq!(status.running_resources, 1);
+        assert_eq!(status.desired_resources, Some(1));
+        assert_eq!(status.containers.len(), 1);
+        assert_eq!(engine.containers.lock().unwrap().len(), 1);
+        assert_eq!(
+            engine
+                .service_listings
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+    }
+
+    fn name(raw: &str) -> ServiceName {
+        ServiceName::parse(raw).unwrap()
+    }
+
+    fn count(n: u32) -> ReplicaCount {
+        ReplicaCount::parse(Some(&serde_json::json!(n)), 100).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_clash_with_a_foreign_name_moves_on_to_the_next_number() {
+        let engine = FakeEngine {
+            foreign_names: vec!["default-web-1".into()],
+            ..FakeEngine::default()
+        };
+        let (scaler, engine, _dir) = scaler_with(engine, &["web"]).await;
+        let report = scaler.scale(&name("web"), count(2)).await.unwrap();
+        assert_eq!(report.running_resources, 2);
+        let mut names: Vec<String> = engine
+            .containers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["default-web-2", "default-web-3"]);
+    }
+
+    #[tokio::test]
+    async fn unknown_services_get_no_lock_and_deleted_ones_lose_theirs() {
+        let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
+        for ghost in ["a", "b", "c"] {
+            assert!(matches!(
+                scaler.scale(&name(ghost), count(1)).await,
+                Err(Error::ServiceNotFound(_))
+            ));
+        }
+        assert_eq!(scaler.locks.len(), 0);
+        scaler.scale(&name("web"), count(1)).await.unwrap();
+        assert_eq!(scaler.locks.len(), 1);
+        scaler.delete(&name("web")).await.unwrap();
+        assert_eq!(scaler.locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn requests_that_waited_on_a_deleted_service_drop_its_lock() {
+        let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
+        let scaler = Arc::new(scaler);
+        let (held, _) = scaler.lock(&name("web")).await.unwrap();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let scaler = scaler.clone();
+                tokio::spawn(async move { scaler.scale(&name("web"), count(1)).await })
+            })
+            .collect();
+        // Let the waiters queue on the lock, then delete behind them.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        scaler.store.remove(&name("web")).await.unwrap();
+        drop(held);
+        for waiter in waiters {
+            assert!(matches!(
+                waiter.await.unwrap(),
+                Err(Error::ServiceNotFound(_))
+            ));
+        }
+        assert_eq!(scaler.locks.len(), 0);
+    }
+}

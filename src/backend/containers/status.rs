@@ -1,0 +1,121 @@
+//! The status report of one service on the containers backend: read-only,
+//! from the inventory, and the progress the scaler and reconciler keep.
+
+use super::plan::name_number;
+use super::scaler::Scaler;
+use crate::backend::{ContainerStatus, Rollout, RolloutState, ServiceStatus};
+use crate::docker::{Container, ContainerState, PublishedPorts};
+use crate::domain::ServiceName;
+use crate::error::Error;
+
+impl Scaler {
+    /// Where `service` stands: its counts, each container, the rollout and
+    /// the last problem. Ports come from the index, or one `docker inspect`
+    /// of containers whose ports are not known yet; if that fails, they are
+    /// reported unknown rather than failing the whole status.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`], or the docker failure of a listing.
+    pub async fn status(&self, service: &ServiceName) -> Result<ServiceStatus, Error> {
+        let stored = self
+            .store
+            .service(service)
+            .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
+        let mut containers = self.inventory.snapshot(service).await?;
+        containers.sort_by(|a, b| {
+            (name_number(&a.name), a.created).cmp(&(name_number(&b.name), b.created))
+        });
+        let current_hash = stored.definition.config_hash();
+        // A running container publishes ports unless it runs the current
+        // definition and that has none: only those are worth a lookup.
+        let publishes_nothing = stored.definition.ports().is_empty();
+        let may_publish =
+            |c: &Container| c.is_running() && !(publishes_nothing && c.config_hash == current_hash);
+        let lookup: Vec<&str> = containers
+            .iter()
+            .filter(|c| may_publish(c))
+            .map(|c| c.id.as_str())
+            .collect();
+        let looked_up = match self.inventory.published_ports(&lookup).await {
+            Ok(ports) => Some(ports),
+            Err(e) => {
+                log::warn!("cannot read the ports of '{service}': {e}");
+                None
+            }
+        };
+        let ports_of = |c: &Container| -> Option<PublishedPorts> {
+            if !may_publish(c) {
+                return Some(PublishedPorts::new());
+            }
+            looked_up.as_ref()?.get(&c.id).cloned()
+        };
+        let entries: Vec<ContainerStatus> = containers
+            .iter()
+            .map(|c| ContainerStatus {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                state: c.state.as_str().to_owned(),
+                created: c.created,
+                ports: ports_of(c),
+                node: None,
+                current: c.config_hash == current_hash,
+                restarts: c.restarts,
+                last_exit_code: c.last_exit_code,
+            })
+            .collect();
+        let places: Vec<&Container> = containers.iter().filter(|c| c.holds_a_place()).collect();
+        let updated = places
+            .iter()
+            .filter(|c| c.config_hash == current_hash)
+            .count();
+        let outdated = places.len() - updated;
+        let kept = self.locks.peek(service);
+        let progress = kept.as_ref().map(|tracker| tracker.get());
+        let progress = progress.as_deref();
+        let failed_roll = progress
+            .and_then(|p| p.failed_roll.as_ref())
+            .filter(|(hash, _)| *hash == current_hash)
+            .map(|(_, why)| why.clone());
+        let rollout = Rollout {
+            state: match (outdated, &failed_roll) {
+                (0, _) => RolloutState::Complete,
+                (_, Some(_)) => RolloutState::Failed,
+                _ if !self.reconciling => RolloutState::Manual,
+                _ => RolloutState::Rolling,
+            },
+            updated,
+            outdated,
+            error: failed_roll,
+        };
+        let problem = progress
+            .and_then(|p| p.count.last_error.clone())
+            .or_else(|| {
+                places
+                    .iter()
+                    .find(|c| c.state == ContainerState::Restarting)
+                    .map(|c| crash_loop(c))
+            });
+        Ok(ServiceStatus {
+            running_resources: containers.iter().filter(|c| c.is_running()).count(),
+            desired_resources: stored.desired,
+            containers: entries,
+            rollout,
+            problem,
+            failed_attempts: progress.map_or(0, |p| p.count.failures + p.roll.failures),
+        })
+    }
+}
+
+/// Says why a container is not serving: how it last exited, and how often
+/// the engine restarted it.
+pub(super) fn crash_loop(container: &Container) -> String {
+    let exit = container.last_exit_code.map_or_else(
+        || "an unknown code".to_owned(),
+        |code| format!("code {code}"),
+    );
+    format!(
+        "container {} exits right after starting (last with {exit}; restarted {} times); \
+         the engine restarts it with a growing delay",
+        container.name, container.restarts
+    )
+}

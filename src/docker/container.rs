@@ -1,0 +1,119 @@
+//! One container the connector owns, and its state, as read from docker's
+//! listings and events.
+
+/// Container port (`8080/tcp`) → the host port docker published it on.
+pub type PublishedPorts = std::collections::BTreeMap<String, u16>;
+
+/// One container the connector owns, as the engine last reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    /// The value of its [`super::LABEL_SERVICE`] label.
+    pub service: String,
+    pub name: String,
+    pub state: ContainerState,
+    /// Docker's human status, e.g. `Exited (1) 2 seconds ago`.
+    pub status: String,
+    pub config_hash: String,
+    /// Creation time, seconds since the Unix epoch (docker reports whole seconds).
+    pub created: i64,
+    /// How often it died and was restarted in place by its restart policy,
+    /// as far as the connector saw (docker's events since it started).
+    pub restarts: u32,
+    /// The code its process last exited with, if it ever did.
+    pub last_exit_code: Option<i64>,
+}
+
+impl Container {
+    pub fn is_running(&self) -> bool {
+        self.state == ContainerState::Running
+    }
+
+    /// Whether it fills one of its service's places: it runs, or will run
+    /// again without the connector (docker is restarting it). Anything else
+    /// (created, paused, exited, dead) is dead weight: a paused container
+    /// serves nothing, so it is replaced like a stopped one.
+    pub fn holds_a_place(&self) -> bool {
+        matches!(
+            self.state,
+            ContainerState::Running | ContainerState::Restarting
+        )
+    }
+
+    /// Whether the engine is already removing it: removing it again fails.
+    pub fn is_being_removed(&self) -> bool {
+        self.state == ContainerState::Removing
+    }
+}
+
+/// A container's state as docker names it (`docker ps`'s `.State`),
+/// parsed once where docker's output is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Dead,
+    Removing,
+    /// Not known: a state this connector does not know (a newer engine's),
+    /// or an event that tells nothing of it.
+    #[default]
+    Unknown,
+}
+
+impl ContainerState {
+    /// Reads docker's name of a state; one it does not know is
+    /// [`ContainerState::Unknown`].
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "created" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "restarting" => ContainerState::Restarting,
+            "paused" => ContainerState::Paused,
+            "exited" => ContainerState::Exited,
+            "dead" => ContainerState::Dead,
+            "removing" => ContainerState::Removing,
+            _ => ContainerState::Unknown,
+        }
+    }
+
+    /// Docker's name of the state, as status reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Paused => "paused",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+            ContainerState::Removing => "removing",
+            ContainerState::Unknown => "unknown",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_as_docker_names_it() {
+        for name in [
+            "created",
+            "running",
+            "restarting",
+            "paused",
+            "exited",
+            "dead",
+            "removing",
+        ] {
+            assert_eq!(ContainerState::parse(name).as_str(), name);
+        }
+        assert_eq!(
+            ContainerState::parse("hibernating"),
+            ContainerState::Unknown
+        );
+    }
+}
