@@ -158,10 +158,19 @@ impl SwarmBackend {
                 .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?
                 .desired;
             let running = match self.cli.running_tasks(service).await {
-                Err(_) if !self.store.contains(service) => {
-                    return Err(Error::ServiceNotFound(service.to_string()))
+                Ok(running) => running,
+                Err(e) => {
+                    // A delete removes the Swarm service and then the
+                    // definition, both under the service's lock: once that
+                    // lock is free, the store tells whether the failure was
+                    // the delete's doing (docker's "not found" comes between
+                    // the two).
+                    drop(self.locks.lock(service).await);
+                    if !self.store.contains(service) {
+                        return Err(Error::ServiceNotFound(service.to_string()));
+                    }
+                    return Err(e);
                 }
-                other => other?,
             };
             let superseded = desired.filter(|&desired| desired != target);
             if running == target as usize || superseded.is_some() {
