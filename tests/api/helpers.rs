@@ -2,14 +2,18 @@
 //! `instance` label, a free port; removes the test's containers when done.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+
+#[path = "../support/connector.rs"]
+#[allow(dead_code)] // the bench's half of the launcher
+mod connector;
+use connector::{ConnectorCommand, ConnectorProcess, STARTUP_DEADLINE};
 
 /// The locally built image every test runs: a static busybox, so no registry
 /// is needed. Its default command sleeps.
@@ -23,9 +27,6 @@ pub const PAGE: &str = "hello from docker-connector\n";
 
 /// How long a container that runs may take to answer on its port.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
-
-/// How long the server may take to announce its port.
-const STARTUP_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Runs the real docker CLI and returns its stdout; panics on failure.
 pub fn docker(args: &[&str]) -> String {
@@ -347,8 +348,7 @@ pub struct TestApp {
     pub instance: String,
     pub dir: tempfile::TempDir,
     options: AppOptions,
-    child: Child,
-    log: Arc<Mutex<String>>,
+    process: ConnectorProcess,
     client: reqwest::Client,
 }
 
@@ -362,22 +362,21 @@ impl TestApp {
         ensure_test_image();
         let dir = tempfile::tempdir().unwrap();
         let instance = unique_instance();
-        let (child, port, log) = launch(dir.path(), &instance, &options)
+        let process = launch(dir.path(), &instance, &options)
             .unwrap_or_else(|log| panic!("the connector did not start:\n{log}"));
         TestApp {
-            port,
+            port: process.port(),
             instance,
             dir,
             options,
-            child,
-            log,
+            process,
             client: reqwest::Client::new(),
         }
     }
 
     /// The connector's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     pub fn data_file(&self) -> PathBuf {
@@ -386,7 +385,7 @@ impl TestApp {
 
     /// Everything the server wrote to stderr so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.process.log()
     }
 
     /// Waits up to five seconds for the server to log a line containing
@@ -403,17 +402,14 @@ impl TestApp {
     /// file and instance (on a new port).
     pub fn restart(&mut self) {
         self.stop();
-        let (child, port, log) = launch(self.dir.path(), &self.instance, &self.options)
+        self.process = launch(self.dir.path(), &self.instance, &self.options)
             .unwrap_or_else(|log| panic!("restart failed:\n{log}"));
-        self.child = child;
-        self.port = port;
-        self.log = log;
+        self.port = self.process.port();
     }
 
     /// Kills the server with SIGKILL: no shutdown code runs.
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 
     /// Asks the server to stop with SIGTERM, as systemd does, and waits for
@@ -425,7 +421,7 @@ impl TestApp {
 
     /// Sends SIGTERM and returns at once.
     pub fn send_sigterm(&self) {
-        let pid = self.child.id().to_string();
+        let pid = self.pid().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success(), "kill -TERM {pid} failed");
     }
@@ -434,7 +430,7 @@ impl TestApp {
     pub fn wait_for_exit(&mut self) -> Option<i32> {
         let started = std::time::Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.process.try_wait() {
                 return status.code();
             }
             assert!(
@@ -679,84 +675,22 @@ where
     }
 }
 
-/// Starts the binary in `dir` and waits for it to announce its port. On
-/// failure returns what it logged.
-pub fn launch(
-    dir: &Path,
-    instance: &str,
-    options: &AppOptions,
-) -> Result<(Child, u16, Arc<Mutex<String>>), String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_docker-connector"))
+/// Starts the binary in `dir` with `instance` and `options`, and waits for
+/// it to announce its port. On failure returns what it logged.
+fn launch(dir: &Path, instance: &str, options: &AppOptions) -> Result<ConnectorProcess, String> {
+    ConnectorCommand::new(dir, instance)
         .args(&options.args)
-        .current_dir(dir)
-        .env("ROCKET_PORT", "0")
-        .env("ROCKET_INSTANCE", instance)
-        .env("ROCKET_LOG_LEVEL", "normal")
-        .env_remove("ROCKET_CONFIG")
         .envs(&options.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the connector binary starts");
-    let log = Arc::new(Mutex::new(String::new()));
-    let (port_tx, port_rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    // Drains stderr for the server's whole life, so it never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // "docker-connector listening on ADDRESS:PORT (...)"
-            if let Some(announced) = line.split("docker-connector listening on ").nth(1) {
-                let address = announced.split_whitespace().next().unwrap();
-                let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
-                let _ = port_tx.send(port);
-            }
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    match port_rx.recv_timeout(STARTUP_DEADLINE) {
-        Ok(port) => Ok((child, port, log)),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            std::thread::sleep(Duration::from_millis(100));
-            let text = log.lock().unwrap().clone();
-            Err(text)
-        }
-    }
+        .launch()
 }
 
-/// Starts the binary in `dir`, with `env` over a free port and a fresh
-/// instance, expecting it to refuse to start; returns its exit code and what
-/// it logged. Panics if it is still running after the startup deadline.
+/// Starts the binary in `dir`, with `env` over a fresh instance, expecting
+/// it to refuse to start; returns its exit code and what it logged. Panics
+/// if it is still running after the startup deadline.
 pub fn launch_expecting_failure(dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_docker-connector"))
-        .current_dir(dir)
-        .env("ROCKET_PORT", "0")
-        .env("ROCKET_INSTANCE", unique_instance())
-        .env_remove("ROCKET_CONFIG")
+    ConnectorCommand::new(dir, &unique_instance())
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the connector binary runs");
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > STARTUP_DEADLINE {
-            let _ = child.kill();
-            panic!("the connector started although it should have refused");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .expect_refusal()
 }
 
 /// One process as `/proc` shows it, for tests that look for what the
