@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{
-    docker, real_docker, record_figures, AppOptions, ForeignContainer, Process, Rng, TestApp,
-    TEST_IMAGE,
-};
+use crate::support::app::{AppOptions, TestApp};
+use crate::support::docker::{docker, ForeignContainer, TEST_IMAGE};
+use crate::support::figures::record_figures;
+use crate::support::process::{real_docker, Process};
+use crate::support::rng::Rng;
 
 /// The promise for a change made behind the connector's back.
 const FRESHNESS: Duration = Duration::from_secs(1);
