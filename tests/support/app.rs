@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::connector::{ConnectorCommand, ConnectorProcess, STARTUP_DEADLINE};
 use super::docker::{docker, ensure_test_image, unique_instance, TEST_IMAGE};
-use super::process::{write_fake_docker, Process};
+use super::process::{send_signal, write_fake_docker, Process};
 
 /// An HTTP answer, body parsed as JSON (`Value::Null` when empty).
 #[derive(Debug)]
@@ -236,9 +236,7 @@ impl TestApp {
 
     /// Sends SIGTERM and returns at once.
     pub fn send_sigterm(&self) {
-        let pid = self.pid().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success(), "kill -TERM {pid} failed");
+        send_signal(self.pid(), "TERM");
     }
 
     /// Waits for the server to exit after a signal; returns its exit code.

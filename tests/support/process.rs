@@ -70,6 +70,16 @@ impl Process {
     }
 }
 
+/// Sends `signal` (`TERM`, `KILL`, ...) to process `pid`; panics if it
+/// could not be sent.
+pub fn send_signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid} failed");
+}
+
 /// The path of the real docker CLI, for scripts that wrap it.
 pub fn real_docker() -> String {
     let out = Command::new("sh")
