@@ -135,12 +135,13 @@ rpm -qlpv "$rpm" >&2
 deb_files=$(dpkg-deb -c "$deb" | awk '{print $NF}' | sed 's#^\./#/#')
 rpm_files=$(rpm -qlp "$rpm")
 for path in /usr/bin/docker-connector /usr/lib/systemd/system/docker-connector.service \
-  /etc/docker-connector/Rocket.toml /usr/share/doc/docker-connector/README.md; do
+  /etc/docker-connector/Rocket.toml /usr/share/doc/docker-connector/README.md \
+  /usr/share/doc/docker-connector/docs/operations.md; do
   grep -qx "$path" <<<"$deb_files" || fail "the .deb lacks $path"
   grep -qx "$path" <<<"$rpm_files" || fail "the .rpm lacks $path"
 done
 grep -qx /usr/share/doc/docker-connector/copyright <<<"$deb_files" || fail "the .deb lacks its copyright file"
-passed "both packages hold the binary, the unit, /etc/docker-connector/Rocket.toml and the README"
+passed "both packages hold the binary, the unit, /etc/docker-connector/Rocket.toml, the README and docs/"
 
 # The config is a conffile (dpkg) and %config(noreplace) (rpm): upgrades
 # keep a changed copy.
@@ -349,7 +350,7 @@ rpm_ -i --nodeps "$rpm" 2>"$work/rpm.err" || fail "rpm -i: $(cat "$work/rpm.err"
 # rpm warns, and falls back to root, when a file's group does not exist yet.
 grep -q 'does not exist' "$work/rpm.err" && fail "rpm -i: $(cat "$work/rpm.err")"
 id -nG docker-connector | tr ' ' '\n' | grep -qx docker || fail "rpm %pre: the user docker-connector is not in the docker group"
-for path in /usr/bin/docker-connector /usr/lib/systemd/system/docker-connector.service /usr/share/doc/docker-connector/README.md; do
+for path in /usr/bin/docker-connector /usr/lib/systemd/system/docker-connector.service /usr/share/doc/docker-connector/README.md /usr/share/doc/docker-connector/docs/operations.md; do
   [ -f "$path" ] || fail "rpm -i did not install $path"
 done
 [ "$(stat -c '%U:%G %a' /etc/docker-connector/Rocket.toml)" = "root:docker-connector 640" ] ||
