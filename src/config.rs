@@ -12,23 +12,23 @@ use crate::domain::ServiceName;
 use crate::logging::LogFormat;
 
 /// Where the connector listens unless told otherwise.
-pub const DEFAULT_PORT: u16 = 7051;
+pub(crate) const DEFAULT_PORT: u16 = 7051;
 
 /// Seconds in-flight requests get to finish after SIGTERM (Rocket's
 /// `shutdown.grace`): as long as one docker command may take by default,
 /// enough for a typical scale under way when systemd stops the connector.
 /// A scale of many containers can take several docker commands' time; the
 /// README says to raise it with `docker_timeout`.
-pub const SHUTDOWN_GRACE_SECONDS: u32 = 30;
+pub(crate) const SHUTDOWN_GRACE_SECONDS: u32 = 30;
 
 /// Seconds after the grace for connections to close (Rocket's
 /// `shutdown.mercy`).
-pub const SHUTDOWN_MERCY_SECONDS: u32 = 5;
+pub(crate) const SHUTDOWN_MERCY_SECONDS: u32 = 5;
 
 /// The keys the connector adds to Rocket's.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
-pub struct AppConfig {
+pub(crate) struct AppConfig {
     /// The JSON file holding the service definitions.
     #[serde(deserialize_with = "text")]
     pub data_file: PathBuf,
@@ -79,7 +79,7 @@ pub struct AppConfig {
 /// The value of `backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum BackendKind {
+pub(crate) enum BackendKind {
     /// The connector's own containers on the engine the docker CLI reaches.
     Containers,
     /// One Swarm service per service, on the Swarm the engine manages.
@@ -89,7 +89,7 @@ pub enum BackendKind {
 /// The value of `swarm_publish_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SwarmPublishMode {
+pub(crate) enum SwarmPublishMode {
     /// Each task publishes its ports on an ephemeral port of its own node,
     /// as the containers backend does.
     Host,

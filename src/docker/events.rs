@@ -16,6 +16,8 @@ use super::{
 pub struct EventTime(i64);
 
 impl EventTime {
+    /// A point given in nanoseconds since the epoch (the tests' events).
+    #[cfg(test)]
     pub fn from_nanos(nanos: i64) -> Self {
         EventTime(nanos)
     }

@@ -11,13 +11,12 @@ mod events;
 mod runner;
 mod swarm;
 
-pub use cli::DockerCli;
-pub use container::{Container, ContainerState, PublishedPorts};
-pub use events::{ContainerEvent, EventTime, Transition};
-pub use runner::{DockerRunner, OutputStream};
-pub use swarm::{
-    swarm_service_name, Lookup, SwarmCli, SwarmService, SwarmSettings, Task, TaskState, UpdateState,
-};
+pub(crate) use cli::DockerCli;
+pub(crate) use container::{Container, ContainerState, PublishedPorts};
+pub(crate) use events::{ContainerEvent, EventTime, Transition};
+pub(crate) use runner::{DockerRunner, OutputStream};
+pub use swarm::swarm_service_name;
+pub(crate) use swarm::{Lookup, SwarmCli, SwarmService, SwarmSettings, Task, UpdateState};
 
 use async_trait::async_trait;
 
@@ -35,12 +34,12 @@ pub const LABEL_CONFIG_HASH: &str = "docker-connector.config-hash";
 /// Label Swarm puts on its tasks' containers. The containers backend leaves
 /// such containers to Swarm even when they carry its labels (a swarm
 /// backend of the same instance labels its tasks alike).
-pub const LABEL_SWARM_SERVICE_ID: &str = "com.docker.swarm.service.id";
+pub(crate) const LABEL_SWARM_SERVICE_ID: &str = "com.docker.swarm.service.id";
 
 /// Label on containers started with the restart policy `unless-stopped`:
 /// docker's events carry labels but not the policy, and whether a container
 /// that died will be restarted depends on it.
-pub const LABEL_RESTART_POLICY: &str = "docker-connector.restart-policy";
+pub(crate) const LABEL_RESTART_POLICY: &str = "docker-connector.restart-policy";
 
 /// One argv element.
 fn arg(s: &str) -> String {
@@ -49,7 +48,7 @@ fn arg(s: &str) -> String {
 
 /// What a start attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartOutcome {
+pub(crate) enum StartOutcome {
     /// The container runs; its full id.
     Started(String),
     /// Another container already has the name; nothing was created.
@@ -58,7 +57,7 @@ pub enum StartOutcome {
 
 /// Changes to this instance's containers, in the order the engine made them.
 #[async_trait]
-pub trait EventStream: Send {
+pub(crate) trait EventStream: Send {
     /// The next change. Once the stream has ended, why it ended, on this
     /// call and every later one.
     ///
@@ -68,7 +67,7 @@ pub trait EventStream: Send {
 
 /// The operations the connector needs from a container engine.
 #[async_trait]
-pub trait Engine: Send + Sync {
+pub(crate) trait Engine: Send + Sync {
     /// Every container of `service` owned by this instance, in any state.
     ///
     /// # Errors

@@ -11,13 +11,13 @@ mod replica_count;
 mod scale_request;
 mod service_name;
 
-pub use command::Command;
-pub use definition::ServiceDefinition;
-pub use environment::Environment;
-pub use image_ref::ImageRef;
-pub use port_spec::{PortSpec, Ports};
-pub use replica_count::ReplicaCount;
-pub use scale_request::ScaleRequest;
+pub(crate) use command::Command;
+pub(crate) use definition::ServiceDefinition;
+pub(crate) use environment::Environment;
+pub(crate) use image_ref::ImageRef;
+pub(crate) use port_spec::{PortSpec, Ports};
+pub(crate) use replica_count::ReplicaCount;
+pub(crate) use scale_request::ScaleRequest;
 pub use service_name::ServiceName;
 
 /// Names a JSON value's type the way an error message should.

@@ -19,7 +19,7 @@ pub use gate::GATE_ROUTE_NAME;
 pub(crate) use request_log::RequestLogger;
 
 /// Every route the connector serves, behind the access gate.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     let mut all = gate::routes();
     all.extend(service::routes());
     all.extend(scale::routes());
@@ -28,13 +28,13 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// Answers for requests no route took, as JSON rather than Rocket's HTML.
-pub fn catchers() -> Vec<Catcher> {
+pub(crate) fn catchers() -> Vec<Catcher> {
     rocket::catchers![not_found, default_catcher]
 }
 
 /// A service named in a URL; a name that could never be valid is simply not
 /// found.
-pub fn known_name(name: &str) -> Result<ServiceName, Error> {
+pub(crate) fn known_name(name: &str) -> Result<ServiceName, Error> {
     ServiceName::parse(name).map_err(|_| Error::ServiceNotFound(name.to_owned()))
 }
 

@@ -1,11 +1,14 @@
-//! Keeps every service at its desired state without being asked: one task
-//! for the connector's life runs [`Scaler::reconcile`] for each service that
-//! needs it, when docker reports a change to the instance's containers, when
-//! a definition changes, when a backoff ends, and every [`SWEEP_INTERVAL`]
-//! as a safety net. Services are reconciled in parallel, each by at most
-//! one pass at a time. It works from the container index, so it acts only
-//! while the index is live (see [`Scaler::needs_reconciling`]); the index's
-//! own relisting every 30 s catches what events missed.
+//! Keeps every service at its desired state without being asked: the loop
+//! and the pass it runs. One task for the connector's life runs a pass for
+//! each service that needs it, when docker reports a change to the
+//! instance's containers, when a definition changes, when a backoff ends,
+//! and every [`SWEEP_INTERVAL`] as a safety net. Services are reconciled in
+//! parallel, each by at most one pass at a time. A pass adopts the count of
+//! a service from an old data file, fixes the count, or else rolls one
+//! batch of outdated containers (see `rollout`). It works from the
+//! container index, so it acts only while the index is live (see
+//! [`Scaler::needs_reconciling`]); the index's own relisting every 30 s
+//! catches what events missed.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Swarm services through the docker CLI: `docker service create`, `update`,
-//! `ps`, `inspect` and `rm`, which flags to pass and how to read what they
-//! print. Swarm starts, heals and rolls the containers itself; the
+//! `ps`, `inspect` and `rm`, and which flags to pass; what they print is
+//! read in `json`. Swarm starts, heals and rolls the containers itself; the
 //! connector only hands it the service's spec and replica count.
 
 mod json;
@@ -15,7 +15,7 @@ use crate::config::SwarmPublishMode;
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
 use json::{parse_service, parse_task, SwarmInfo};
-pub use json::{SwarmService, Task, TaskState, UpdateState};
+pub(crate) use json::{SwarmService, Task, UpdateState};
 
 /// Longest name Swarm accepts for a service (a DNS label).
 const MAX_SERVICE_NAME: usize = 63;
