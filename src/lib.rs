@@ -1,9 +1,11 @@
 //! docker-connector: keeps N containers of each defined service running on a
 //! Docker host, driven over HTTP (the Genisys connector's API).
 //!
-//! Data flows one way: a route parses its input into a `domain` type and
-//! calls the `backend`, which works through the `inventory`, the `store`
-//! and the `docker` runner. A lower module never imports a higher one.
+//! Requests flow one way: a route parses its input into a `domain` type
+//! and calls the `backend`, which works through the `inventory`, the
+//! `store` and the `docker` runner. No module imports, directly or through
+//! others, a module that imports it (the README's Development section says
+//! how that is checked).
 //!
 //! - [`config`]: the connector's keys in Rocket's figment.
 //! - `auth`: the optional bearer token, keeping web pages out, and who may listen without a token.

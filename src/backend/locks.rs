@@ -81,15 +81,15 @@ impl<T> ServiceLocks<T> {
     }
 
     /// Drops the slot of `service` if it is not defined and only the table
-    /// still refers to it.
+    /// still refers to it. Both are decided under the table's mutex: a
+    /// service created again meanwhile, with a new holder's progress in
+    /// the slot, keeps it.
     fn forget_if_unused(&self, service: &ServiceName) {
-        if self.store.contains(service) {
-            return;
-        }
         let mut table = self.table();
-        if table
-            .get(service)
-            .is_some_and(|slot| Arc::strong_count(slot) == 1)
+        if !self.store.contains(service)
+            && table
+                .get(service)
+                .is_some_and(|slot| Arc::strong_count(slot) == 1)
         {
             table.remove(service);
         }
@@ -100,13 +100,17 @@ impl<T: Default> ServiceLocks<T> {
     /// Waits for exclusive use of `service`, making its slot if it has none.
     pub(crate) async fn lock(&self, service: &ServiceName) -> ServiceHold<'_, T> {
         let slot = self.table().entry(service.clone()).or_default().clone();
-        let turn = slot.turn.clone().lock_owned().await;
-        ServiceHold {
+        let turn = slot.turn.clone();
+        // The hold exists before the wait, so a request dropped while it
+        // waits still forgets the slot of a name that is not defined.
+        let mut hold = ServiceHold {
             locks: self,
             service: service.clone(),
             slot: Some(slot),
-            turn: Some(turn),
-        }
+            turn: None,
+        };
+        hold.turn = Some(turn.lock_owned().await);
+        hold
     }
 }
 
@@ -125,5 +129,97 @@ impl<T> Drop for ServiceHold<'_, T> {
         drop(self.turn.take());
         drop(self.slot.take());
         self.locks.forget_if_unused(&self.service);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ServiceDefinition;
+
+    fn name(raw: &str) -> ServiceName {
+        ServiceName::parse(raw).unwrap()
+    }
+
+    async fn store_with(services: &[&str]) -> (Arc<Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.json")).unwrap());
+        for service in services {
+            let body = serde_json::json!({"name": service, "image": "app:1"});
+            store
+                .create(ServiceDefinition::from_create_body(&body).unwrap())
+                .await
+                .unwrap();
+        }
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn a_defined_service_keeps_its_slot_and_what_it_holds() {
+        let (store, _dir) = store_with(&["web"]).await;
+        let locks: ServiceLocks<Mutex<u32>> = ServiceLocks::new(store);
+        *locks.lock(&name("web")).await.lock().unwrap() = 7;
+        assert_eq!(locks.len(), 1);
+        assert_eq!(*locks.peek(&name("web")).unwrap().lock().unwrap(), 7);
+        assert!(locks.peek(&name("db")).is_none());
+        assert_eq!(locks.len(), 1, "a peek makes no slot");
+    }
+
+    #[tokio::test]
+    async fn an_undefined_name_leaves_nothing_once_its_last_holder_is_gone() {
+        let (store, _dir) = store_with(&[]).await;
+        let locks: Arc<ServiceLocks<()>> = Arc::new(ServiceLocks::new(store));
+        let held = locks.lock(&name("ghost")).await;
+        let waiter = {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                drop(locks.lock(&name("ghost")).await);
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(held);
+        assert_eq!(locks.len(), 1, "kept while a waiter needs it");
+        waiter.await.unwrap();
+        assert_eq!(locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_dropped_while_it_waits_forgets_the_slot_too() {
+        let (store, _dir) = store_with(&[]).await;
+        let locks: ServiceLocks<()> = ServiceLocks::new(store);
+        let held = locks.lock(&name("ghost")).await;
+        let gave_up = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            locks.lock(&name("ghost")),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        drop(held);
+        assert_eq!(locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_name_is_held_by_one_holder_at_a_time() {
+        let (store, _dir) = store_with(&["web"]).await;
+        let locks: Arc<ServiceLocks<Mutex<(u32, u32)>>> = Arc::new(ServiceLocks::new(store));
+        let holders: Vec<_> = (0..8)
+            .map(|_| {
+                let locks = locks.clone();
+                tokio::spawn(async move {
+                    let held = locks.lock(&name("web")).await;
+                    held.lock().unwrap().0 += 1;
+                    let inside = held.lock().unwrap().0;
+                    tokio::task::yield_now().await;
+                    let mut seen = held.lock().unwrap();
+                    // Nobody else entered while this one held the lock.
+                    assert_eq!(seen.0, inside);
+                    seen.1 += 1;
+                })
+            })
+            .collect();
+        for holder in holders {
+            holder.await.unwrap();
+        }
+        assert_eq!(*locks.peek(&name("web")).unwrap().lock().unwrap(), (8, 8));
     }
 }

@@ -1,9 +1,9 @@
 //! Everything that knows the docker CLI: the process runner (the only code in
 //! the connector that spawns processes) and the engine built on it.
 //!
-//! The scaler sees the engine only through [`Engine`]: list, start and
+//! The scaler sees the engine only through `Engine`: list, start and
 //! remove the containers of a service, and follow their changes.
-//! [`SwarmCli`] drives Swarm services instead, for the swarm backend.
+//! `SwarmCli` drives Swarm services instead, for the swarm backend.
 
 mod cli;
 mod container;
@@ -27,7 +27,7 @@ use crate::error::Error;
 pub const LABEL_INSTANCE: &str = "docker-connector.instance";
 /// Label naming the service a container belongs to.
 pub const LABEL_SERVICE: &str = "docker-connector.service";
-/// Label holding [`ServiceDefinition::config_hash`] of the definition a
+/// Label holding `ServiceDefinition::config_hash` of the definition a
 /// container was started from.
 pub const LABEL_CONFIG_HASH: &str = "docker-connector.config-hash";
 

@@ -20,7 +20,7 @@ impl ServiceName {
     /// Parses `raw` as the value of the request field `field`.
     ///
     /// # Errors
-    /// [`Error::Invalid`] naming `field` when `raw` breaks the rules above.
+    /// `Error::Invalid` naming `field` when `raw` breaks the rules above.
     pub fn parse_field(field: &str, raw: &str) -> Result<Self, Error> {
         if SERVICE_NAME.is_match(raw) {
             Ok(ServiceName(raw.to_owned()))
@@ -39,7 +39,7 @@ impl ServiceName {
     /// Parses a service name given in the `name` field or the URL.
     ///
     /// # Errors
-    /// [`Error::Invalid`] naming `name`.
+    /// `Error::Invalid` naming `name`.
     pub fn parse(raw: &str) -> Result<Self, Error> {
         Self::parse_field("name", raw)
     }

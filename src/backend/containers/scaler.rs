@@ -54,7 +54,8 @@ pub struct Scaler {
     /// together (see [`Caller::Reconciler`]).
     background_starts: tokio::sync::Semaphore,
     /// Each existing service's lock and progress, made when it is first
-    /// locked and dropped when the service is deleted.
+    /// locked and dropped once the service is deleted and its last holder
+    /// is gone.
     pub(super) locks: ServiceLocks<Tracker>,
 }
 

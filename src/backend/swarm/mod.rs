@@ -147,7 +147,8 @@ impl SwarmBackend {
 
     /// Polls Swarm until `target` tasks of `service` run, for at most the
     /// scale timeout. A later scale to another count ends the wait at once:
-    /// the answer then carries that count.
+    /// the answer then carries that count. A delete ends it with
+    /// [`Error::ServiceNotFound`].
     async fn wait_for(&self, service: &ServiceName, target: u32) -> Result<ScaleReport, Error> {
         let deadline = Instant::now() + self.scale_timeout;
         loop {
