@@ -33,7 +33,7 @@
 //! exits 0 unless an operation failed, and then panics. Its containers carry
 //! their own instance labels and are removed when it ends, even on a panic.
 
-#[path = "../tests/api/helpers.rs"]
+#[path = "../../tests/api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
 
