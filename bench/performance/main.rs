@@ -48,6 +48,7 @@ use std::sync::{Barrier, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use docker_connector::docker::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
 use serde_json::{json, Value};
 
 use helpers::{docker, TEST_IMAGE};
@@ -59,10 +60,6 @@ macro_rules! progress {
         report_progress(format_args!($($arg)*))
     };
 }
-
-const INSTANCE_LABEL: &str = "docker-connector.instance";
-const SERVICE_LABEL: &str = "docker-connector.service";
-const CONFIG_HASH_LABEL: &str = "docker-connector.config-hash";
 
 /// The raw baseline's containers need some config hash to carry the same
 /// labels as the connector's; its value does not matter.
@@ -564,7 +561,7 @@ impl Drop for Connector {
 }
 
 fn instance_filter(instance: &str) -> String {
-    format!("label={INSTANCE_LABEL}={instance}")
+    format!("label={LABEL_INSTANCE}={instance}")
 }
 
 /// Ids of every container (any state) labelled with `instance`, or `None`
@@ -607,7 +604,7 @@ fn report_leftovers(instances: &[&str]) {
     for instance in instances {
         let left = containers_of(instance)
             .map_or_else(|| "unknown".to_owned(), |ids| ids.len().to_string());
-        progress!("containers left with {INSTANCE_LABEL}={instance}: {left}");
+        progress!("containers left with {LABEL_INSTANCE}={instance}: {left}");
     }
 }
 
@@ -730,9 +727,9 @@ fn scale_with_raw_cli(instance: &str, raw_instance: &str, round: usize) -> UpDow
 /// `docker run -d` of one container per name, labelled as the connector
 /// labels its own but with `instance`, `PARALLEL_RUNS` at a time; their ids.
 fn run_raw_containers(names: &[String], instance: &str, service: &str) -> Vec<String> {
-    let instance_label = format!("{INSTANCE_LABEL}={instance}");
-    let service_label = format!("{SERVICE_LABEL}={service}");
-    let hash_label = format!("{CONFIG_HASH_LABEL}={RAW_CONFIG_HASH}");
+    let instance_label = format!("{LABEL_INSTANCE}={instance}");
+    let service_label = format!("{LABEL_SERVICE}={service}");
+    let hash_label = format!("{LABEL_CONFIG_HASH}={RAW_CONFIG_HASH}");
     let ids = Mutex::new(Vec::new());
     for_each_in_parallel(names, PARALLEL_RUNS, |name| {
         let id = docker(&[
@@ -1015,7 +1012,7 @@ fn measure_status(plan: &Plan, connector: &Connector) -> StatusFigures {
 /// connector's status answers: the running containers of one service.
 fn time_docker_ps(instance: &str, service: &str, calls: usize) -> f64 {
     let instance_filter = instance_filter(instance);
-    let service_filter = format!("label={SERVICE_LABEL}={service}");
+    let service_filter = format!("label={LABEL_SERVICE}={service}");
     let durations = (0..calls).map(|_| {
         let started = Instant::now();
         docker(&[
@@ -1099,7 +1096,7 @@ fn measure_freshness(plan: &Plan, connector: &Connector) -> FreshnessFigures {
         scale_status_mismatches: 0,
     };
     let instance_filter = instance_filter(connector.instance());
-    let service_filter = format!("label={SERVICE_LABEL}={STATUS_SERVICE}");
+    let service_filter = format!("label={LABEL_SERVICE}={STATUS_SERVICE}");
     for round in 0..plan.freshness_rounds {
         let running = docker(&[
             "ps",
