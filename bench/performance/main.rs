@@ -53,14 +53,6 @@ use serde_json::{json, Value};
 
 use helpers::{docker, TEST_IMAGE};
 
-/// Prints a progress line to stderr, stamped with the time since the bench
-/// started, so that someone watching a five-minute run sees it is alive.
-macro_rules! progress {
-    ($($arg:tt)*) => {
-        report_progress(format_args!($($arg)*))
-    };
-}
-
 /// The raw baseline's containers need some config hash to carry the same
 /// labels as the connector's; its value does not matter.
 const RAW_CONFIG_HASH: &str = "0123456789abcdef";
@@ -106,10 +98,10 @@ const RSS_LIMIT_MIB: f64 = 20.0;
 
 fn main() -> ExitCode {
     let plan = Plan::from_args();
-    progress!(
+    progress(format_args!(
         "docker-connector performance bench ({})",
         if plan.quick { "--quick" } else { "full run" }
-    );
+    ));
     println!("{}", describe_machine());
     helpers::ensure_test_image();
 
@@ -128,12 +120,12 @@ fn main() -> ExitCode {
         ],
     );
     connector.wait_for_first_answer();
-    progress!(
+    progress(format_args!(
         "connector pid {} on port {}, instance {instance}, log {}",
         connector.pid(),
         connector.port,
         connector.log_path.display()
-    );
+    ));
 
     let startup = measure_startup(&plan, &log_dir);
     let scale = measure_scale(&plan, &connector, &raw_instance);
@@ -227,7 +219,9 @@ impl Plan {
     }
 }
 
-fn report_progress(message: std::fmt::Arguments<'_>) {
+/// Prints a progress line to stderr, stamped with the time since the bench
+/// started, so that someone watching a five-minute run sees it is alive.
+fn progress(message: std::fmt::Arguments<'_>) {
     static START: OnceLock<Instant> = OnceLock::new();
     let since_start = START.get_or_init(Instant::now).elapsed();
     eprintln!("[{:>6.1} s] {message}", since_start.as_secs_f64());
@@ -604,7 +598,9 @@ fn report_leftovers(instances: &[&str]) {
     for instance in instances {
         let left = containers_of(instance)
             .map_or_else(|| "unknown".to_owned(), |ids| ids.len().to_string());
-        progress!("containers left with {LABEL_INSTANCE}={instance}: {left}");
+        progress(format_args!(
+            "containers left with {LABEL_INSTANCE}={instance}: {left}"
+        ));
     }
 }
 
@@ -627,17 +623,21 @@ fn for_each_in_parallel<T: Sync>(items: &[T], workers: usize, work: impl Fn(&T) 
 // Startup
 
 fn measure_startup(plan: &Plan, log_dir: &Path) -> Vec<f64> {
-    progress!(
+    progress(format_args!(
         "startup: {}, spawn to first answer of GET /service",
         rounds(plan.startup_rounds)
-    );
+    ));
     (0..plan.startup_rounds)
         .map(|round| {
             let instance = format!("bench-startup-{}", helpers::unique_instance());
             let log_path = log_dir.join(format!("startup-{round}.log"));
             let mut connector = Connector::spawn(&instance, log_path, vec![instance.clone()]);
             let startup = connector.wait_for_first_answer().as_secs_f64();
-            progress!("startup round {}: {}", round + 1, format_seconds(startup));
+            progress(format_args!(
+                "startup round {}: {}",
+                round + 1,
+                format_seconds(startup)
+            ));
             startup
         })
         .collect()
@@ -658,10 +658,10 @@ struct ScaleFigures {
 }
 
 fn measure_scale(plan: &Plan, connector: &Connector, raw_instance: &str) -> ScaleFigures {
-    progress!(
+    progress(format_args!(
         "scale: {} of 0 → {SCALE_REPLICAS} → 0, connector and raw docker CLI alternating first",
         rounds(plan.scale_rounds)
-    );
+    ));
     connector.create_service(&json!({
         "name": SCALE_SERVICE,
         "image": TEST_IMAGE,
@@ -681,7 +681,7 @@ fn measure_scale(plan: &Plan, connector: &Connector, raw_instance: &str) -> Scal
             let raw = scale_with_raw_cli(connector.instance(), raw_instance, round);
             (scale_through_connector(connector), raw)
         };
-        progress!(
+        progress(format_args!(
             "scale round {}/{} ({} first): connector up {} down {}; raw up {} down {}",
             round + 1,
             plan.scale_rounds,
@@ -690,7 +690,7 @@ fn measure_scale(plan: &Plan, connector: &Connector, raw_instance: &str) -> Scal
             format_seconds(ours.down),
             format_seconds(raw.up),
             format_seconds(raw.down)
-        );
+        ));
         figures.connector.push(ours);
         figures.raw.push(raw);
     }
@@ -960,13 +960,13 @@ struct StatusFigures {
 }
 
 fn measure_status(plan: &Plan, connector: &Connector) -> StatusFigures {
-    progress!(
+    progress(format_args!(
         "status: {} of {} sequential docker ps, {BUSY_CONNECTIONS} connections for {:?}, 1 connection for {:?}",
         rounds(plan.status_rounds),
         plan.ps_calls,
         plan.busy_duration,
         plan.idle_duration
-    );
+    ));
     connector.create_service(&json!({"name": STATUS_SERVICE, "image": TEST_IMAGE}));
     connector.scale(STATUS_SERVICE, STATUS_REPLICAS);
     let targets = [StatusTarget::new(
@@ -992,15 +992,15 @@ fn measure_status(plan: &Plan, connector: &Connector) -> StatusFigures {
         let idle = hammer(connector.port, &targets, 1, plan.idle_duration);
         let ps = ps_before
             .unwrap_or_else(|| time_docker_ps(connector.instance(), STATUS_SERVICE, plan.ps_calls));
-        progress!(
+        progress(format_args!(
             "status round {}/{}: docker ps median {} ({} sequential)",
             round + 1,
             plan.status_rounds,
             format_seconds(ps),
             format_rate(1.0 / ps)
-        );
-        progress!("  {}", describe_load("64 connections", &busy));
-        progress!("  {}", describe_load("1 connection", &idle));
+        ));
+        progress(format_args!("  {}", describe_load("64 connections", &busy)));
+        progress(format_args!("  {}", describe_load("1 connection", &idle)));
         figures.ps_seconds.push(ps);
         figures.busy.push(busy);
         figures.idle.push(idle);
@@ -1087,10 +1087,10 @@ impl StatusPoller {
 }
 
 fn measure_freshness(plan: &Plan, connector: &Connector) -> FreshnessFigures {
-    progress!(
+    progress(format_args!(
         "freshness: {} containers of {STATUS_REPLICAS} removed behind the connector's back (docker rm -f and docker kill alternating)",
         plan.freshness_rounds
-    );
+    ));
     let mut figures = FreshnessFigures {
         delays: Vec::new(),
         scale_status_mismatches: 0,
@@ -1137,14 +1137,14 @@ fn measure_freshness(plan: &Plan, connector: &Connector) -> FreshnessFigures {
         if !agrees {
             figures.scale_status_mismatches += 1;
         }
-        progress!(
+        progress(format_args!(
             "freshness round {}/{} (docker {}): status showed it after {}; scale answered {answered}, next status {status_after}{}",
             round + 1,
             plan.freshness_rounds,
             how.join(" "),
             delay.map_or_else(|| format!("never ({FRESHNESS_GIVE_UP:?})"), format_seconds),
             if agrees { "" } else { " MISMATCH" }
-        );
+        ));
         figures.delays.push(delay);
     }
     connector.delete_service(STATUS_SERVICE);
@@ -1183,7 +1183,9 @@ fn measure_growth(
     ballast_instance: &str,
 ) -> (GrowthFigures, Memory) {
     let services: Vec<String> = (0..GROWTH_SERVICES).map(|i| format!("g{i:02}")).collect();
-    progress!("cost growth: creating {GROWTH_SERVICES} services");
+    progress(format_args!(
+        "cost growth: creating {GROWTH_SERVICES} services"
+    ));
     for service in &services {
         connector.create_service(&json!({"name": service, "image": TEST_IMAGE}));
     }
@@ -1203,28 +1205,27 @@ fn measure_growth(
     let ballast_names: Vec<String> = (0..ballast_size)
         .map(|i| format!("{ballast_instance}-{i}"))
         .collect();
-    progress!(
+    progress(format_args!(
         "cost growth: starting {ballast_size} ballast containers of instance {ballast_instance}, \
          {PARALLEL_RUNS} in parallel"
-    );
+    ));
     let ballast = run_raw_containers(&ballast_names, ballast_instance, "ballast");
     let small = measure_size(plan, connector, &services, &small_counts);
     assert_eq!(small_counts[..GROWTH_PROBES], large_counts[..GROWTH_PROBES]);
-    progress!("cost growth: removing the ballast");
+    progress(format_args!("cost growth: removing the ballast"));
     remove_raw_containers(&ballast);
 
     scale_services(connector, &services, &large_counts);
     let large = measure_size(plan, connector, &services, &large_counts);
 
     let memory = read_memory(connector.pid());
-    progress!(
+    progress(format_args!(
         "connector memory after the load: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-        memory.rss_mib,
-        memory.peak_mib
-    );
-    progress!(
+        memory.rss_mib, memory.peak_mib
+    ));
+    progress(format_args!(
         "cost growth: deleting the {GROWTH_SERVICES} services, {DELETES_IN_FLIGHT} at a time"
-    );
+    ));
     for_each_in_parallel(&services, DELETES_IN_FLIGHT, |service| {
         connector.delete_service(service)
     });
@@ -1239,18 +1240,18 @@ fn scale_services(connector: &Connector, services: &[String], counts: &[u64]) {
         .filter(|&(_, count)| count > 0)
         .collect();
     let total: u64 = counts.iter().sum();
-    progress!(
+    progress(format_args!(
         "cost growth: scaling {} services to {total} containers, {GROWTH_SCALES_IN_FLIGHT} scales in flight",
         work.len()
-    );
+    ));
     let started = Instant::now();
     for_each_in_parallel(&work, GROWTH_SCALES_IN_FLIGHT, |&(service, count)| {
         connector.scale(service, count);
     });
-    progress!(
+    progress(format_args!(
         "cost growth: {total} containers running after {}",
         format_seconds(started.elapsed().as_secs_f64())
-    );
+    ));
 }
 
 /// The status load of `measure_status`, spread round-robin over the status
@@ -1285,13 +1286,13 @@ fn measure_size(
         );
         let idle =
             idle_before.unwrap_or_else(|| hammer(connector.port, &targets, 1, plan.idle_duration));
-        progress!(
+        progress(format_args!(
             "cost growth, {containers} containers, round {}/{}",
             round + 1,
             plan.status_rounds
-        );
-        progress!("  {}", describe_load("64 connections", &busy));
-        progress!("  {}", describe_load("1 connection", &idle));
+        ));
+        progress(format_args!("  {}", describe_load("64 connections", &busy)));
+        progress(format_args!("  {}", describe_load("1 connection", &idle)));
         figures.busy.push(busy);
         figures.idle.push(idle);
     }
