@@ -4,9 +4,10 @@
 
 use serde_json::json;
 
-use crate::helpers::{
-    documented_operations, launch_expecting_failure, AppOptions, TestApp, TEST_IMAGE,
-};
+use crate::support::app::{launch_expecting_failure, AppOptions, TestApp};
+use crate::support::docker::TEST_IMAGE;
+use crate::support::figures::record_figures;
+use crate::support::openapi::documented_operations;
 
 const TOKEN: &str = "test-token-7f3a9c1e5b2d4068";
 
@@ -91,7 +92,7 @@ async fn every_endpoint_but_health_answers_401_without_the_right_token() {
         app.containers(None).is_empty(),
         "a refused scale started something"
     );
-    crate::helpers::record_figures(
+    record_figures(
         "access-control",
         &[
             (

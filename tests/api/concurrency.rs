@@ -13,7 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::future::join_all;
 use serde_json::{json, Value};
 
-use crate::helpers::{docker, record_figures, AppOptions, Reply, Rng, TestApp, TEST_IMAGE};
+use crate::support::app::{AppOptions, Reply, TestApp};
+use crate::support::docker::{docker, TEST_IMAGE};
+use crate::support::figures::record_figures;
+use crate::support::rng::Rng;
 
 fn unix_seconds() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();

@@ -5,9 +5,8 @@
 //! documented status the tests can provoke, docker faults included) fit the
 //! documented status, headers, content type and schema.
 //!
-//! The schemas are checked by a small validator of the OpenAPI 3.0 schema
-//! keywords the document uses; a keyword it does not know fails the test, so
-//! a constraint added to the document is never silently skipped.
+//! The checks themselves (the schema validator, what an answer must fit)
+//! are in tests/support/openapi.rs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,13 +17,13 @@ use docker_connector::docker::swarm_service_name;
 use docker_connector::domain::ServiceName;
 use docker_connector::routes::GATE_ROUTE_NAME;
 
-use crate::helpers::{
-    documented_operations, record_figures, AppOptions, Backend, ForeignSwarmService, Reply,
-    TestApp, TEST_IMAGE,
+use crate::support::app::{backend_suite, AppOptions, Backend, Reply, TestApp};
+use crate::support::docker::{ForeignSwarmService, TEST_IMAGE};
+use crate::support::figures::record_figures;
+use crate::support::openapi::{
+    answer_problems, document, documented_operations, operation, resolve, schema_problems,
+    template_of, NoRepeatedKeys, DOCUMENT,
 };
-
-/// The document as the connector embeds it.
-const DOCUMENT: &str = include_str!("../../src/openapi.json");
 
 /// Methods tried on every documented path: an undocumented one must answer 405.
 const PROBED_METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
@@ -65,10 +64,6 @@ const STATUSES: [(&str, &str, &[u16]); 10] = [
     ("GET", "/openapi.json", &[200, 401, 403]),
 ];
 
-fn document() -> Value {
-    serde_json::from_str(DOCUMENT).expect("src/openapi.json is JSON")
-}
-
 /// Every route the connector mounts, as (METHOD, path template), from the
 /// server its binary builds.
 fn served_routes() -> BTreeSet<(String, String)> {
@@ -87,261 +82,6 @@ fn served_routes() -> BTreeSet<(String, String)> {
             let path = param.replace_all(route.uri.path(), "{$1}").into_owned();
             (route.method.as_str().to_owned(), path)
         })
-        .collect()
-}
-
-/// The operation object of `method path`.
-fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
-    let found = &doc["paths"][path][method.to_lowercase()];
-    assert!(found.is_object(), "{method} {path} is not documented");
-    found
-}
-
-/// The documented path template `path` falls under, if any.
-fn template_of(doc: &Value, path: &str) -> Option<String> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    doc["paths"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .find_map(|template| {
-            let pattern: Vec<&str> = template.trim_matches('/').split('/').collect();
-            let fits = pattern.len() == segments.len()
-                && pattern
-                    .iter()
-                    .zip(&segments)
-                    .all(|(want, got)| (want.starts_with('{') && !got.is_empty()) || want == got);
-            fits.then(|| template.clone())
-        })
-}
-
-/// Follows a local `$ref` ("#/components/...") to what it names.
-fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
-    let Some(reference) = node.get("$ref").and_then(Value::as_str) else {
-        return node;
-    };
-    let pointer = reference
-        .strip_prefix('#')
-        .unwrap_or_else(|| panic!("{reference} is not a local reference"));
-    let target = doc
-        .pointer(pointer)
-        .unwrap_or_else(|| panic!("{reference} points at nothing"));
-    resolve(doc, target)
-}
-
-/// Schema keywords that only describe.
-const ANNOTATIONS: [&str; 3] = ["description", "example", "title"];
-
-/// Adds to `problems` every way `value` breaks the OpenAPI 3.0 `schema`, each
-/// as "`at`: reason".
-fn check_schema(doc: &Value, schema: &Value, value: &Value, at: &str, problems: &mut Vec<String>) {
-    if schema.get("$ref").is_some() {
-        // OpenAPI 3.0: a reference's siblings are ignored.
-        return check_schema(doc, resolve(doc, schema), value, at, problems);
-    }
-    let keywords = schema.as_object().expect("a schema is an object");
-    if value.is_null() && schema["nullable"] == json!(true) {
-        return;
-    }
-    let mut own = Vec::new();
-    let mut fail = |reason: String| own.push(format!("{at}: {reason}"));
-    for (keyword, rule) in keywords {
-        match keyword.as_str() {
-            "nullable" | "properties" => {}
-            "type" => {
-                let fits = match rule.as_str().expect("type is a string") {
-                    "object" => value.is_object(),
-                    "array" => value.is_array(),
-                    "string" => value.is_string(),
-                    "boolean" => value.is_boolean(),
-                    "number" => value.is_number(),
-                    "integer" => value.is_i64() || value.is_u64(),
-                    other => panic!("unknown type {other}"),
-                };
-                if !fits {
-                    fail(format!("{value} is not of type {rule}"));
-                }
-            }
-            "enum" => {
-                if !rule.as_array().unwrap().contains(value) {
-                    fail(format!("{value} is not one of {rule}"));
-                }
-            }
-            "pattern" => {
-                if let Some(text) = value.as_str() {
-                    let pattern = Regex::new(rule.as_str().unwrap()).expect("a valid pattern");
-                    if !pattern.is_match(text) {
-                        fail(format!("{value} does not match {rule}"));
-                    }
-                }
-            }
-            "minLength" | "maxLength" => {
-                if let Some(text) = value.as_str() {
-                    let length = text.chars().count() as u64;
-                    let bound = rule.as_u64().unwrap();
-                    if (keyword == "minLength" && length < bound)
-                        || (keyword == "maxLength" && length > bound)
-                    {
-                        fail(format!("{value} breaks {keyword} {bound}"));
-                    }
-                }
-            }
-            "minimum" | "maximum" => {
-                if let Some(number) = value.as_f64() {
-                    let bound = rule.as_f64().unwrap();
-                    if (keyword == "minimum" && number < bound)
-                        || (keyword == "maximum" && number > bound)
-                    {
-                        fail(format!("{value} breaks {keyword} {bound}"));
-                    }
-                }
-            }
-            "required" => {
-                if let Some(object) = value.as_object() {
-                    for name in rule.as_array().unwrap() {
-                        if !object.contains_key(name.as_str().unwrap()) {
-                            fail(format!("required {name} is missing"));
-                        }
-                    }
-                }
-            }
-            "additionalProperties" => {
-                if let Some(object) = value.as_object() {
-                    let declared = schema.get("properties").and_then(Value::as_object);
-                    for (name, item) in object {
-                        if declared.is_some_and(|d| d.contains_key(name)) {
-                            continue;
-                        }
-                        match rule {
-                            Value::Bool(false) => fail(format!("{name:?} is not allowed")),
-                            Value::Bool(true) => {}
-                            sub => check_schema(doc, sub, item, &format!("{at}.{name}"), problems),
-                        }
-                    }
-                }
-            }
-            "items" => {
-                if let Some(items) = value.as_array() {
-                    for (i, item) in items.iter().enumerate() {
-                        check_schema(doc, rule, item, &format!("{at}[{i}]"), problems);
-                    }
-                }
-            }
-            "uniqueItems" => {
-                if let Some(items) = value.as_array() {
-                    let unique: BTreeSet<String> = items.iter().map(Value::to_string).collect();
-                    if rule == &json!(true) && unique.len() != items.len() {
-                        fail(format!("{value} repeats an item"));
-                    }
-                }
-            }
-            "oneOf" | "anyOf" => {
-                let fitting = rule
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|sub| {
-                        let mut scratch = Vec::new();
-                        check_schema(doc, sub, value, at, &mut scratch);
-                        scratch.is_empty()
-                    })
-                    .count();
-                if (keyword == "oneOf" && fitting != 1) || (keyword == "anyOf" && fitting == 0) {
-                    fail(format!("{value} fits {fitting} of the {keyword} schemas"));
-                }
-            }
-            annotation if ANNOTATIONS.contains(&annotation) => {}
-            unknown => panic!("the contract validator does not know the keyword {unknown:?}"),
-        }
-    }
-    problems.extend(own);
-    if let (Some(properties), Some(object)) = (
-        schema.get("properties").and_then(Value::as_object),
-        value.as_object(),
-    ) {
-        for (name, sub) in properties {
-            if let Some(item) = object.get(name) {
-                check_schema(doc, sub, item, &format!("{at}.{name}"), problems);
-            }
-        }
-    }
-}
-
-fn schema_problems(doc: &Value, schema: &Value, value: &Value) -> Vec<String> {
-    let mut problems = Vec::new();
-    check_schema(doc, schema, value, "body", &mut problems);
-    problems
-}
-
-/// The one media type a response documents, and its schema.
-fn documented_media(response: &Value) -> Option<(&str, &Value)> {
-    let content = response["content"].as_object()?;
-    assert_eq!(content.len(), 1, "one media type per response: {response}");
-    let (media_type, media) = content.iter().next()?;
-    Some((media_type.as_str(), &media["schema"]))
-}
-
-/// Every way `reply`, the answer to `method path`, departs from the document:
-/// an undocumented status, a missing or invalid documented header, a body
-/// of another media type than documented (or present where none is), or a
-/// body outside the schema. An answer outside every operation (a 405, a 404
-/// for an unknown path) must still be the documented error body.
-fn answer_problems(doc: &Value, method: &str, path: &str, reply: &Reply) -> Vec<String> {
-    let label = format!("{method} {path} -> {}", reply.status);
-    let error_schema = json!({"$ref": "#/components/schemas/Error"});
-    let documented = template_of(doc, path).and_then(|template| {
-        doc["paths"][&template]
-            .get(method.to_lowercase())
-            .map(|op| (template, op))
-    });
-    let Some((template, op)) = documented else {
-        let mut problems = schema_problems(doc, &error_schema, &reply.body);
-        if !reply
-            .header("content-type")
-            .is_some_and(|t| t.starts_with("application/json"))
-        {
-            problems.push("not JSON".into());
-        }
-        return problems
-            .into_iter()
-            .map(|p| format!("{label} (no operation): {p}"))
-            .collect();
-    };
-    let label = format!("{method} {template} -> {}", reply.status);
-    let Some(response) = op["responses"].get(reply.status.to_string()) else {
-        return vec![format!("{label}: status not documented ({:?})", reply.body)];
-    };
-    let response = resolve(doc, response);
-    let mut problems = Vec::new();
-    for (name, header) in response["headers"].as_object().into_iter().flatten() {
-        let header = resolve(doc, header);
-        match reply.header(name) {
-            None if header["required"] == json!(true) => {
-                problems.push(format!("header {name} is missing"));
-            }
-            None => {}
-            Some(value) => problems.extend(schema_problems(doc, &header["schema"], &json!(value))),
-        }
-    }
-    match documented_media(response) {
-        Some((media_type, schema)) => {
-            if !reply
-                .header("content-type")
-                .is_some_and(|t| t.starts_with(media_type))
-            {
-                problems.push(format!(
-                    "content type {:?}, documented {media_type}",
-                    reply.header("content-type")
-                ));
-            }
-            problems.extend(schema_problems(doc, schema, &reply.body));
-        }
-        None if !reply.body.is_null() => problems.push("a body where none is documented".into()),
-        None => {}
-    }
-    problems
-        .into_iter()
-        .map(|p| format!("{label}: {p}"))
         .collect()
 }
 
@@ -499,65 +239,6 @@ fn every_operation_documents_its_statuses_and_its_errors_use_the_error_schema() 
     assert!(location("POST", "409").is_object(), "409 without Location");
 }
 
-/// A JSON value read only to find an object that repeats a key: the
-/// document is hand-written, and a JSON parser silently keeps the last of
-/// two `"409"` responses.
-struct NoRepeatedKeys;
-
-impl<'de> serde::Deserialize<'de> for NoRepeatedKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NoRepeatedKeys)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
-    type Value = NoRepeatedKeys;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        let mut seen = BTreeSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
-                return Err(serde::de::Error::custom(format!("key {key:?} repeated")));
-            }
-            map.next_value::<NoRepeatedKeys>()?;
-        }
-        Ok(self)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<NoRepeatedKeys>()?.is_some() {}
-        Ok(self)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self, E> {
-        Ok(self)
-    }
-}
-
 #[test]
 fn no_object_in_the_document_repeats_a_key() {
     if let Err(e) = serde_json::from_str::<NoRepeatedKeys>(DOCUMENT) {
@@ -683,7 +364,7 @@ fn oversized() -> Option<Vec<u8>> {
     )
 }
 
-crate::backend_suite!(real_answers_fit_the_documented_statuses_headers_and_schemas);
+backend_suite!(real_answers_fit_the_documented_statuses_headers_and_schemas);
 
 pub async fn real_answers_fit_the_documented_statuses_headers_and_schemas(backend: Backend) {
     let doc = document();

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::helpers::{record_figures, AppOptions, Rng, TestApp, TEST_IMAGE};
+use crate::support::app::{AppOptions, TestApp};
+use crate::support::docker::TEST_IMAGE;
+use crate::support::figures::record_figures;
+use crate::support::rng::Rng;
 
 /// Writers hammering the connector at once in the crash test.
 const CLIENTS: usize = 16;

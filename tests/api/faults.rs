@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{
-    real_docker, record_figures, unique_instance, AppOptions, Process, TestApp, TEST_IMAGE,
-};
+use crate::support::app::{AppOptions, TestApp};
+use crate::support::docker::{unique_instance, TEST_IMAGE};
+use crate::support::figures::record_figures;
+use crate::support::process::{real_docker, Process};
 
 /// The requests that need docker. Under a fault the container index is not
 /// live, so each lists containers through docker (status may share the

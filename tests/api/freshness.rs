@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{
-    docker, real_docker, record_figures, AppOptions, ForeignContainer, Process, Rng, TestApp,
-    TEST_IMAGE,
-};
+use crate::support::app::{AppOptions, TestApp};
+use crate::support::docker::{docker, ForeignContainer, TEST_IMAGE};
+use crate::support::figures::record_figures;
+use crate::support::process::{real_docker, send_signal, Process};
+use crate::support::rng::Rng;
 
 /// The promise for a change made behind the connector's back.
 const FRESHNESS: Duration = Duration::from_secs(1);
@@ -57,14 +58,6 @@ fn event_streams(connector: u32) -> Vec<u32> {
         .filter(|p| p.parent == connector && p.has_arg("events") && p.is_running())
         .map(|p| p.pid)
         .collect()
-}
-
-fn kill(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {pid} failed");
 }
 
 #[tokio::test]
@@ -155,7 +148,7 @@ async fn status_stays_right_while_the_event_stream_restarts_and_the_stream_dies_
     assert_eq!(streams.len(), 1, "one docker events child: {streams:?}");
 
     // Break the stream and change something before it can run again.
-    kill(streams[0]);
+    send_signal(streams[0], "KILL");
     let ids = app.running("web");
     docker(&["kill", &ids[0]]);
     time_until_status(&app, "web", 2, "a kill while the stream restarts").await;

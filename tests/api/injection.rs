@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{docker, record_figures, unique_instance, TestApp, TEST_IMAGE};
+use crate::support::app::TestApp;
+use crate::support::docker::{docker, unique_instance, TEST_IMAGE};
+use crate::support::figures::record_figures;
 
 /// How long a container may take to run its first command on a busy host.
 /// Only an upper bound: the tests poll and go on as soon as it is done.

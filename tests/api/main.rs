@@ -1,9 +1,10 @@
 //! Integration tests: the real binary, over real HTTP, against the real
 //! Docker engine, with a locally built image. One test binary, so the
-//! helpers compile once.
+//! support module (tests/support/, shared with tests/swarm) compiles once.
 
-#[macro_use]
-mod helpers;
+#[path = "../support/mod.rs"]
+mod support;
+
 mod auth;
 mod cli;
 mod concurrency;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use regex::Regex;
 use serde_json::{json, Value};
 
-use crate::helpers::{documented_operations, poll_until, AppOptions, TestApp};
+use crate::support::app::{poll_until, AppOptions, TestApp};
+use crate::support::openapi::documented_operations;
 
 /// One sample: metric name and labels as written, e.g.
 /// `docker_connector_services` or `x_total{a="b",c="d"}`, mapped to its value.

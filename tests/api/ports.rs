@@ -11,7 +11,8 @@ use std::net::TcpListener;
 
 use serde_json::json;
 
-use crate::helpers::{host_bindings, host_port, page_on, Backend, TestApp, HTTPD, PAGE};
+use crate::support::app::{backend_suite, Backend, TestApp};
+use crate::support::docker::{host_bindings, host_port, page_on, HTTPD, PAGE};
 
 backend_suite!(the_reported_port_answers_when_docker_put_ipv6_on_another);
 

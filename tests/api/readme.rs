@@ -8,7 +8,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{docker, AppOptions, TestApp, TEST_IMAGE};
+use crate::support::app::{AppOptions, TestApp};
+use crate::support::docker::{docker, TEST_IMAGE};
 
 /// The local images the README's examples name.
 const README_IMAGES: [&str; 2] = ["demo/hello:1", "demo/hello:2"];

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    docker, host_bindings, poll_until, real_docker, record_figures, AppOptions, TestApp,
-};
+use crate::support::app::{poll_until, AppOptions, TestApp};
+use crate::support::docker::{docker, host_bindings, TEST_IMAGE};
+use crate::support::figures::record_figures;
+use crate::support::process::real_docker;
 
 /// Short settle times keep rolls quick in tests; the default is 2 s.
 const SETTLE: &str = "0.5";
@@ -99,7 +100,7 @@ fn current_running(body: &Value) -> usize {
 /// Replaces the definition of "web" with the test image and `environment`
 /// (a change that rolls); asserts the PUT succeeded.
 async fn replace_environment(app: &TestApp, environment: Value) {
-    let body = json!({"image": crate::helpers::TEST_IMAGE, "environment": environment});
+    let body = json!({"image": TEST_IMAGE, "environment": environment});
     let reply = app.put("web", body).await;
     assert_eq!(reply.status, 200, "{reply:?}");
 }
@@ -443,7 +444,7 @@ async fn a_roll_whose_new_definition_cannot_run_stops_and_the_old_containers_kee
 
     for (broken, why) in [
         (
-            json!({"image": crate::helpers::TEST_IMAGE, "command": ["sh", "-c", "exit 7"]}),
+            json!({"image": TEST_IMAGE, "command": ["sh", "-c", "exit 7"]}),
             "code 7",
         ),
         (

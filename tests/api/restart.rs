@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{launch_expecting_failure, real_docker, AppOptions, TestApp};
+use crate::support::app::{launch_expecting_failure, AppOptions, TestApp};
+use crate::support::process::real_docker;
 
 #[tokio::test]
 async fn definitions_and_containers_survive_a_kill_and_restart() {

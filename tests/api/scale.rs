@@ -4,10 +4,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{
-    docker, host_bindings, page_on, real_docker, unique_instance, AppOptions, ForeignContainer,
-    TestApp, HTTPD, PAGE, TEST_IMAGE,
+use crate::support::app::{AppOptions, TestApp};
+use crate::support::docker::{
+    docker, host_bindings, page_on, unique_instance, ForeignContainer, HTTPD, PAGE, TEST_IMAGE,
 };
+use crate::support::process::real_docker;
 
 #[tokio::test]
 async fn scale_up_and_down_runs_exactly_the_number_asked_for() {

@@ -3,9 +3,10 @@
 
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, TEST_IMAGE};
+use crate::support::app::{backend_suite, Backend, TestApp};
+use crate::support::docker::TEST_IMAGE;
 
-crate::backend_suite!(
+backend_suite!(
     create_answers_201_with_location_and_the_stored_definition,
     list_returns_every_definition_with_all_five_keys,
     creating_an_existing_name_is_a_conflict_that_keeps_the_original,

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{record_figures, TestApp, TEST_IMAGE};
+use crate::support::app::TestApp;
+use crate::support::docker::TEST_IMAGE;
+use crate::support::figures::record_figures;
 
 /// `(method, path, raw body, expected status, text the error must start with)`.
 type Case = (&'static str, String, Option<Vec<u8>>, u16, String);

@@ -11,13 +11,16 @@ use serde_json::{json, Value};
 use docker_connector::docker::swarm_service_name;
 use docker_connector::domain::ServiceName;
 
-use crate::helpers::{
-    docker, host_port, launch_expecting_failure, page_on, poll_until, record_figures, AppOptions,
-    Backend, BackendTest, ForeignSwarmService, TestApp, HTTPD, PAGE, TEST_IMAGE,
+use crate::support::app::{
+    launch_expecting_failure, poll_until, suite_of, AppOptions, Backend, BackendTest, TestApp,
 };
+use crate::support::docker::{
+    docker, host_port, page_on, ForeignSwarmService, HTTPD, PAGE, TEST_IMAGE,
+};
+use crate::support::figures::record_figures;
 
 pub fn suite() -> Vec<(&'static str, BackendTest)> {
-    crate::suite_of!(
+    suite_of!(
         scales_run_labelled_tasks_that_answer_on_their_published_ports,
         the_routing_mesh_publishes_one_port_for_the_service,
         a_rolling_update_replaces_every_task_start_first,

@@ -12,10 +12,9 @@ use std::process::{Command, ExitCode};
 
 use libtest_mimic::{Arguments, Trial};
 
-#[macro_use]
-#[allow(dead_code, unused_imports, unused_macros)] // shared with tests/api
-#[path = "../api/helpers.rs"]
-mod helpers;
+#[allow(dead_code, unused_imports)] // shared with tests/api
+#[path = "../support/mod.rs"]
+mod support;
 
 #[allow(dead_code, unused_imports)] // only its backend suite runs here
 #[path = "../api/contract.rs"]
@@ -31,7 +30,8 @@ mod ports;
 
 mod lifecycle;
 
-use helpers::{docker, Backend, BackendTest};
+use support::app::{Backend, BackendTest};
+use support::docker::docker;
 
 /// The engine made a Swarm manager for the tests, and left again after them
 /// if it was in no Swarm before.
