@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use docker_connector::docker::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
 
-use crate::helpers::{docker, TEST_IMAGE};
 use crate::report::median;
+use crate::test_docker::{docker, TEST_IMAGE};
 use crate::{for_each_in_parallel, progress, PARALLEL_RUNS};
 
 /// The raw baseline's containers need some config hash to carry the same

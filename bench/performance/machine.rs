@@ -1,7 +1,7 @@
 //! What /proc says: the host the figures were taken on, and the
 //! connector's resident memory after the load.
 
-use crate::helpers::docker;
+use crate::test_docker::docker;
 
 /// The heading of the output: CPU, memory, kernel and docker versions, so
 /// that a table is never read without knowing what it ran on.

@@ -27,7 +27,7 @@
 //! ```
 //!
 //! It needs a Docker engine and a static busybox, from which the tests' image
-//! is built (`tests/api/helpers.rs`). The machine description and a markdown
+//! is built (`tests/support/docker.rs`). The machine description and a markdown
 //! table go to stdout, progress to stderr, the connector's log to
 //! `target/bench/connector.log`. It exits 1 if a target is missed; `--quick`
 //! exits 0 unless an operation failed, and then panics. Its containers carry
@@ -49,9 +49,11 @@
 //! * `machine`: what /proc says about the host and the connector's memory;
 //! * `report`: medians, rows, verdicts and the table.
 
-#[path = "../../tests/api/helpers.rs"]
+/// The tests' docker helpers: the test image, `docker()`, unique instance
+/// labels. Included alone; the bench uses a few of them.
+#[path = "../../tests/support/docker.rs"]
 #[allow(dead_code)]
-mod helpers;
+mod test_docker;
 
 mod control;
 mod docker;
@@ -97,11 +99,11 @@ fn main() -> ExitCode {
         if plan.quick { "--quick" } else { "full run" }
     ));
     println!("{}", describe_machine());
-    helpers::ensure_test_image();
+    test_docker::ensure_test_image();
 
     let log_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&log_dir).expect("target/bench can be created");
-    let instance = format!("bench-{}", helpers::unique_instance());
+    let instance = format!("bench-{}", test_docker::unique_instance());
     let raw_instance = format!("{instance}-raw");
     let ballast_instance = format!("{instance}-ballast");
     let mut connector = Connector::spawn(

@@ -8,10 +8,10 @@ use docker_connector::docker::LABEL_SERVICE;
 
 use crate::control::Connector;
 use crate::docker::instance_filter;
-use crate::helpers::docker;
 use crate::http::HttpConnection;
 use crate::load::{exchange_on, StatusTarget};
 use crate::report::format_seconds;
+use crate::test_docker::docker;
 use crate::{progress, Plan, STATUS_REPLICAS, STATUS_SERVICE};
 
 /// A removal status has not shown after this long counts as never seen.

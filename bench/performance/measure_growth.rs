@@ -8,10 +8,10 @@ use serde_json::json;
 
 use crate::control::Connector;
 use crate::docker::{remove_raw_containers, run_raw_containers};
-use crate::helpers::TEST_IMAGE;
 use crate::load::{describe_load, hammer, LoadRound, StatusTarget};
 use crate::machine::{read_memory, Memory};
 use crate::report::format_seconds;
+use crate::test_docker::TEST_IMAGE;
 use crate::{for_each_in_parallel, progress, Plan, BUSY_CONNECTIONS, PARALLEL_RUNS};
 
 /// The services the large case spreads its containers over.

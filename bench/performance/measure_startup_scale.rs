@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::control::Connector;
 use crate::docker::{remove_raw_containers, run_raw_containers};
-use crate::helpers::{self, TEST_IMAGE};
 use crate::report::{format_seconds, rounds};
+use crate::test_docker::{self, TEST_IMAGE};
 use crate::{progress, Plan};
 
 const SCALE_SERVICE: &str = "scale";
@@ -24,7 +24,7 @@ pub fn measure_startup(plan: &Plan, log_dir: &Path) -> Vec<f64> {
     ));
     (0..plan.startup_rounds)
         .map(|round| {
-            let instance = format!("bench-startup-{}", helpers::unique_instance());
+            let instance = format!("bench-startup-{}", test_docker::unique_instance());
             let log_path = log_dir.join(format!("startup-{round}.log"));
             let mut connector = Connector::spawn(&instance, log_path, vec![instance.clone()]);
             let startup = connector.wait_for_first_answer().as_secs_f64();

@@ -5,9 +5,9 @@ use serde_json::json;
 
 use crate::control::Connector;
 use crate::docker::time_docker_ps;
-use crate::helpers::TEST_IMAGE;
 use crate::load::{describe_load, hammer, LoadRound, StatusTarget};
 use crate::report::{format_rate, format_seconds, rounds};
+use crate::test_docker::TEST_IMAGE;
 use crate::{progress, Plan, BUSY_CONNECTIONS, STATUS_REPLICAS, STATUS_SERVICE};
 
 /// Every round of the status load and of its docker ps baseline.
