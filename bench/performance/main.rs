@@ -39,8 +39,9 @@
 //! modules does one job:
 //!
 //! * `http`: the small keep-alive HTTP/1.1 client every request goes through;
-//! * `control`: the connector process and its control calls (create, scale,
-//!   delete), which clean up its containers on drop;
+//! * `control`: the connector process, started by the launcher the tests
+//!   share (`tests/support/connector.rs`), and its control calls (create,
+//!   scale, delete), which clean up its containers on drop;
 //! * `docker`: the raw docker CLI side, the baseline and the cleanup;
 //! * `load`: status requests back to back over kept connections, and what
 //!   one round of them saw;
@@ -54,6 +55,11 @@
 #[path = "../../tests/support/docker.rs"]
 #[allow(dead_code)]
 mod test_docker;
+
+/// The one launcher of the connector binary, shared with the tests.
+#[path = "../../tests/support/connector.rs"]
+#[allow(dead_code)]
+mod connector;
 
 mod control;
 mod docker;
@@ -108,7 +114,7 @@ fn main() -> ExitCode {
     let ballast_instance = format!("{instance}-ballast");
     let mut connector = Connector::spawn(
         &instance,
-        log_dir.join("connector.log"),
+        &log_dir.join("connector.log"),
         vec![
             instance.clone(),
             raw_instance.clone(),
@@ -119,8 +125,8 @@ fn main() -> ExitCode {
     progress(format_args!(
         "connector pid {} on port {}, instance {instance}, log {}",
         connector.pid(),
-        connector.port,
-        connector.log_path.display()
+        connector.port(),
+        connector.log_path().display()
     ));
 
     let startup = measure_startup(&plan, &log_dir);

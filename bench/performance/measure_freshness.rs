@@ -102,7 +102,7 @@ pub fn measure_freshness(plan: &Plan, connector: &Connector) -> FreshnessFigures
             "no running container of {STATUS_SERVICE} to remove"
         );
         let victim = running[round % running.len()];
-        let mut poller = StatusPoller::new(connector.port, STATUS_SERVICE);
+        let mut poller = StatusPoller::new(connector.port(), STATUS_SERVICE);
         let before = poller.running();
         assert_eq!(
             before, STATUS_REPLICAS,

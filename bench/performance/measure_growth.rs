@@ -134,7 +134,7 @@ fn measure_size(
         .iter()
         .zip(counts)
         .take(GROWTH_PROBES)
-        .map(|(service, &count)| StatusTarget::new(connector.port, service, count))
+        .map(|(service, &count)| StatusTarget::new(connector.port(), service, count))
         .collect();
     let containers = counts.iter().sum();
     let mut figures = SizeFigures {
@@ -145,15 +145,15 @@ fn measure_size(
     for round in 0..plan.status_rounds {
         let idle_first = round % 2 == 1;
         let idle_before =
-            idle_first.then(|| hammer(connector.port, &targets, 1, plan.idle_duration));
+            idle_first.then(|| hammer(connector.port(), &targets, 1, plan.idle_duration));
         let busy = hammer(
-            connector.port,
+            connector.port(),
             &targets,
             BUSY_CONNECTIONS,
             plan.busy_duration,
         );
-        let idle =
-            idle_before.unwrap_or_else(|| hammer(connector.port, &targets, 1, plan.idle_duration));
+        let idle = idle_before
+            .unwrap_or_else(|| hammer(connector.port(), &targets, 1, plan.idle_duration));
         progress(format_args!(
             "cost growth, {containers} containers, round {}/{}",
             round + 1,

@@ -26,7 +26,7 @@ pub fn measure_startup(plan: &Plan, log_dir: &Path) -> Vec<f64> {
         .map(|round| {
             let instance = format!("bench-startup-{}", test_docker::unique_instance());
             let log_path = log_dir.join(format!("startup-{round}.log"));
-            let mut connector = Connector::spawn(&instance, log_path, vec![instance.clone()]);
+            let mut connector = Connector::spawn(&instance, &log_path, vec![instance.clone()]);
             let startup = connector.wait_for_first_answer().as_secs_f64();
             progress(format_args!(
                 "startup round {}: {}",

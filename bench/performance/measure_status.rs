@@ -31,7 +31,7 @@ pub fn measure_status(plan: &Plan, connector: &Connector) -> StatusFigures {
     connector.create_service(&json!({"name": STATUS_SERVICE, "image": TEST_IMAGE}));
     connector.scale(STATUS_SERVICE, STATUS_REPLICAS);
     let targets = [StatusTarget::new(
-        connector.port,
+        connector.port(),
         STATUS_SERVICE,
         STATUS_REPLICAS,
     )];
@@ -45,12 +45,12 @@ pub fn measure_status(plan: &Plan, connector: &Connector) -> StatusFigures {
         let ps_before =
             ps_first.then(|| time_docker_ps(connector.instance(), STATUS_SERVICE, plan.ps_calls));
         let busy = hammer(
-            connector.port,
+            connector.port(),
             &targets,
             BUSY_CONNECTIONS,
             plan.busy_duration,
         );
-        let idle = hammer(connector.port, &targets, 1, plan.idle_duration);
+        let idle = hammer(connector.port(), &targets, 1, plan.idle_duration);
         let ps = ps_before
             .unwrap_or_else(|| time_docker_ps(connector.instance(), STATUS_SERVICE, plan.ps_calls));
         progress(format_args!(
