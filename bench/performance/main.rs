@@ -1,0 +1,245 @@
+//! The performance benchmark of issue 4: drives the release `docker-connector`
+//! binary and the real docker CLI on this host and compares the two.
+//!
+//! In one run it measures every target of the issue next to the raw docker
+//! CLI doing the same work, over several rounds that alternate which side
+//! goes first, because the machine is shared and noisy: only medians and
+//! ratios taken in the same run mean anything.
+//!
+//! * startup: from spawning the binary to the first answer of `GET /service`;
+//! * scale 0→20 and 20→0, against 20 `docker run -d` (8 in parallel) and one
+//!   `docker rm -f` of the same 20 containers;
+//! * status throughput and latency over 64 keep-alive connections and over
+//!   one, against sequential `docker ps --filter label=...`;
+//! * freshness: how soon a container removed or killed behind the
+//!   connector's back shows in status, and whether the status right after a
+//!   scale says what the scale answered;
+//! * cost growth: the status latency of one service with 10 containers
+//!   while the instance holds 10 and 500 containers (across 50 services),
+//!   the 10 beside 490 containers of another instance so that the host
+//!   carries the same load in both; a status lists its own service's
+//!   containers, so the asked-for service is the same size in both;
+//! * memory: the connector's resident set after all that load.
+//!
+//! ```sh
+//! cargo bench --bench performance              # the full run, about 6 minutes
+//! cargo bench --bench performance -- --quick   # a short smoke run for CI
+//! ```
+//!
+//! It needs a Docker engine and a static busybox, from which the tests' image
+//! is built (`tests/support/docker.rs`). The machine description and a markdown
+//! table go to stdout, progress to stderr, the connector's log to
+//! `target/bench/connector.log`. It exits 1 if a target is missed; `--quick`
+//! exits 0 unless an operation failed, and then panics. Its containers carry
+//! their own instance labels and are removed when it ends, even on a panic.
+
+//!
+//! This file holds the plan (how much of each measurement, `--quick` or
+//! not), runs the measurements in order and prints the table; each of its
+//! modules does one job:
+//!
+//! * `http`: the small keep-alive HTTP/1.1 client every request goes through;
+//! * `control`: the connector process, started by the launcher the tests
+//!   share (`tests/support/connector.rs`), and its control calls (create,
+//!   scale, delete), which clean up its containers on drop;
+//! * `docker`: the raw docker CLI side, the baseline and the cleanup;
+//! * `load`: status requests back to back over kept connections, and what
+//!   one round of them saw;
+//! * `measure_startup_scale`, `measure_status`, `measure_freshness`,
+//!   `measure_growth`: one family of measurements each;
+//! * `machine`: what /proc says about the host and the connector's memory;
+//! * `report`: medians, rows, verdicts and the table.
+
+/// The tests' docker helpers: the test image, `docker()`, unique instance
+/// labels. Included alone; the bench uses a few of them.
+#[path = "../../tests/support/docker.rs"]
+#[allow(dead_code)]
+mod test_docker;
+
+/// The one launcher of the connector binary, shared with the tests.
+#[path = "../../tests/support/connector.rs"]
+#[allow(dead_code)]
+mod connector;
+
+mod control;
+mod docker;
+mod http;
+mod load;
+mod machine;
+mod measure_freshness;
+mod measure_growth;
+mod measure_startup_scale;
+mod measure_status;
+mod report;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use control::Connector;
+use docker::report_leftovers;
+use machine::describe_machine;
+use measure_freshness::measure_freshness;
+use measure_growth::measure_growth;
+use measure_startup_scale::{measure_scale, measure_startup};
+use measure_status::measure_status;
+use report::{build_table, rounds_note, Results};
+
+/// The service whose status is loaded, then used by the freshness rounds,
+/// which delete it.
+const STATUS_SERVICE: &str = "status";
+const STATUS_REPLICAS: u64 = 5;
+/// The connector's own default `scale_concurrency`, so that the raw baseline
+/// starts containers with the same parallelism as the connector.
+const PARALLEL_RUNS: usize = 8;
+/// The keep-alive connections of the busy status load.
+const BUSY_CONNECTIONS: usize = 64;
+
+fn main() -> ExitCode {
+    let plan = Plan::from_args();
+    progress(format_args!(
+        "docker-connector performance bench ({})",
+        if plan.quick { "--quick" } else { "full run" }
+    ));
+    println!("{}", describe_machine());
+    test_docker::ensure_test_image();
+
+    let log_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&log_dir).expect("target/bench can be created");
+    let instance = format!("bench-{}", test_docker::unique_instance());
+    let raw_instance = format!("{instance}-raw");
+    let ballast_instance = format!("{instance}-ballast");
+    let mut connector = Connector::spawn(
+        &instance,
+        &log_dir.join("connector.log"),
+        vec![
+            instance.clone(),
+            raw_instance.clone(),
+            ballast_instance.clone(),
+        ],
+    );
+    connector.wait_for_first_answer();
+    progress(format_args!(
+        "connector pid {} on port {}, instance {instance}, log {}",
+        connector.pid(),
+        connector.port(),
+        connector.log_path().display()
+    ));
+
+    let startup = measure_startup(&plan, &log_dir);
+    let scale = measure_scale(&plan, &connector, &raw_instance);
+    let status = measure_status(&plan, &connector);
+    let freshness = measure_freshness(&plan, &connector);
+    let (growth, memory) = measure_growth(&plan, &connector, &ballast_instance);
+    drop(connector);
+    report_leftovers(&[&instance, &raw_instance, &ballast_instance]);
+
+    let results = Results {
+        startup,
+        scale,
+        status,
+        freshness,
+        growth,
+        memory,
+    };
+    let table = build_table(&results);
+    println!();
+    table.print();
+    println!();
+    println!("{}", rounds_note(&plan));
+    for problem in results.problems() {
+        println!("problem seen: {problem}");
+    }
+
+    let failed_requests = results.failed_requests();
+    if plan.quick {
+        assert!(
+            failed_requests == 0,
+            "--quick: {failed_requests} status requests failed (errors or non-200 answers); see the problems above"
+        );
+        return ExitCode::SUCCESS;
+    }
+    if table.all_pass() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// How much of each measurement to do.
+struct Plan {
+    quick: bool,
+    startup_rounds: usize,
+    scale_rounds: usize,
+    status_rounds: usize,
+    ps_calls: usize,
+    busy_duration: Duration,
+    idle_duration: Duration,
+    freshness_rounds: usize,
+    growth_replicas: u64,
+}
+
+impl Plan {
+    fn from_args() -> Plan {
+        let mut quick = false;
+        for arg in std::env::args().skip(1) {
+            match arg.as_str() {
+                "--quick" => quick = true,
+                // cargo passes it to every bench that has no libtest harness.
+                "--bench" => {}
+                other => eprintln!("performance: ignoring argument {other:?}"),
+            }
+        }
+        if quick {
+            Plan {
+                quick,
+                startup_rounds: 2,
+                scale_rounds: 2,
+                status_rounds: 1,
+                ps_calls: 5,
+                busy_duration: Duration::from_secs(1),
+                idle_duration: Duration::from_secs(1),
+                freshness_rounds: 3,
+                growth_replicas: 2,
+            }
+        } else {
+            Plan {
+                quick,
+                startup_rounds: 5,
+                scale_rounds: 5,
+                status_rounds: 3,
+                ps_calls: 20,
+                busy_duration: Duration::from_secs(3),
+                idle_duration: Duration::from_secs(2),
+                freshness_rounds: 10,
+                growth_replicas: 10,
+            }
+        }
+    }
+}
+
+/// Prints a progress line to stderr, stamped with the time since the bench
+/// started, so that someone watching a five-minute run sees it is alive.
+fn progress(message: std::fmt::Arguments<'_>) {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let since_start = START.get_or_init(Instant::now).elapsed();
+    eprintln!("[{:>6.1} s] {message}", since_start.as_secs_f64());
+}
+
+/// Runs `work` on every item, at most `workers` at a time, each worker
+/// taking the next item off a shared counter; a panic in one is re-raised.
+fn for_each_in_parallel<T: Sync>(items: &[T], workers: usize, work: impl Fn(&T) + Sync) {
+    let next = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        for _ in 0..workers.min(items.len()) {
+            scope.spawn(|| {
+                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    work(item);
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,443 @@
+//! The results: medians across rounds, one row per target with its
+//! verdict, the markdown table and the note on how many rounds each
+//! figure is the median of.
+
+use crate::load::LoadRound;
+use crate::machine::Memory;
+use crate::measure_freshness::{FreshnessFigures, FRESHNESS_GIVE_UP};
+use crate::measure_growth::{GrowthFigures, GROWTH_PROBES, GROWTH_SERVICES};
+use crate::measure_startup_scale::{ScaleFigures, UpDown};
+use crate::measure_status::StatusFigures;
+use crate::{Plan, BUSY_CONNECTIONS};
+
+// The issue's targets; the table marks each row against one.
+const STARTUP_LIMIT: f64 = 0.200;
+const SCALE_RATIO_LIMIT: f64 = 1.25;
+const THROUGHPUT_RATIO_MIN: f64 = 150.0;
+const BUSY_P99_LIMIT: f64 = 0.010;
+/// "Well under 1 ms", made concrete as half of it.
+const IDLE_P50_LIMIT: f64 = 0.000_5;
+const FRESHNESS_LIMIT: f64 = 1.0;
+/// "Flat" cost growth: latency at 500 containers at most this times that at 10.
+const FLAT_RATIO_LIMIT: f64 = 1.5;
+const RSS_LIMIT_MIB: f64 = 20.0;
+
+/// Every figure of the run, as the measurements return them.
+pub struct Results {
+    pub startup: Vec<f64>,
+    pub scale: ScaleFigures,
+    pub status: StatusFigures,
+    pub freshness: FreshnessFigures,
+    pub growth: GrowthFigures,
+    pub memory: Memory,
+}
+
+impl Results {
+    fn load_rounds(&self) -> impl Iterator<Item = &LoadRound> {
+        let growth = &self.growth;
+        self.status
+            .busy
+            .iter()
+            .chain(&self.status.idle)
+            .chain(&growth.small.busy)
+            .chain(&growth.small.idle)
+            .chain(&growth.large.busy)
+            .chain(&growth.large.idle)
+    }
+
+    /// Status requests that got no answer or an answer other than 200.
+    pub fn failed_requests(&self) -> usize {
+        self.load_rounds().map(|round| round.errors).sum()
+    }
+
+    pub fn problems(&self) -> Vec<&str> {
+        self.load_rounds()
+            .filter_map(|round| round.first_problem.as_deref())
+            .collect()
+    }
+}
+
+/// Medians across the rounds of one load, with the wrong answers summed.
+struct LoadMedians {
+    pub p50: f64,
+    pub p99: f64,
+    pub throughput: f64,
+    pub answered: usize,
+    pub errors: usize,
+    pub mismatches: usize,
+}
+
+impl LoadMedians {
+    fn of(rounds: &[LoadRound]) -> LoadMedians {
+        LoadMedians {
+            p50: median(rounds.iter().map(|r| r.p50).collect()),
+            p99: median(rounds.iter().map(|r| r.p99).collect()),
+            throughput: median(rounds.iter().map(|r| r.throughput).collect()),
+            answered: rounds.iter().map(|r| r.answered).sum(),
+            errors: rounds.iter().map(|r| r.errors).sum(),
+            mismatches: rounds.iter().map(|r| r.mismatches).sum(),
+        }
+    }
+
+    fn all_right(&self) -> bool {
+        self.errors == 0 && self.mismatches == 0
+    }
+}
+
+/// The median; NaN for no values, which fails every target it is held to.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Verdict {
+    Pass,
+    Miss,
+    Info,
+}
+
+impl Verdict {
+    fn of(met: bool) -> Verdict {
+        if met {
+            Verdict::Pass
+        } else {
+            Verdict::Miss
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Miss => "MISS",
+            Verdict::Info => "info",
+        }
+    }
+}
+
+struct Row {
+    what: String,
+    connector: String,
+    raw: String,
+    ratio: String,
+    target: String,
+    verdict: Verdict,
+}
+
+impl Row {
+    pub fn new(what: &str, connector: String, target: &str, verdict: Verdict) -> Row {
+        Row {
+            what: what.to_owned(),
+            connector,
+            raw: "–".to_owned(),
+            ratio: "–".to_owned(),
+            target: target.to_owned(),
+            verdict,
+        }
+    }
+
+    fn against(mut self, raw: String, ratio: f64) -> Row {
+        self.raw = raw;
+        self.ratio = format_ratio(ratio);
+        self
+    }
+}
+
+/// The rows in the order they print.
+#[derive(Default)]
+pub struct Table {
+    rows: Vec<Row>,
+}
+
+impl Table {
+    fn add(&mut self, row: Row) {
+        self.rows.push(row);
+    }
+
+    pub fn all_pass(&self) -> bool {
+        self.rows.iter().all(|row| row.verdict != Verdict::Miss)
+    }
+
+    pub fn print(&self) {
+        println!("| what | docker-connector | raw docker CLI | ratio | target | |");
+        println!("|---|---|---|---|---|---|");
+        for row in &self.rows {
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                row.what,
+                row.connector,
+                row.raw,
+                row.ratio,
+                row.target,
+                row.verdict.label()
+            );
+        }
+    }
+}
+
+/// One row per target of the issue, plus the informative ones.
+pub fn build_table(results: &Results) -> Table {
+    let mut table = Table::default();
+    let startup = median(results.startup.clone());
+    table.add(Row::new(
+        "startup to first answer",
+        format_seconds(startup),
+        "≤ 200 ms",
+        Verdict::of(startup <= STARTUP_LIMIT),
+    ));
+    add_scale_rows(&mut table, &results.scale);
+    add_status_rows(&mut table, &results.status);
+    add_freshness_rows(&mut table, &results.freshness);
+    add_growth_rows(&mut table, &results.growth);
+    let memory = &results.memory;
+    table.add(Row::new(
+        "memory: RSS after the load (peak)",
+        format!("{:.1} MiB ({:.1} MiB)", memory.rss_mib, memory.peak_mib),
+        "≤ 20 MiB",
+        Verdict::of(memory.rss_mib <= RSS_LIMIT_MIB),
+    ));
+    table
+}
+
+fn add_scale_rows(table: &mut Table, scale: &ScaleFigures) {
+    let up = |times: &[UpDown]| median(times.iter().map(|t| t.up).collect());
+    let down = |times: &[UpDown]| median(times.iter().map(|t| t.down).collect());
+    table.add(scale_row(
+        "scale 0→20",
+        up(&scale.connector),
+        up(&scale.raw),
+        "20 × docker run, 8 parallel",
+    ));
+    table.add(scale_row(
+        "scale 20→0",
+        down(&scale.connector),
+        down(&scale.raw),
+        "one docker rm -f",
+    ));
+}
+
+fn scale_row(what: &str, ours: f64, raw: f64, raw_did: &str) -> Row {
+    let ratio = ours / raw;
+    Row::new(
+        what,
+        format_seconds(ours),
+        "≤ 1.25 × raw",
+        Verdict::of(ratio <= SCALE_RATIO_LIMIT),
+    )
+    .against(format!("{} ({raw_did})", format_seconds(raw)), ratio)
+}
+
+fn add_status_rows(table: &mut Table, status: &StatusFigures) {
+    let busy = LoadMedians::of(&status.busy);
+    let idle = LoadMedians::of(&status.idle);
+    let ps_seconds = median(status.ps_seconds.clone());
+    let ps_rate = 1.0 / ps_seconds;
+    let throughput_ratio = busy.throughput / ps_rate;
+    table.add(
+        Row::new(
+            "status throughput, 64 connections",
+            format_rate(busy.throughput),
+            "≥ 150 × raw",
+            Verdict::of(busy.all_right() && throughput_ratio >= THROUGHPUT_RATIO_MIN),
+        )
+        .against(
+            format!("{} (sequential docker ps)", format_rate(ps_rate)),
+            throughput_ratio,
+        ),
+    );
+    table.add(Row::new(
+        "status p99, 64 connections",
+        format_seconds(busy.p99),
+        "≤ 10 ms",
+        Verdict::of(busy.all_right() && busy.p99 <= BUSY_P99_LIMIT),
+    ));
+    table.add(
+        Row::new(
+            "status p50, 1 connection",
+            format_seconds(idle.p50),
+            "≤ 0.5 ms (well under 1 ms)",
+            Verdict::of(idle.all_right() && idle.p50 <= IDLE_P50_LIMIT),
+        )
+        .against(
+            format!("{} (one docker ps)", format_seconds(ps_seconds)),
+            idle.p50 / ps_seconds,
+        ),
+    );
+    table.add(Row::new(
+        "status p99, 1 connection",
+        format_seconds(idle.p99),
+        "–",
+        Verdict::Info,
+    ));
+    table.add(wrong_answers_row("status: wrong answers", &[&busy, &idle]));
+}
+
+fn wrong_answers_row(what: &str, loads: &[&LoadMedians]) -> Row {
+    let answered: usize = loads.iter().map(|load| load.answered).sum();
+    let errors: usize = loads.iter().map(|load| load.errors).sum();
+    let mismatches: usize = loads.iter().map(|load| load.mismatches).sum();
+    Row::new(
+        what,
+        format!("{errors} errors, {mismatches} count mismatches in {answered} answers"),
+        "none",
+        Verdict::of(errors == 0 && mismatches == 0),
+    )
+}
+
+fn add_freshness_rows(table: &mut Table, freshness: &FreshnessFigures) {
+    let seen: Vec<f64> = freshness.delays.iter().flatten().copied().collect();
+    let never = freshness.delays.len() - seen.len();
+    let slowest = seen.iter().copied().fold(f64::NAN, f64::max);
+    let never_note = if never == 0 {
+        String::new()
+    } else {
+        format!(", {never} never seen within {FRESHNESS_GIVE_UP:?}")
+    };
+    table.add(Row::new(
+        "freshness: removed or killed behind its back → status (median / max)",
+        format!(
+            "{} / {}{never_note}",
+            format_seconds(median(seen)),
+            format_seconds(slowest)
+        ),
+        "max ≤ 1 s",
+        Verdict::of(never == 0 && slowest <= FRESHNESS_LIMIT),
+    ));
+    let mismatches = freshness.scale_status_mismatches;
+    table.add(Row::new(
+        "freshness: scale's answer = next status",
+        format!(
+            "{mismatches} mismatches in {} scales",
+            freshness.delays.len()
+        ),
+        "0 mismatches",
+        Verdict::of(mismatches == 0),
+    ));
+}
+
+fn add_growth_rows(table: &mut Table, growth: &GrowthFigures) {
+    let sizes = format!(
+        "{} → {} containers",
+        growth.small.containers, growth.large.containers
+    );
+    let probe = growth.small.containers / GROWTH_PROBES as u64;
+    let (small_busy, small_idle) = (
+        LoadMedians::of(&growth.small.busy),
+        LoadMedians::of(&growth.small.idle),
+    );
+    let (large_busy, large_idle) = (
+        LoadMedians::of(&growth.large.busy),
+        LoadMedians::of(&growth.large.idle),
+    );
+    let all_right = [&small_busy, &small_idle, &large_busy, &large_idle]
+        .iter()
+        .all(|load| load.all_right());
+    let flat_rows: [(&str, f64, f64); 2] = [
+        ("p50, 1 connection", small_idle.p50, large_idle.p50),
+        ("p99, 64 connections", small_busy.p99, large_busy.p99),
+    ];
+    for (what, small, large) in flat_rows {
+        let ratio = large / small;
+        let mut row = Row::new(
+            &format!("cost growth: status of a {probe}-container service, {what}, {sizes}"),
+            format!("{} → {}", format_seconds(small), format_seconds(large)),
+            "large/small ≤ 1.5 (flat)",
+            Verdict::of(all_right && ratio <= FLAT_RATIO_LIMIT),
+        );
+        row.ratio = format_ratio(ratio);
+        table.add(row);
+    }
+    let mut throughput = Row::new(
+        &format!("cost growth: status of a {probe}-container service, throughput, 64 connections, {sizes}"),        format!(
+            "{} → {}",
+            format_rate(small_busy.throughput),
+            format_rate(large_busy.throughput)
+        ),
+        "–",
+        Verdict::Info,
+    );
+    throughput.ratio = format_ratio(large_busy.throughput / small_busy.throughput);
+    table.add(throughput);
+    table.add(wrong_answers_row(
+        "cost growth: wrong answers",
+        &[&small_busy, &small_idle, &large_busy, &large_idle],
+    ));
+}
+
+/// The paragraph under the table: what each median was taken over, and
+/// the flat rule spelled out.
+pub fn rounds_note(plan: &Plan) -> String {
+    format!(
+        "Each figure is the median of: startup {}; scale {} (alternating which side went first); \
+         status {} (each: the median of {} sequential docker ps, {BUSY_CONNECTIONS} connections for {:?}, \
+         1 connection for {:?}; percentiles over all requests of a round); freshness {} removals \
+         (docker rm -f and docker kill alternating); cost growth {} per size.\n\
+         Flat rule: the status latency of a service with {} containers, while the instance \
+         holds {} containers across {GROWTH_SERVICES} services, at most {FLAT_RATIO_LIMIT} × that \
+         while the instance holds only that service's {}, with as many containers on the host \
+         (the small case beside ballast containers of another instance).",
+        rounds(plan.startup_rounds),
+        rounds(plan.scale_rounds),
+        rounds(plan.status_rounds),
+        plan.ps_calls,
+        plan.busy_duration,
+        plan.idle_duration,
+        plan.freshness_rounds,
+        rounds(plan.status_rounds),
+        plan.growth_replicas,
+        plan.growth_replicas * GROWTH_SERVICES as u64,
+        plan.growth_replicas * GROWTH_PROBES as u64,
+    )
+}
+
+/// "1 round", "3 rounds".
+pub fn rounds(count: usize) -> String {
+    if count == 1 {
+        "1 round".to_owned()
+    } else {
+        format!("{count} rounds")
+    }
+}
+
+/// Seconds in the unit that reads best: s, ms or µs; "n/a" for NaN.
+pub fn format_seconds(seconds: f64) -> String {
+    if seconds.is_nan() {
+        "n/a".to_owned()
+    } else if seconds >= 1.0 {
+        format!("{seconds:.2} s")
+    } else if seconds >= 0.001 {
+        format!("{:.1} ms", seconds * 1e3)
+    } else {
+        format!("{:.0} µs", seconds * 1e6)
+    }
+}
+
+/// Requests a second, whole above 100.
+pub fn format_rate(per_second: f64) -> String {
+    if per_second >= 100.0 {
+        format!("{per_second:.0} req/s")
+    } else {
+        format!("{per_second:.1} req/s")
+    }
+}
+
+fn format_ratio(ratio: f64) -> String {
+    if ratio.is_nan() {
+        "n/a".to_owned()
+    } else if ratio >= 100.0 {
+        format!("{ratio:.0}")
+    } else if ratio >= 0.1 {
+        format!("{ratio:.2}")
+    } else {
+        // A tiny ratio reads better as "how many times faster".
+        format!("1/{:.0}", 1.0 / ratio)
+    }
+}
