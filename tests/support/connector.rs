@@ -1,7 +1,7 @@
 //! The one launcher of the connector binary. The tests start it here (their
 //! `TestApp`, and the tests that expect it to refuse to start), and so does
 //! the performance bench, which includes this file alone with
-//! `#[path = "../tests/support/connector.rs"] mod connector;`: so it needs
+//! `#[path = "../../tests/support/connector.rs"] mod connector;`: so it needs
 //! nothing but std and knows no other support module.
 //!
 //! A test lets the connector pick its port (port 0) and reads it from the
