@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::events::parse_event;
+use super::runner::arg;
 use super::{
-    arg, Container, ContainerEvent, ContainerState, DockerRunner, Engine, EventStream, EventTime,
+    Container, ContainerEvent, ContainerState, DockerRunner, Engine, EventStream, EventTime,
     OutputStream, PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE,
     LABEL_RESTART_POLICY, LABEL_SERVICE, LABEL_SWARM_SERVICE_ID,
 };

@@ -265,6 +265,11 @@ impl DockerRunner {
     }
 }
 
+/// One argv element.
+pub(super) fn arg(s: &str) -> String {
+    s.to_owned()
+}
+
 /// The `verb` label of a docker command: its first argument (`run`, `ps`,
 /// `rm`, `version`, `events`), or its first two for `service` commands.
 /// The connector's own code builds every argv, so the set of verbs is

@@ -4,7 +4,8 @@ use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{json_type, Command, Environment, ImageRef, PortSpec, Ports, ServiceName};
+use super::json_type::json_type;
+use super::{Command, Environment, ImageRef, PortSpec, Ports, ServiceName};
 use crate::error::Error;
 
 /// The fields a definition body may have; anything else is refused so that a

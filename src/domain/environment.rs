@@ -7,7 +7,7 @@ use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::json_type;
+use super::json_type::json_type;
 use crate::error::Error;
 
 static ENV_NAME: LazyLock<Regex> =

@@ -6,6 +6,7 @@ mod command;
 mod definition;
 mod environment;
 mod image_ref;
+mod json_type;
 mod port_spec;
 mod replica_count;
 mod scale_request;
@@ -19,16 +20,3 @@ pub(crate) use port_spec::{PortSpec, Ports};
 pub(crate) use replica_count::ReplicaCount;
 pub(crate) use scale_request::ScaleRequest;
 pub use service_name::ServiceName;
-
-/// Names a JSON value's type the way an error message should.
-fn json_type(value: &serde_json::Value) -> &'static str {
-    use serde_json::Value;
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}

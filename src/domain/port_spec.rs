@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::json_type;
+use super::json_type::json_type;
 use crate::error::Error;
 
 /// Transport protocols Docker can publish.

@@ -25,8 +25,7 @@ use crate::backend::{Backend, ScaleReport, ServiceStatus};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
 pub(crate) use reconciler::Reconciler;
-pub(crate) use rollout::UpdatePolicy;
-pub(crate) use scaler::Scaler;
+pub(crate) use scaler::{Scaler, UpdatePolicy};
 
 /// The connector's own containers on one engine: the scaler acts, the
 /// reconciler (when on) keeps the desired state in the background.

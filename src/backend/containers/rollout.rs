@@ -3,8 +3,6 @@
 //! start-first, and keeps the old ones serving when the new ones do not
 //! hold. A failed roll waits out its own backoff (see [`super::progress`]).
 
-use std::time::Duration;
-
 use futures::stream::{self, StreamExt};
 
 use super::plan::{removable_ids, Filling, NameAllocator};
@@ -15,15 +13,6 @@ use crate::docker::Container;
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::store::StoredService;
-
-/// How a definition change is rolled out.
-#[derive(Debug, Clone, Copy)]
-pub struct UpdatePolicy {
-    /// How many containers are replaced at once.
-    pub parallelism: usize,
-    /// How long a new container must keep running before an old one goes.
-    pub settle: Duration,
-}
 
 impl Scaler {
     /// The rolling part of a reconcile pass, once the count is right:

@@ -17,7 +17,6 @@ use futures::stream::{self, StreamExt};
 
 use super::plan::{removable_ids, unix_now, Filling, NameAllocator, Plan};
 use super::progress::{Progress, Tracker};
-use super::rollout::UpdatePolicy;
 use crate::backend::locks::{ServiceHold, ServiceLocks};
 use crate::backend::ScaleReport;
 use crate::docker::{Container, ContainerState, Engine, StartOutcome};
@@ -28,6 +27,15 @@ use crate::store::{Store, StoredService};
 
 /// How often a start retries with another name after a clash.
 const NAME_ATTEMPTS: usize = 10;
+
+/// How a definition change is rolled out.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdatePolicy {
+    /// How many containers are replaced at once.
+    pub parallelism: usize,
+    /// How long a new container must keep running before an old one goes.
+    pub settle: Duration,
+}
 
 /// Who asks for containers to be started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{arg, DockerRunner, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
+use super::runner::arg;
+use super::{DockerRunner, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
 use crate::config::SwarmPublishMode;
 use crate::domain::{ServiceDefinition, ServiceName};
 use crate::error::Error;
