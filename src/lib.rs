@@ -15,7 +15,7 @@
 //! - [`docker`]: the only code that spawns `docker`: the runner, containers and their events, Swarm services.
 //! - `inventory`: which containers run, kept live from docker's events (its index private to it).
 //! - `backend`: what the routes ask of whatever runs the services, the per-service locks,
-//!   and the two backends: `containers` (scale, plan, rollout, status, reconciler) and `swarm`.
+//!   and the two backends: `containers` (scale, plan, rollout, status, reconciler) and `swarm` (policy, status).
 //! - `health`: whether the engine answers, checked at most once a second.
 //! - [`routes`]: the HTTP endpoints, the JSON catchers, the access gate and the request log.
 //! - `metrics`: the Prometheus metrics `/metrics` exposes.
