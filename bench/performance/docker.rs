@@ -110,22 +110,29 @@ pub fn remove_raw_containers(ids: &[String]) {
     docker(&remove);
 }
 
+/// The full ids of the running containers of `service` of `instance`, as
+/// one `docker ps` lists them: what the connector's status answers.
+pub fn running_ids(instance: &str, service: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &instance_filter(instance),
+        "--filter",
+        &format!("label={LABEL_SERVICE}={service}"),
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
 /// The median duration of `calls` sequential `docker ps` asking what the
 /// connector's status answers: the running containers of one service.
 pub fn time_docker_ps(instance: &str, service: &str, calls: usize) -> f64 {
-    let instance_filter = instance_filter(instance);
-    let service_filter = format!("label={LABEL_SERVICE}={service}");
     let durations = (0..calls).map(|_| {
         let started = Instant::now();
-        docker(&[
-            "ps",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            &instance_filter,
-            "--filter",
-            &service_filter,
-        ]);
+        running_ids(instance, service);
         started.elapsed().as_secs_f64()
     });
     median(durations.collect())

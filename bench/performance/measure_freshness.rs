@@ -4,10 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use docker_connector::docker::LABEL_SERVICE;
-
 use crate::control::Connector;
-use crate::docker::instance_filter;
+use crate::docker::running_ids;
 use crate::http::HttpConnection;
 use crate::load::{exchange_on, StatusTarget};
 use crate::report::format_seconds;
@@ -84,24 +82,13 @@ pub fn measure_freshness(plan: &Plan, connector: &Connector) -> FreshnessFigures
         delays: Vec::new(),
         scale_status_mismatches: 0,
     };
-    let instance_filter = instance_filter(connector.instance());
-    let service_filter = format!("label={LABEL_SERVICE}={STATUS_SERVICE}");
     for round in 0..plan.freshness_rounds {
-        let running = docker(&[
-            "ps",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            &instance_filter,
-            "--filter",
-            &service_filter,
-        ]);
-        let running: Vec<&str> = running.lines().collect();
+        let running = running_ids(connector.instance(), STATUS_SERVICE);
         assert!(
             !running.is_empty(),
             "no running container of {STATUS_SERVICE} to remove"
         );
-        let victim = running[round % running.len()];
+        let victim = running[round % running.len()].as_str();
         let mut poller = StatusPoller::new(connector.port(), STATUS_SERVICE);
         let before = poller.running();
         assert_eq!(
