@@ -9,6 +9,8 @@ set -e
 if [ "$1" -eq 0 ]; then
     # The package cannot own directories (see Cargo.toml), so rpm leaves them
     # behind; rmdir removes them only when nothing (an .rpmsave) is left.
+    # docs/ first: its parent is empty only without it.
+    rmdir /usr/share/doc/docker-connector/docs 2>/dev/null || :
     rmdir /usr/share/doc/docker-connector /etc/docker-connector 2>/dev/null || :
 fi
 
