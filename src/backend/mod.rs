@@ -15,7 +15,7 @@ pub(crate) mod swarm;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::docker::PublishedPorts;
+use crate::docker::{Health, PublishedPorts};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
 
@@ -69,6 +69,9 @@ pub struct ScaleReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceStatus {
     pub running_resources: usize,
+    /// Running containers that serve: their health check passes, or they
+    /// have none. Never more than `running_resources`.
+    pub healthy_resources: usize,
     /// `None` only until the count of a service from an old data file is
     /// adopted.
     pub desired_resources: Option<u32>,
@@ -99,6 +102,8 @@ pub struct ContainerStatus {
     pub current: bool,
     pub restarts: u32,
     pub last_exit_code: Option<i64>,
+    /// What its health check says; `None` when it has none or does not run.
+    pub health: Option<Health>,
 }
 
 /// Where a rollout stands; see [`Rollout::state`].

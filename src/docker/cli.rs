@@ -10,7 +10,7 @@ use super::events::parse_event;
 use super::runner::arg;
 use super::{
     Container, ContainerEvent, ContainerState, DockerRunner, Engine, EventStream, EventTime,
-    OutputStream, PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE,
+    Health, OutputStream, PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE,
     LABEL_RESTART_POLICY, LABEL_SERVICE, LABEL_SWARM_SERVICE_ID,
 };
 use crate::domain::{ServiceDefinition, ServiceName};
@@ -282,6 +282,7 @@ fn parse_ps_line(line: &str) -> Result<Option<Container>, Error> {
         name,
         state: ContainerState::parse(&state),
         last_exit_code: exit_code_in(&status),
+        health: Health::in_status(&status),
         status,
         config_hash,
         created,
@@ -363,6 +364,14 @@ mod tests {
         assert!(!container.is_running());
         assert_eq!(container.config_hash, "0123abcd");
         assert_eq!(container.created, 1_795_844_848);
+        assert_eq!(container.health, None);
+        let checked = line.replace("exited", "running").replace(
+            "Exited (1) 2 seconds ago",
+            "Up 3 seconds (health: starting)",
+        );
+        let container = parse_ps_line(&checked).unwrap().unwrap();
+        assert_eq!(container.health, Some(Health::Starting));
+        assert_eq!(container.last_exit_code, None);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct Container {
     pub restarts: u32,
     /// The code its process last exited with, if it ever did.
     pub last_exit_code: Option<i64>,
+    /// What its health check says while it runs; `None` when it has none
+    /// (or does not run).
+    pub health: Option<Health>,
 }
 
 impl Container {
@@ -40,9 +43,55 @@ impl Container {
         )
     }
 
+    /// Whether it serves, as far as the connector can tell: it runs, and
+    /// its health check (if it has one) passes.
+    pub fn is_healthy(&self) -> bool {
+        self.is_running() && matches!(self.health, None | Some(Health::Healthy))
+    }
+
+    /// Whether it runs and its health check has failed `retries` times in
+    /// a row: the reconciler replaces it.
+    pub fn is_unhealthy(&self) -> bool {
+        self.is_running() && self.health == Some(Health::Unhealthy)
+    }
+
     /// Whether the engine is already removing it: removing it again fails.
     pub fn is_being_removed(&self) -> bool {
         self.state == ContainerState::Removing
+    }
+}
+
+/// What a container's health check says, as docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No check has passed yet, and not enough have failed to call it
+    /// unhealthy (or the start period still runs).
+    Starting,
+    Healthy,
+    /// The check failed `retries` times in a row.
+    Unhealthy,
+}
+
+impl Health {
+    /// Reads docker's name of a health state (`docker events`'
+    /// `health_status: NAME`, `docker inspect`'s `.State.Health.Status`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "starting" => Some(Health::Starting),
+            "healthy" => Some(Health::Healthy),
+            "unhealthy" => Some(Health::Unhealthy),
+            _ => None,
+        }
+    }
+
+    /// Reads the health that `docker ps` appends to a running container's
+    /// status: `Up 3 seconds (health: starting)`, `Up 2 minutes (healthy)`,
+    /// `Up 5 minutes (unhealthy)`; `None` for a container without a check.
+    pub fn in_status(status: &str) -> Option<Self> {
+        let (_, last) = status.trim_end().rsplit_once('(')?;
+        let inner = last.strip_suffix(')')?;
+        Health::parse(inner.strip_prefix("health: ").unwrap_or(inner))
     }
 }
 
@@ -115,5 +164,26 @@ mod tests {
             ContainerState::parse("hibernating"),
             ContainerState::Unknown
         );
+    }
+
+    #[test]
+    fn health_is_read_from_the_status_docker_ps_prints() {
+        for (status, health) in [
+            (
+                "Up Less than a second (health: starting)",
+                Some(Health::Starting),
+            ),
+            ("Up 2 seconds (healthy)", Some(Health::Healthy)),
+            ("Up 6 minutes (unhealthy)", Some(Health::Unhealthy)),
+            ("Up 2 seconds", None),
+            ("Up 3 hours (Paused)", None),
+            ("Exited (1) 2 seconds ago", None),
+            ("Restarting (1) 1 second ago", None),
+            ("Created", None),
+        ] {
+            assert_eq!(Health::in_status(status), health, "{status}");
+        }
+        assert_eq!(Health::parse("healthy"), Some(Health::Healthy));
+        assert_eq!(Health::parse("sleepy"), None);
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use super::{
-    Container, ContainerState, LABEL_CONFIG_HASH, LABEL_RESTART_POLICY, LABEL_SERVICE,
-    LABEL_SWARM_SERVICE_ID,
+    Container, ContainerState, Health, LABEL_CONFIG_HASH, LABEL_HEALTH_CHECK, LABEL_RESTART_POLICY,
+    LABEL_SERVICE, LABEL_SWARM_SERVICE_ID,
 };
 
 /// A point on the engine's event timeline, in nanoseconds since the epoch.
@@ -56,6 +56,10 @@ pub enum Transition {
     Died,
     /// Only its name changed.
     Renamed,
+    /// Its health check changed its verdict (`health_status: healthy` or
+    /// `unhealthy`; docker 20.10 to 28 announce no return to `starting`,
+    /// which only a start brings).
+    HealthChanged(Health),
     /// Removed: it no longer exists.
     Destroyed,
 }
@@ -72,7 +76,10 @@ impl Transition {
                 ContainerState::Exited,
                 format!("Exited ({})", exit_code.unwrap_or("unknown")),
             )),
-            Transition::Killed | Transition::Renamed | Transition::Destroyed => None,
+            Transition::Killed
+            | Transition::Renamed
+            | Transition::HealthChanged(_)
+            | Transition::Destroyed => None,
         }
     }
 }
@@ -113,8 +120,8 @@ struct RawActor {
 }
 
 /// Reads one line of `docker events --format '{{json .}}'`. `Ok(None)` for
-/// events that change nothing the connector follows (exec, health checks,
-/// `stop` after its `die`, ...) or that concern no service.
+/// events that change nothing the connector follows (exec, each run of a
+/// health check, `stop` after its `die`, ...) or that concern no service.
 ///
 /// # Errors
 /// A description of a line that is not a docker event.
@@ -132,7 +139,13 @@ pub fn parse_event(line: &str) -> Result<Option<ContainerEvent>, String> {
         "die" => Transition::Died,
         "rename" => Transition::Renamed,
         "destroy" => Transition::Destroyed,
-        _ => return Ok(None),
+        other => match other
+            .strip_prefix("health_status: ")
+            .and_then(Health::parse)
+        {
+            Some(health) => Transition::HealthChanged(health),
+            None => return Ok(None),
+        },
     };
     let attributes = &raw.actor.attributes;
     let Some(service) = attributes.get(LABEL_SERVICE) else {
@@ -146,6 +159,17 @@ pub fn parse_event(line: &str) -> Result<Option<ContainerEvent>, String> {
     let (state, status) = transition
         .state(attributes.get("exitCode").map(String::as_str))
         .unwrap_or_default();
+    // A container with a check starts `starting`: its first verdict comes
+    // one interval later, as an event of its own.
+    let health = match &transition {
+        Transition::HealthChanged(health) => Some(*health),
+        Transition::Started
+            if attributes.get(LABEL_HEALTH_CHECK).map(String::as_str) == Some("true") =>
+        {
+            Some(Health::Starting)
+        }
+        _ => None,
+    };
     Ok(Some(ContainerEvent {
         container: Container {
             id: raw.actor.id,
@@ -159,6 +183,7 @@ pub fn parse_event(line: &str) -> Result<Option<ContainerEvent>, String> {
             last_exit_code: attributes
                 .get("exitCode")
                 .and_then(|code| code.parse().ok()),
+            health,
         },
         transition,
         time: EventTime(raw.time_nano),
@@ -222,7 +247,8 @@ mod tests {
         for action in [
             "stop",
             "exec_start: sh -c true",
-            "health_status: healthy",
+            "exec_die",
+            "health_status: sleepy",
             "oom",
         ] {
             assert_eq!(parse_event(&line(action, "")), Ok(None), "{action}");
@@ -233,6 +259,38 @@ mod tests {
         assert_eq!(parse_event(&network), Ok(None));
         let swarm_task = line("start", r#","com.docker.swarm.service.id":"m5gzmmfwr74a""#);
         assert_eq!(parse_event(&swarm_task), Ok(None), "Swarm's task container");
+    }
+
+    #[test]
+    fn health_verdicts_and_checked_starts_carry_a_health() {
+        // As docker 20.10 prints them: the labels, the name, nothing else.
+        for (action, health) in [
+            ("health_status: healthy", Health::Healthy),
+            ("health_status: unhealthy", Health::Unhealthy),
+            ("health_status: starting", Health::Starting),
+        ] {
+            let event = parse_event(&line(action, "")).unwrap().unwrap();
+            assert_eq!(event.transition, Transition::HealthChanged(health));
+            assert_eq!(event.container.health, Some(health));
+            assert_eq!(
+                event.container.state,
+                ContainerState::Unknown,
+                "says nothing of it"
+            );
+        }
+        let checked = line("start", r#","docker-connector.health-check":"true""#);
+        let event = parse_event(&checked).unwrap().unwrap();
+        assert_eq!(event.container.health, Some(Health::Starting));
+        assert_eq!(
+            parse_event(&line("start", ""))
+                .unwrap()
+                .unwrap()
+                .container
+                .health,
+            None
+        );
+        let died = line("die", r#","docker-connector.health-check":"true""#);
+        assert_eq!(parse_event(&died).unwrap().unwrap().container.health, None);
     }
 
     #[test]

@@ -20,7 +20,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::docker::{Container, ContainerEvent, ContainerState, PublishedPorts, Transition};
+use crate::docker::{
+    Container, ContainerEvent, ContainerState, Health, PublishedPorts, Transition,
+};
 
 /// Removed ids are remembered this long (at least until the next listing),
 /// so that a late event cannot bring a removed container back.
@@ -47,11 +49,16 @@ struct Entry {
     /// purpose down. Any other `die` of a container with the policy is
     /// followed by the engine's restart.
     kill_requested: bool,
+    /// It has had a health: the check outlives a death, so its next start
+    /// makes it `starting` again even without the connector's label (an
+    /// image's own `HEALTHCHECK`).
+    health_checked: bool,
 }
 
 impl Entry {
     fn new(container: Container, learnt: Instant) -> Self {
         Entry {
+            health_checked: container.health.is_some(),
             container,
             learnt,
             kill_requested: false,
@@ -239,15 +246,24 @@ impl ContainerIndex {
                 entry.learnt = now;
             }
             (Transition::Killed, Some(entry)) => entry.kill_requested = true,
-            // A rename or kill of a container never heard of says nothing
-            // about its state; the next listing brings it.
-            (Transition::Renamed | Transition::Killed, None) => {}
+            // A verdict on a container that no longer runs is stale.
+            (Transition::HealthChanged(health), Some(entry)) => {
+                if entry.container.is_running() {
+                    entry.container.health = Some(*health);
+                    entry.health_checked = true;
+                    entry.learnt = now;
+                }
+            }
+            // A rename, kill or verdict of a container never heard of says
+            // nothing about its state; the next listing brings it.
+            (Transition::Renamed | Transition::Killed | Transition::HealthChanged(_), None) => {}
             // A `create` read after the start the connector recorded itself
             // says nothing new.
             (Transition::Created, Some(_)) => {}
             (Transition::Died, Some(entry)) => {
                 entry.container.status.clone_from(&event.container.status);
                 entry.container.last_exit_code = event.container.last_exit_code;
+                entry.container.health = None;
                 if entry.kill_requested || !event.restarts_itself {
                     entry.container.state.clone_from(&event.container.state);
                 } else {
@@ -258,8 +274,12 @@ impl ContainerIndex {
             (_, Some(entry)) => {
                 entry.container.state.clone_from(&event.container.state);
                 entry.container.status.clone_from(&event.container.status);
+                entry.container.health = event.container.health;
                 if event.transition == Transition::Started {
                     entry.kill_requested = false;
+                    if entry.health_checked {
+                        entry.container.health = Some(Health::Starting);
+                    }
                 }
                 entry.learnt = now;
             }
@@ -341,6 +361,7 @@ impl ContainerIndex {
                     entry.container.last_exit_code = earlier.container.last_exit_code;
                 }
                 entry.kill_requested = earlier.kill_requested;
+                entry.health_checked |= earlier.health_checked;
             }
             merged
                 .entry(container.service.clone())
@@ -426,6 +447,7 @@ mod tests {
             created: 0,
             restarts: 0,
             last_exit_code: None,
+            health: None,
         }
     }
 
@@ -435,7 +457,10 @@ mod tests {
             Transition::Started => "running",
             Transition::Paused => "paused",
             Transition::Died => "exited",
-            Transition::Killed | Transition::Renamed | Transition::Destroyed => "",
+            Transition::Killed
+            | Transition::Renamed
+            | Transition::HealthChanged(_)
+            | Transition::Destroyed => "",
         };
         ContainerEvent {
             transition,
@@ -638,5 +663,74 @@ mod tests {
         );
         assert_eq!(index.running("web"), Some(0));
         assert_eq!(index.containers("web").unwrap().len(), 1);
+    }
+
+    /// The health the index holds for the one container of `web`.
+    fn health_of(index: &ContainerIndex) -> Option<Health> {
+        index.containers("web").unwrap().remove(0).health
+    }
+
+    #[test]
+    fn health_follows_its_verdicts_and_restarts_from_starting() {
+        let index = live_index();
+        let mut checked_start = event(Transition::Started, "a", "web");
+        checked_start.container.health = Some(Health::Starting);
+        index.apply(&checked_start);
+        assert_eq!(health_of(&index), Some(Health::Starting));
+        index.apply(&event(
+            Transition::HealthChanged(Health::Healthy),
+            "a",
+            "web",
+        ));
+        assert_eq!(health_of(&index), Some(Health::Healthy));
+        index.apply(&event(
+            Transition::HealthChanged(Health::Unhealthy),
+            "a",
+            "web",
+        ));
+        assert_eq!(health_of(&index), Some(Health::Unhealthy));
+        // A death ends the verdict; the restart (whose event carries no
+        // label here, as for an image's own check) starts it over.
+        index.apply(&event(Transition::Died, "a", "web"));
+        assert_eq!(health_of(&index), None);
+        index.apply(&event(
+            Transition::HealthChanged(Health::Healthy),
+            "a",
+            "web",
+        ));
+        assert_eq!(
+            health_of(&index),
+            None,
+            "a verdict on a dead container is stale"
+        );
+        index.apply(&event(Transition::Started, "a", "web"));
+        assert_eq!(health_of(&index), Some(Health::Starting));
+    }
+
+    #[test]
+    fn a_container_without_a_check_has_no_health_and_unknown_verdicts_wait_for_a_listing() {
+        let index = live_index();
+        index.apply(&event(Transition::Started, "a", "web"));
+        assert_eq!(health_of(&index), None);
+        index.apply(&event(
+            Transition::HealthChanged(Health::Healthy),
+            "b",
+            "web",
+        ));
+        assert_eq!(index.containers("web").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_listing_brings_health_and_keeps_that_a_container_had_one() {
+        let index = live_index_with_lag(SHORT_LAG);
+        let mut listed = container("a", "web", "running");
+        listed.health = Some(Health::Unhealthy);
+        index.merge_listing(Instant::now(), &[listed]);
+        assert_eq!(health_of(&index), Some(Health::Unhealthy));
+        std::thread::sleep(SHORT_LAG * 2);
+        index.merge_listing(Instant::now(), &[container("a", "web", "exited")]);
+        assert_eq!(health_of(&index), None);
+        index.apply(&event(Transition::Started, "a", "web"));
+        assert_eq!(health_of(&index), Some(Health::Starting));
     }
 }

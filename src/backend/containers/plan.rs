@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use crate::docker::Container;
+use crate::docker::{Container, Health};
 use crate::domain::ServiceDefinition;
 
 /// Which definition fills a shortfall, and which containers count as dead.
@@ -40,14 +40,19 @@ impl Plan {
         let (mut places, dead): (Vec<&Container>, Vec<&Container>) =
             containers.iter().partition(|c| filling.holds_a_place(c));
         let mut remove = removable_ids(dead);
-        // Keep-first order: running, current definition, oldest; the tail
-        // goes. Running first, so a surplus never costs a serving container
-        // while one that does not run (restarting, say) stays.
+        // Keep-first order: running, current definition, healthy, oldest;
+        // the tail goes. Running first, so a surplus never costs a running
+        // container while one that does not run (restarting, say) stays.
+        // An outdated definition goes before an unhealthy container of the
+        // current one: the reconciler replaces the unhealthy one anyway,
+        // while the outdated one would only be rolled later. Oldest kept,
+        // as it has proved it keeps running (see docs/design.md).
         let current_hash = filling.current_hash;
         places.sort_by(|a, b| {
             b.is_running()
                 .cmp(&a.is_running())
                 .then_with(|| (a.config_hash != current_hash).cmp(&(b.config_hash != current_hash)))
+                .then_with(|| health_rank(a).cmp(&health_rank(b)))
                 .then_with(|| a.created.cmp(&b.created))
                 .then_with(|| name_number(&a.name).cmp(&name_number(&b.name)))
         });
@@ -58,6 +63,16 @@ impl Plan {
 
     pub(super) fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.start == 0
+    }
+}
+
+/// How much a place's health is worth keeping, best first: serving
+/// (healthy, or without a check), still starting, unhealthy.
+fn health_rank(container: &Container) -> u8 {
+    match container.health {
+        None | Some(Health::Healthy) => 0,
+        Some(Health::Starting) => 1,
+        Some(Health::Unhealthy) => 2,
     }
 }
 
@@ -137,6 +152,7 @@ pub(super) mod tests {
             created,
             restarts: 0,
             last_exit_code: None,
+            health: None,
         }
     }
 
@@ -179,6 +195,37 @@ pub(super) mod tests {
                 start: 0
             }
         );
+    }
+
+    fn with_health(container: Container, health: Health) -> Container {
+        Container {
+            health: Some(health),
+            ..container
+        }
+    }
+
+    #[test]
+    fn scale_down_removes_outdated_then_unhealthy_then_starting_then_newest() {
+        let definition = app_definition();
+        let filling = filling(&definition, "new", false);
+        let containers = [
+            with_health(container("1", "running", "new", 0), Health::Unhealthy),
+            container("2", "running", "old", 5),
+            with_health(container("3", "running", "new", 1), Health::Healthy),
+            container("4", "running", "new", 4),
+            with_health(container("5", "running", "new", 2), Health::Starting),
+            container("6", "running", "new", 3),
+        ];
+        for (target, remove) in [
+            (5, vec!["2"]),
+            (4, vec!["1", "2"]),
+            (3, vec!["5", "1", "2"]),
+            (2, vec!["4", "5", "1", "2"]),
+            (1, vec!["6", "4", "5", "1", "2"]),
+        ] {
+            let plan = Plan::new(&containers, &filling, target);
+            assert_eq!(plan.remove, remove, "down to {target}");
+        }
     }
 
     #[test]

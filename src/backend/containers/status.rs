@@ -61,6 +61,7 @@ impl Scaler {
                 current: c.config_hash == current_hash,
                 restarts: c.restarts,
                 last_exit_code: c.last_exit_code,
+                health: c.health.filter(|_| c.is_running()),
             })
             .collect();
         let places: Vec<&Container> = containers.iter().filter(|c| c.holds_a_place()).collect();
@@ -94,14 +95,17 @@ impl Scaler {
                     .iter()
                     .find(|c| c.state == ContainerState::Restarting)
                     .map(|c| crash_loop(c))
-            });
+            })
+            .or_else(|| progress.and_then(|p| p.heal.last_error.clone()));
         Ok(ServiceStatus {
             running_resources: containers.iter().filter(|c| c.is_running()).count(),
+            healthy_resources: containers.iter().filter(|c| c.is_healthy()).count(),
             desired_resources: stored.desired,
             containers: entries,
             rollout,
             problem,
-            failed_attempts: progress.map_or(0, |p| p.count.failures + p.roll.failures),
+            failed_attempts: progress
+                .map_or(0, |p| p.count.failures + p.heal.failures + p.roll.failures),
         })
     }
 }

@@ -247,6 +247,7 @@ impl Backend for SwarmBackend {
             let wanted = stored.desired.unwrap_or(0);
             return Ok(ServiceStatus {
                 running_resources: 0,
+                healthy_resources: 0,
                 desired_resources: stored.desired,
                 containers: Vec::new(),
                 rollout: Rollout {

@@ -106,6 +106,12 @@ impl Task {
         self.state == TaskState::Running
     }
 
+    /// Whether its container is starting: with a health check, until the
+    /// check first passes.
+    pub fn is_starting(&self) -> bool {
+        self.state == TaskState::Starting
+    }
+
     /// Whether Swarm still wants it (it is not history: shut down, failed
     /// and replaced, or being removed).
     pub fn is_live(&self) -> bool {
