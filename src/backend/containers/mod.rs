@@ -6,10 +6,12 @@
 //! - `scaler`: scale, fill a shortfall, start one, remove, delete.
 //! - `plan`: pure planning: what holds a place, what goes, the names.
 //! - `progress`: failed attempts and their backoff, per service.
+//! - `heal`: replacing containers that turned unhealthy, start-first.
 //! - `rollout`: rolling a definition change, start-first.
 //! - `status`: the status report (read-only).
 //! - `reconciler`: the background loop and the pass it runs per service.
 
+mod heal;
 mod plan;
 mod progress;
 mod reconciler;

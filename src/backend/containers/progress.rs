@@ -29,8 +29,14 @@ impl Attempts {
     }
 
     pub(super) fn failed(&mut self, error: &Error) {
+        self.failed_because(error.to_string());
+    }
+
+    /// A failure that is no docker error (a container turned unhealthy),
+    /// said by `why`.
+    pub(super) fn failed_because(&mut self, why: String) {
         self.failures += 1;
-        self.last_error = Some(error.to_string());
+        self.last_error = Some(why);
         let doublings = self.failures.saturating_sub(1).min(16);
         let wait = (RETRY_FIRST * 2u32.pow(doublings)).min(RETRY_LONGEST);
         self.retry_at = Some(Instant::now() + wait);
@@ -49,11 +55,17 @@ impl Attempts {
 }
 
 /// What the reconciler knows of one service's progress, kept in memory.
-/// Fixing the count and rolling back off separately: a failing roll must
-/// not delay replacing a container that died.
+/// Fixing the count, replacing unhealthy containers and rolling back off
+/// separately: a failing roll must not delay replacing a container that
+/// died, nor one that turned unhealthy.
 #[derive(Debug, Default)]
 pub(super) struct Progress {
     pub(super) count: Attempts,
+    /// Replacements of unhealthy containers since every container of the
+    /// service was last seen healthy: each counts as a failure, so a
+    /// definition whose containers keep turning unhealthy is replaced at
+    /// the crash-loop pace (1 s doubling to a minute), not in a tight loop.
+    pub(super) heal: Attempts,
     pub(super) roll: Attempts,
     /// The config hash whose roll failed, and why.
     pub(super) failed_roll: Option<(String, String)>,

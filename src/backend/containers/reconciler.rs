@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::{Id, JoinSet};
 
+use super::heal::{all_settled, has_unhealthy};
 use super::plan::Plan;
 use super::progress::Tracker;
 use super::scaler::{Caller, Scaler};
@@ -122,12 +123,17 @@ impl Scaler {
         let roll_work = containers
             .iter()
             .any(|c| c.holds_a_place() && c.config_hash != filling.current_hash);
+        let heal_work = has_unhealthy(&containers);
+        let heal_settled = progress.heal.failures > 0 && all_settled(&containers);
         // As the pass decides: a count to fix comes first, and while it
-        // waits out its backoff the pass does nothing else.
+        // waits out its backoff the pass does nothing else; then unhealthy
+        // containers, then the roll.
         if count_work {
             !progress.count.waiting()
         } else {
-            roll_work && !progress.roll.waiting()
+            (heal_work && !progress.heal.waiting())
+                || heal_settled
+                || (roll_work && !progress.roll.waiting())
         }
     }
 
@@ -137,10 +143,14 @@ impl Scaler {
         let mut earliest: Option<Instant> = None;
         self.locks.for_each(|tracker| {
             let progress = tracker.get();
-            for at in [progress.count.retry_at, progress.roll.retry_at]
-                .into_iter()
-                .flatten()
-                .filter(|at| *at > now)
+            for at in [
+                progress.count.retry_at,
+                progress.heal.retry_at,
+                progress.roll.retry_at,
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|at| *at > now)
             {
                 earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
@@ -149,8 +159,9 @@ impl Scaler {
     }
 
     /// One reconcile pass over `service`: adopt the running count of a
-    /// service from an old data file, fix the count, else roll one batch of
-    /// outdated containers. Each kind of work waits out its own backoff.
+    /// service from an old data file, fix the count, else replace unhealthy
+    /// containers, else roll one batch of outdated containers. Each kind of
+    /// work waits out its own backoff.
     ///
     /// # Errors
     /// [`Error::ServiceNotFound`] if it was deleted meanwhile; the failure
@@ -196,6 +207,15 @@ impl Scaler {
             return result.map(drop);
         }
         slot.get().count.succeeded();
+        if has_unhealthy(&containers) {
+            if !slot.get().heal.waiting() {
+                return self
+                    .replace_unhealthy(service, slot, &containers, &filling)
+                    .await;
+            }
+        } else if all_settled(&containers) {
+            slot.get().heal.succeeded();
+        }
         self.roll_outdated(service, slot, stored, &containers, &filling, desired)
             .await
     }

@@ -347,6 +347,7 @@ impl Scaler {
                         created: unix_now(),
                         restarts: 0,
                         last_exit_code: None,
+                        health: None,
                     });
                     return Ok(id);
                 }
@@ -396,6 +397,8 @@ mod tests {
         foreign_names: Vec<String>,
         /// How often one service's containers were listed.
         service_listings: std::sync::atomic::AtomicUsize,
+        /// Every start fails with this docker error.
+        failing_starts: Option<String>,
     }
 
     /// An event stream on which nothing ever happens.
@@ -425,6 +428,9 @@ mod tests {
         }
 
         async fn start(&self, def: &ServiceDefinition, name: &str) -> Result<StartOutcome, Error> {
+            if let Some(why) = &self.failing_starts {
+                return Err(Error::DockerFailed(why.clone()));
+            }
             let mut containers = self.containers.lock().unwrap();
             if self.foreign_names.iter().any(|n| n == name)
                 || containers.iter().any(|c| c.name == name)
@@ -595,5 +601,99 @@ mod tests {
             ));
         }
         assert_eq!(scaler.locks.len(), 0);
+    }
+
+    /// A scaler of `web` whose engine (and live index) holds one healthy and
+    /// one unhealthy container of its current definition.
+    async fn web_with_an_unhealthy_container(
+        failing_starts: Option<String>,
+    ) -> (Scaler, Arc<FakeEngine>, tempfile::TempDir) {
+        let body = serde_json::json!({"name": "web", "image": "app:1"});
+        let definition = ServiceDefinition::from_create_body(&body).unwrap();
+        let hash = definition.config_hash();
+        let healthy = Container {
+            health: Some(crate::docker::Health::Healthy),
+            ..container("good", "running", hash, 0)
+        };
+        let unhealthy = Container {
+            name: "default-web-2".into(),
+            health: Some(crate::docker::Health::Unhealthy),
+            ..container("bad", "running", hash, 1)
+        };
+        let engine = FakeEngine {
+            containers: Mutex::new(vec![healthy, unhealthy]),
+            failing_starts,
+            ..FakeEngine::default()
+        };
+        let (scaler, engine, inventory, dir) = scaler_and_inventory(engine, &["web"]).await;
+        tokio::spawn(inventory.clone().follow_events());
+        let started = std::time::Instant::now();
+        while !inventory.summary().live {
+            assert!(started.elapsed() < Duration::from_secs(5), "never live");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (scaler, engine, dir)
+    }
+
+    /// Runs the replacement as a reconcile pass would, on what the index holds.
+    async fn replace_unhealthy_once(scaler: &Scaler, tracker: &Tracker) -> Result<(), Error> {
+        let web = name("web");
+        let stored = scaler.store.service(&web).unwrap();
+        let containers = scaler.inventory.containers(&web).await.unwrap();
+        let filling = scaler.filling(&stored, tracker, &containers);
+        scaler
+            .replace_unhealthy(&web, tracker, &containers, &filling)
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_unhealthy_container_goes_once_its_replacement_started() {
+        let (scaler, _, _dir) = web_with_an_unhealthy_container(None).await;
+        let tracker = Tracker::default();
+        replace_unhealthy_once(&scaler, &tracker).await.unwrap();
+        let left: Vec<String> = scaler
+            .inventory
+            .containers(&name("web"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(left.len(), 2);
+        assert!(left.contains(&"good".to_owned()));
+        assert!(!left.contains(&"bad".to_owned()), "{left:?}");
+        let progress = tracker.get();
+        assert_eq!(progress.heal.failures, 1);
+        assert!(
+            progress.heal.waiting(),
+            "the next round waits out a backoff"
+        );
+        let why = progress.heal.last_error.clone().unwrap();
+        assert!(why.contains("default-web-2 turned unhealthy"), "{why}");
+        assert!(why.contains("replaced, start-first"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn an_unhealthy_container_stays_when_its_replacement_cannot_start() {
+        let (scaler, _, _dir) = web_with_an_unhealthy_container(Some("no such image".into())).await;
+        let tracker = Tracker::default();
+        let result = replace_unhealthy_once(&scaler, &tracker).await;
+        assert!(matches!(result, Err(Error::DockerFailed(_))), "{result:?}");
+        let mut left: Vec<String> = scaler
+            .inventory
+            .containers(&name("web"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        left.sort();
+        assert_eq!(left, ["bad", "good"]);
+        let why = tracker.get().heal.last_error.clone().unwrap();
+        assert!(
+            why.contains("default-web-2 is unhealthy and stays"),
+            "{why}"
+        );
+        assert!(why.contains("no such image"), "{why}");
     }
 }
