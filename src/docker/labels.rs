@@ -19,7 +19,7 @@ pub(crate) const LABEL_SWARM_SERVICE_ID: &str = "com.docker.swarm.service.id";
 /// that died will be restarted depends on it.
 pub(crate) const LABEL_RESTART_POLICY: &str = "docker-connector.restart-policy";
 
-/// Label on containers whose definition has a health check (value
-/// `true`): a `start` event carries labels but not the check, and a
-/// container that has one starts out `starting`.
+/// Label on containers whose definition gives a health check (value
+/// `true`): a `start` event carries labels but not the health check, and
+/// such a container's health is `starting` until docker says otherwise.
 pub(crate) const LABEL_HEALTH_CHECK: &str = "docker-connector.health-check";
