@@ -19,7 +19,7 @@ use super::plan::{removable_ids, unix_now, Filling, NameAllocator, Plan};
 use super::progress::{Progress, Tracker};
 use crate::backend::locks::{ServiceHold, ServiceLocks};
 use crate::backend::ScaleReport;
-use crate::docker::{Container, ContainerState, Engine, StartOutcome};
+use crate::docker::{Container, ContainerState, Engine, Health, StartOutcome};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::inventory::Inventory;
@@ -347,7 +347,9 @@ impl Scaler {
                         created: unix_now(),
                         restarts: 0,
                         last_exit_code: None,
-                        health: None,
+                        // As its `start` event will say (see
+                        // `LABEL_HEALTH_CHECK`).
+                        health: definition.health_probe().map(|_| Health::Starting),
                     });
                     return Ok(id);
                 }

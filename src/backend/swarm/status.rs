@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::backend::{ContainerStatus, Rollout, RolloutState, ServiceStatus};
-use crate::docker::{SwarmService, Task, UpdateState};
+use crate::docker::{Health, SwarmService, Task, UpdateState};
 use crate::store::StoredService;
 
 /// The newest error among `tasks`.
@@ -15,6 +15,30 @@ pub(super) fn newest_error<'a>(tasks: impl Iterator<Item = &'a Task>) -> Option<
         .filter(|task| task.error.is_some())
         .max_by_key(|task| task.since)
         .and_then(|task| task.error.clone())
+}
+
+/// A task's health as Swarm shows it: a task with a health check stays
+/// `starting` until the check passes, and one that turns unhealthy is
+/// shut down and replaced, so a running one is healthy.
+fn task_health(task: &Task, probed: bool) -> Option<Health> {
+    if !probed {
+        None
+    } else if task.is_running() {
+        Some(Health::Healthy)
+    } else if task.is_starting() {
+        Some(Health::Starting)
+    } else {
+        None
+    }
+}
+
+/// Whether the definition with `hash` that `stored` knows (current or
+/// earlier) has a health probe.
+fn probed(stored: &StoredService, hash: &str) -> bool {
+    std::iter::once(&stored.definition)
+        .chain(&stored.history)
+        .find(|definition| definition.config_hash() == hash)
+        .is_some_and(|definition| definition.health_probe().is_some())
 }
 
 /// The status of a Swarm service running `current`, whose tasks are `tasks`
@@ -70,6 +94,7 @@ pub(super) fn status_of(
                 last_exit_code: task
                     .exit_code
                     .or_else(|| earlier.iter().find_map(|t| t.exit_code)),
+                health: task_health(task, probed(stored, &task.config_hash)),
             }
         })
         .collect();
@@ -110,6 +135,10 @@ pub(super) fn status_of(
     let short = running.len() < current.replicas as usize;
     ServiceStatus {
         running_resources: running.len(),
+        // Swarm keeps a task with a health check `starting` until it is
+        // healthy, and replaces one that turns unhealthy: its running
+        // tasks serve.
+        healthy_resources: running.len(),
         desired_resources: stored.desired,
         containers,
         rollout: Rollout {
@@ -275,5 +304,31 @@ pub(super) mod tests {
         assert_eq!(complete.rollout.state, RolloutState::Complete);
         assert_eq!(complete.running_resources, 1);
         assert_eq!(complete.problem, None, "no task reported an error");
+    }
+
+    #[test]
+    fn running_tasks_of_a_checked_definition_are_healthy_and_starting_ones_starting() {
+        let mut stored = stored_web(3);
+        let unchecked_hash = stored.definition.config_hash().to_owned();
+        let checked = ServiceDefinition::from_create_body(&json!({
+            "name": "web", "image": "img:2", "healthcheck": {"test": "test -f /tmp/ok"}
+        }))
+        .unwrap();
+        stored
+            .history
+            .push(std::mem::replace(&mut stored.definition, checked));
+        let hash = stored.definition.config_hash().to_owned();
+        let tasks = [
+            task("a", 1, &hash, "running", "running", 10),
+            task("b", 2, &hash, "running", "starting", 10),
+            task("c", 3, &unchecked_hash, "running", "running", 10),
+        ];
+        let status = status_of(&stored, &service(&hash, 3, None), &tasks, false);
+        let health: Vec<Option<Health>> = status.containers.iter().map(|c| c.health).collect();
+        assert_eq!(
+            health,
+            [Some(Health::Healthy), Some(Health::Starting), None]
+        );
+        assert_eq!((status.running_resources, status.healthy_resources), (2, 2));
     }
 }
