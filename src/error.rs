@@ -45,6 +45,15 @@ pub enum Error {
         /// The newest error a task of the service reported, if any.
         last_task_error: Option<String>,
     },
+    /// A scale with `wait=healthy` reached its deadline before as many
+    /// containers were healthy as it asked for; they keep running, and
+    /// the connector keeps working towards the count.
+    NotHealthy {
+        healthy: usize,
+        running: usize,
+        desired: u32,
+        seconds: u64,
+    },
     /// The definitions file could not be written; nothing was changed.
     Storage(String),
     /// The access check refused the request: `auth_token` is set and the
@@ -69,9 +78,10 @@ impl Error {
             Error::ServiceNotFound(_) => Status::NotFound,
             Error::ServiceExists(_) | Error::ForeignSwarmService { .. } => Status::Conflict,
             Error::DockerUnavailable(_) => Status::ServiceUnavailable,
-            Error::DockerTimeout { .. } | Error::NotConverged { .. } | Error::SwarmBusy { .. } => {
-                Status::GatewayTimeout
-            }
+            Error::DockerTimeout { .. }
+            | Error::NotConverged { .. }
+            | Error::SwarmBusy { .. }
+            | Error::NotHealthy { .. } => Status::GatewayTimeout,
             Error::DockerFailed(_) => Status::BadGateway,
             Error::Storage(_) => Status::InternalServerError,
             Error::AccessDenied(AuthFailure::Browser(_)) => Status::Forbidden,
@@ -128,6 +138,16 @@ impl std::fmt::Display for Error {
                     None => Ok(()),
                 }
             }
+            Error::NotHealthy {
+                healthy,
+                running,
+                desired,
+                seconds,
+            } => write!(
+                f,
+                "{healthy} of {desired} containers are healthy after {seconds} s ({running} \
+                 running); the scale stands and the containers keep running"
+            ),
             Error::Storage(reason) => write!(f, "could not save the definitions: {reason}"),
             Error::AccessDenied(AuthFailure::Missing) => write!(
                 f,
@@ -152,6 +172,9 @@ pub struct ErrorReply {
     pub status: Status,
     pub message: String,
     pub header: Option<Header<'static>>,
+    /// Fields beside `error`, for a client that acts on them (the counts
+    /// of a health wait that timed out).
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ErrorReply {
@@ -160,6 +183,7 @@ impl ErrorReply {
             status,
             message: message.into(),
             header: None,
+            fields: serde_json::Map::new(),
         }
     }
 
@@ -171,7 +195,9 @@ impl ErrorReply {
 
 impl<'r> Responder<'r, 'static> for ErrorReply {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        let body = json!({ "error": self.message }).to_string();
+        let mut fields = self.fields;
+        fields.insert("error".to_owned(), self.message.into());
+        let body = serde_json::Value::Object(fields).to_string();
         let mut response = Response::build()
             .status(self.status)
             .header(ContentType::JSON)
@@ -205,6 +231,22 @@ impl<'r> Responder<'r, 'static> for Error {
                 "WWW-Authenticate",
                 r#"Bearer realm="docker-connector", error="invalid_token""#,
             )),
+            Error::NotHealthy {
+                healthy,
+                running,
+                desired,
+                ..
+            } => ErrorReply {
+                fields: json!({
+                    "healthy_resources": healthy,
+                    "running_resources": running,
+                    "desired_resources": desired,
+                })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+                ..reply
+            },
             _ => reply,
         };
         reply.respond_to(request)

@@ -33,6 +33,22 @@ pub trait Backend: Send + Sync {
         target: ReplicaCount,
     ) -> Result<ScaleReport, Error>;
 
+    /// Waits until `target` containers of `service` are healthy (running
+    /// with a passing health check, or with none), for at most `timeout`.
+    /// A later scale to another count ends the wait at once: the answer
+    /// then carries that count.
+    ///
+    /// # Errors
+    /// [`Error::NotHealthy`] with the counts at the deadline;
+    /// [`Error::ServiceNotFound`] if it was deleted meanwhile; the docker
+    /// failure.
+    async fn wait_healthy(
+        &self,
+        service: &ServiceName,
+        target: u32,
+        timeout: std::time::Duration,
+    ) -> Result<ScaleReport, Error>;
+
     /// Where `service` stands.
     ///
     /// # Errors

@@ -93,6 +93,15 @@ impl Health {
         let inner = last.strip_suffix(')')?;
         Health::parse(inner.strip_prefix("health: ").unwrap_or(inner))
     }
+
+    /// Docker's name of the health state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 /// A container's state as docker names it (`docker ps`'s `.State`),
@@ -183,7 +192,9 @@ mod tests {
         ] {
             assert_eq!(Health::in_status(status), health, "{status}");
         }
-        assert_eq!(Health::parse("healthy"), Some(Health::Healthy));
+        for health in [Health::Starting, Health::Healthy, Health::Unhealthy] {
+            assert_eq!(Health::parse(health.as_str()), Some(health));
+        }
         assert_eq!(Health::parse("sleepy"), None);
     }
 }

@@ -46,6 +46,15 @@ impl Backend for ContainersBackend {
         self.scaler.scale(service, target).await
     }
 
+    async fn wait_healthy(
+        &self,
+        service: &ServiceName,
+        target: u32,
+        timeout: std::time::Duration,
+    ) -> Result<ScaleReport, Error> {
+        self.scaler.wait_healthy(service, target, timeout).await
+    }
+
     async fn status(&self, service: &ServiceName) -> Result<ServiceStatus, Error> {
         self.scaler.status(service).await
     }

@@ -3,14 +3,16 @@
 //! start-first, and keeps the old ones serving when the new ones do not
 //! hold. A failed roll waits out its own backoff (see [`super::progress`]).
 
+use std::time::{Duration, Instant};
+
 use futures::stream::{self, StreamExt};
 
 use super::plan::{removable_ids, Filling, NameAllocator};
 use super::progress::Tracker;
 use super::scaler::{Caller, Scaler};
 use super::status::crash_loop;
-use crate::docker::Container;
-use crate::domain::{ServiceDefinition, ServiceName};
+use crate::docker::{Container, Health};
+use crate::domain::{HealthProbe, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::store::StoredService;
 
@@ -96,18 +98,25 @@ impl Scaler {
             .await;
         let new_ids: Vec<String> = started.iter().filter_map(|r| r.clone().ok()).collect();
         let start_error = started.into_iter().find_map(Result::err);
+        let probe = definition.health_probe();
+        let health_deadline = probe.map(health_deadline);
         if start_error.is_none() {
-            tokio::time::sleep(self.update.settle).await;
+            match health_deadline {
+                Some(deadline) => self.await_health(service, &new_ids, deadline).await?,
+                None => tokio::time::sleep(self.update.settle).await,
+            }
         }
         let after = match start_error {
             Some(_) => self.engine.list(service).await?,
             None => self.inventory.containers(service).await?,
         };
-        let held = |id: &String| {
-            after
-                .iter()
-                .any(|c| c.id == *id && c.is_running() && c.restarts == 0)
+        // With a health check, running is not enough: it must pass.
+        let holds = |c: &Container| {
+            c.is_running()
+                && c.restarts == 0
+                && (probe.is_none() || c.health == Some(Health::Healthy))
         };
+        let held = |id: &String| after.iter().any(|c| c.id == *id && holds(c));
         if start_error.is_none() && new_ids.iter().all(held) {
             let running = after.iter().filter(|c| c.is_running()).count();
             let spare = running.saturating_sub(desired as usize);
@@ -143,15 +152,113 @@ impl Scaler {
             None => after
                 .iter()
                 .filter(|c| new_ids.contains(&c.id))
-                .find(|c| !c.is_running() || c.restarts > 0)
-                .map_or_else(|| "the new container vanished".to_owned(), crash_loop),
+                .find(|c| !holds(c))
+                .map_or_else(
+                    || "the new container vanished".to_owned(),
+                    |c| match c.health {
+                        Some(health) if c.is_running() && c.restarts == 0 => format!(
+                            "container {} is {} after {:?}",
+                            c.name,
+                            health.as_str(),
+                            health_deadline.unwrap_or_default()
+                        ),
+                        _ => crash_loop(c),
+                    },
+                ),
         };
         let failed_ids = removable_ids(failed);
         self.remove(service, &failed_ids).await?;
+        let condition = match health_deadline {
+            Some(deadline) => format!("become healthy within {deadline:?}"),
+            None => format!("keep running for {:?}", self.update.settle),
+        };
         Err(Error::DockerFailed(format!(
             "the update of '{service}' stopped and its older containers keep serving: \
-             a container of the new definition did not keep running for {:?} ({why})",
-            self.update.settle
+             a container of the new definition did not {condition} ({why})"
         )))
+    }
+
+    /// Waits until every container of `new_ids` is healthy, or one of them
+    /// is unhealthy, stopped or restarted (then waiting longer is
+    /// pointless), or `deadline` has passed; the caller judges which.
+    /// Polls the index: it follows docker's health events.
+    ///
+    /// # Errors
+    /// The docker failure of a listing while the index is not live.
+    async fn await_health(
+        &self,
+        service: &ServiceName,
+        new_ids: &[String],
+        deadline: Duration,
+    ) -> Result<(), Error> {
+        let until = Instant::now() + deadline;
+        loop {
+            let containers = self.inventory.containers(service).await?;
+            let new: Vec<&Container> = containers
+                .iter()
+                .filter(|c| new_ids.contains(&c.id))
+                .collect();
+            let all_healthy =
+                new.len() == new_ids.len() && new.iter().all(|c| c.health == Some(Health::Healthy));
+            let one_failed = new.len() < new_ids.len()
+                || new
+                    .iter()
+                    .any(|c| !c.is_running() || c.restarts > 0 || c.is_unhealthy());
+            if all_healthy || one_failed || Instant::now() >= until {
+                return Ok(());
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+}
+
+/// How often a roll looks at the index for its new containers' health.
+const HEALTH_POLL: Duration = Duration::from_millis(100);
+
+/// The longest a roll waits for a new container's health: the service's
+/// lock is held meanwhile, so scales of it wait too.
+const LONGEST_HEALTH_WAIT: Duration = Duration::from_secs(300);
+
+/// By when a container of `probe` that will ever pass has passed: its start
+/// period, then `retries + 1` checks that may each take their timeout
+/// (docker's defaults where the definition gives none: 30 s interval and
+/// timeout, 3 retries), and 2 s for the verdict to reach the index; at most
+/// [`LONGEST_HEALTH_WAIT`].
+fn health_deadline(probe: &HealthProbe) -> Duration {
+    let interval = probe.interval.unwrap_or(Duration::from_secs(30));
+    let timeout = probe.timeout.unwrap_or(Duration::from_secs(30));
+    let checks = probe.retries.unwrap_or(3).saturating_add(1);
+    probe
+        .start_period
+        .unwrap_or_default()
+        .saturating_add((interval.saturating_add(timeout)).saturating_mul(checks))
+        .saturating_add(Duration::from_secs(2))
+        .min(LONGEST_HEALTH_WAIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_deadline_covers_the_start_period_and_every_check_within_a_bound() {
+        let probe = |interval: u64, retries: u32, start_period: u64| HealthProbe {
+            shell: "true".into(),
+            interval: Some(Duration::from_secs(interval)),
+            timeout: Some(Duration::from_secs(1)),
+            start_period: Some(Duration::from_secs(start_period)),
+            retries: Some(retries),
+        };
+        assert_eq!(health_deadline(&probe(1, 2, 0)), Duration::from_secs(8));
+        assert_eq!(health_deadline(&probe(2, 3, 10)), Duration::from_secs(24));
+        assert_eq!(health_deadline(&probe(3600, 3, 0)), LONGEST_HEALTH_WAIT);
+        let defaults = HealthProbe {
+            shell: "true".into(),
+            interval: None,
+            timeout: None,
+            start_period: None,
+            retries: None,
+        };
+        assert_eq!(health_deadline(&defaults), Duration::from_secs(242));
     }
 }

@@ -1,9 +1,11 @@
 //! The status report of one service on the containers backend: read-only,
 //! from the inventory, and the progress the scaler and reconciler keep.
 
+use std::time::{Duration, Instant};
+
 use super::plan::name_number;
 use super::scaler::Scaler;
-use crate::backend::{ContainerStatus, Rollout, RolloutState, ServiceStatus};
+use crate::backend::{ContainerStatus, Rollout, RolloutState, ScaleReport, ServiceStatus};
 use crate::docker::{Container, ContainerState, PublishedPorts};
 use crate::domain::ServiceName;
 use crate::error::Error;
@@ -107,6 +109,53 @@ impl Scaler {
             failed_attempts: progress
                 .map_or(0, |p| p.count.failures + p.heal.failures + p.roll.failures),
         })
+    }
+}
+
+/// How often a health wait looks at the index: a map lookup, so often
+/// enough that the answer follows the verdict closely.
+const HEALTH_POLL: Duration = Duration::from_millis(100);
+
+impl Scaler {
+    /// Polls the inventory (the index while it is live: no docker call)
+    /// until `target` containers of `service` are healthy, or `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::NotHealthy`] at the deadline, [`Error::ServiceNotFound`]
+    /// once it is deleted, or the docker failure of a listing.
+    pub async fn wait_healthy(
+        &self,
+        service: &ServiceName,
+        target: u32,
+        timeout: Duration,
+    ) -> Result<ScaleReport, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let desired = self
+                .store
+                .service(service)
+                .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?
+                .desired;
+            let containers = self.inventory.snapshot(service).await?;
+            let running = containers.iter().filter(|c| c.is_running()).count();
+            let healthy = containers.iter().filter(|c| c.is_healthy()).count();
+            let superseded = desired.filter(|&desired| desired != target);
+            if healthy == target as usize || superseded.is_some() {
+                return Ok(ScaleReport {
+                    running_resources: running,
+                    desired_resources: superseded.unwrap_or(target),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NotHealthy {
+                    healthy,
+                    running,
+                    desired: target,
+                    seconds: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
     }
 }
 

@@ -238,6 +238,41 @@ impl Backend for SwarmBackend {
         self.wait_for(service, target.get()).await
     }
 
+    /// Swarm keeps a task with a health check `starting` until it passes:
+    /// its running tasks are its healthy ones.
+    async fn wait_healthy(
+        &self,
+        service: &ServiceName,
+        target: u32,
+        timeout: Duration,
+    ) -> Result<ScaleReport, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let desired = self
+                .store
+                .service(service)
+                .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?
+                .desired;
+            let running = self.cli.running_tasks(service).await?;
+            let superseded = desired.filter(|&desired| desired != target);
+            if running == target as usize || superseded.is_some() {
+                return Ok(ScaleReport {
+                    running_resources: running,
+                    desired_resources: superseded.unwrap_or(target),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NotHealthy {
+                    healthy: running,
+                    running,
+                    desired: target,
+                    seconds: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(SCALE_POLL).await;
+        }
+    }
+
     async fn status(&self, service: &ServiceName) -> Result<ServiceStatus, Error> {
         let stored = self
             .store
