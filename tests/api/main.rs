@@ -12,6 +12,7 @@ mod contract;
 mod durability;
 mod faults;
 mod freshness;
+mod health;
 mod injection;
 mod observability;
 mod ports;

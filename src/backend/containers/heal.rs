@@ -57,39 +57,43 @@ impl Scaler {
                 Err(e) => kept.push((old, e)),
             }
         }
-        let old_ids: Vec<String> = replaced
-            .iter()
-            .filter(|c| !c.is_being_removed())
-            .map(|c| c.id.clone())
-            .collect();
-        self.remove(service, &old_ids).await?;
         let names_of = |list: &[&Container]| {
             list.iter()
                 .map(|c| c.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let mut progress = progress.get();
-        if !replaced.is_empty() {
-            let why = format!(
-                "container(s) {} turned unhealthy (the health check failed `retries` times in \
-                 a row) and were replaced, start-first; {} replacement round(s) since all were \
-                 last healthy",
-                names_of(&replaced),
-                progress.heal.failures + 1
-            );
-            log::warn!("'{service}': {why}");
-            progress.heal.failed_because(why);
-        }
-        match kept.into_iter().next() {
-            None => Ok(()),
-            Some((old, e)) => {
+        // Recorded before the removal, so that status says so even if
+        // docker fails to remove them (the next round removes them then).
+        {
+            let mut progress = progress.get();
+            if !replaced.is_empty() {
+                let why = format!(
+                    "container(s) {} turned unhealthy (the health check failed `retries` times \
+                     in a row) and were replaced, start-first; {} replacement round(s) since \
+                     all were last healthy",
+                    names_of(&replaced),
+                    progress.heal.failures + 1
+                );
+                log::warn!("'{service}': {why}");
+                progress.heal.failed_because(why);
+            }
+            if let Some((old, e)) = kept.first() {
                 progress.heal.failed_because(format!(
                     "container {} is unhealthy and stays, as starting its replacement failed: {e}",
                     old.name
                 ));
-                Err(e)
             }
+        }
+        let old_ids: Vec<String> = replaced
+            .iter()
+            .filter(|c| !c.is_being_removed())
+            .map(|c| c.id.clone())
+            .collect();
+        self.remove(service, &old_ids).await?;
+        match kept.into_iter().next() {
+            None => Ok(()),
+            Some((_, e)) => Err(e),
         }
     }
 }
