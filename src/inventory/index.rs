@@ -310,6 +310,7 @@ impl ContainerIndex {
         let containers = state.services.entry(container.service.clone()).or_default();
         match containers.get_mut(&container.id) {
             Some(entry) if entry.container.state == ContainerState::Created => {
+                entry.health_checked |= container.health.is_some();
                 entry.container = container;
                 entry.learnt = now;
             }
