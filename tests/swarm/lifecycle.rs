@@ -34,6 +34,7 @@ pub fn suite() -> Vec<(&'static str, BackendTest)> {
         a_scale_waiting_for_swarm_ends_when_a_later_scale_or_a_delete_comes,
         a_scale_during_a_failing_update_waits_and_keeps_the_rollback,
         the_rollback_endpoint_hands_swarm_the_previous_definition,
+        the_stored_definition_follows_swarms_rollback_without_a_status_call,
     )
 }
 
@@ -572,10 +573,12 @@ pub async fn the_rollback_endpoint_hands_swarm_the_previous_definition(backend: 
     status_until(&app, "web", "the rollback", |s| rolled(s, 2)).await;
     assert_eq!(service_hash(&name), first_hash);
     // Swarm's own rollback did it, with its rollback settings.
-    assert_eq!(
-        inspect_service(&name, "{{.UpdateStatus.State}}"),
-        "rollback_completed"
-    );
+    let state = poll_until(SWARM_LIMIT, || async {
+        let state = inspect_service(&name, "{{.UpdateStatus.State}}");
+        (state == "rollback_completed", state)
+    })
+    .await;
+    assert_eq!(state, "rollback_completed");
 
     // A scale makes Swarm's previous spec this definition with 2 tasks:
     // the endpoint hands over the previous definition as an update.
@@ -595,4 +598,25 @@ pub async fn the_rollback_endpoint_hands_swarm_the_previous_definition(backend: 
     assert_eq!(reply.status, 409, "{reply:?}");
     let reply = app.send("POST", "/service/ghost/rollback", None).await;
     assert_eq!(reply.status, 404, "{reply:?}");
+}
+
+/// Swarm's own rollback reaches `GET /service/<name>` through the watcher
+/// of updates in flight: nothing here asks for a status or scales.
+pub async fn the_stored_definition_follows_swarms_rollback_without_a_status_call(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    serving(&app, 2).await;
+    let good = app.show("web").await.body;
+    let broken = json!({"image": TEST_IMAGE, "command": "sh -c 'exit 7'", "ports": ["8080"]});
+    let reply = app.put("web", broken).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_ne!(app.show("web").await.body, good);
+    let shown = poll_until(SWARM_LIMIT, || async {
+        let shown = app.show("web").await.body;
+        (shown == good, shown)
+    })
+    .await;
+    assert_eq!(shown, good, "{}", app.log());
+    let status = app.status("web").await.body;
+    assert_eq!(status["rollout"]["state"], "rolled_back", "{status:#}");
+    assert_eq!(status["rollout"]["outdated"], 0, "{status:#}");
 }

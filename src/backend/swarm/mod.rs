@@ -51,10 +51,11 @@ pub struct SwarmBackend {
     /// across restarts: then `UpdateStatus` alone decides.
     handed_over: Mutex<HashMap<ServiceName, String>>,
     /// For each service whose stored definition followed Swarm's own
-    /// rollback: the config hash it went back to, and Swarm's reason.
-    /// Status says `rolled_back` while that definition stays current; a
-    /// PUT or a rollback clears it. In memory only, like `handed_over`.
-    rollbacks: Mutex<HashMap<ServiceName, (String, String)>>,
+    /// rollback: the config hash it went back to, and the definition Swarm
+    /// gave up, whose tasks say why. Status says `rolled_back` while the
+    /// former stays current; a PUT or a rollback clears it. In memory
+    /// only, like `handed_over`.
+    rollbacks: Mutex<HashMap<ServiceName, (String, ServiceDefinition)>>,
     /// The services whose definition docker took for a rolling update,
     /// with when, until the watcher (see [`SwarmBackend::follow_updates`])
     /// has seen the update end. Only these are asked about, so the
@@ -125,7 +126,7 @@ impl SwarmBackend {
         if current.rolling() || since.elapsed() < UPDATE_START_GRACE {
             return false;
         }
-        self.follow_rollback(service, stored, &current, None).await;
+        self.follow_rollback(service, stored, &current).await;
         true
     }
 
@@ -188,7 +189,6 @@ impl SwarmBackend {
         service: &ServiceName,
         stored: StoredService,
         current: &SwarmService,
-        tasks: Option<&[Task]>,
     ) -> StoredService {
         let from = stored.definition.config_hash();
         if !self.rolled_back(&stored.definition, current) {
@@ -210,31 +210,22 @@ impl SwarmBackend {
                 }
             }
         }
-        // The tasks say why the update failed; asked for only now, when
-        // the caller has not read them.
-        let asked;
-        let tasks = match tasks {
-            Some(tasks) => tasks,
-            None => {
-                asked = self.cli.tasks(service).await.unwrap_or_default();
-                &asked
-            }
-        };
-        let why = status_of(&stored, current, tasks, true)
-            .rollout
-            .error
-            .unwrap_or_else(|| "Swarm rolled the update back".to_owned());
         match self
             .store
             .roll_back_from(service, from, &current.config_hash)
             .await
         {
             Ok(true) => {
-                log::warn!("'{service}': the stored definition follows Swarm's rollback: {why}");
+                log::warn!(
+                    "'{service}': Swarm rolled the update back; the stored definition follows"
+                );
                 self.rollbacks
                     .lock()
                     .expect("the rollback table is never poisoned")
-                    .insert(service.clone(), (current.config_hash.clone(), why));
+                    .insert(
+                        service.clone(),
+                        (current.config_hash.clone(), stored.definition.clone()),
+                    );
             }
             Ok(false) => {}
             Err(e) => log::error!("'{service}': cannot follow Swarm's rollback: {e}"),
@@ -242,19 +233,29 @@ impl SwarmBackend {
         self.store.service(service).unwrap_or(stored)
     }
 
-    /// Why Swarm rolled `service` back to `definition`, while that is the
-    /// stored definition.
+    /// Why Swarm rolled `stored` back to its definition, while that is
+    /// the one the store followed Swarm to: told as a status of the
+    /// definition Swarm gave up would tell it, from Swarm's update status
+    /// and the tasks as they are now (a rollback under way, then done).
     fn rollback_reason(
         &self,
         service: &ServiceName,
-        definition: &ServiceDefinition,
+        stored: &StoredService,
+        current: &SwarmService,
+        tasks: &[Task],
     ) -> Option<String> {
-        self.rollbacks
+        let given_up = self
+            .rollbacks
             .lock()
             .expect("the rollback table is never poisoned")
             .get(service)
-            .filter(|(hash, _)| hash == definition.config_hash())
-            .map(|(_, why)| why.clone())
+            .filter(|(hash, _)| hash == stored.definition.config_hash())
+            .map(|(_, given_up)| given_up.clone())?;
+        let as_given_up = StoredService {
+            definition: given_up,
+            ..stored.clone()
+        };
+        status_of(&as_given_up, current, tasks, true).rollout.error
     }
 
     /// Forgets what a rollback of `service` said: a definition was put or
@@ -305,7 +306,7 @@ impl SwarmBackend {
             return Ok(false);
         }
         let stored = match &current {
-            Some(current) => self.follow_rollback(service, stored, current, None).await,
+            Some(current) => self.follow_rollback(service, stored, current).await,
             None => stored,
         };
         let definition = &stored.definition;
@@ -445,12 +446,10 @@ impl Backend for SwarmBackend {
             });
         };
         let tasks = self.cli.tasks(service).await?;
-        let stored = self
-            .follow_rollback(service, stored, &current, Some(&tasks))
-            .await;
+        let stored = self.follow_rollback(service, stored, &current).await;
         let rolled_back = self.rolled_back(&stored.definition, &current);
         let mut status = status_of(&stored, &current, &tasks, rolled_back);
-        if let Some(why) = self.rollback_reason(service, &stored.definition) {
+        if let Some(why) = self.rollback_reason(service, &stored, &current, &tasks) {
             if matches!(
                 status.rollout.state,
                 RolloutState::Complete | RolloutState::Rolling
