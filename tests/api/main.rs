@@ -22,3 +22,4 @@ mod rollback;
 mod scale;
 mod service;
 mod validation;
+mod workloads;
