@@ -19,6 +19,7 @@ mod ports;
 mod readme;
 mod reconcile;
 mod restart;
+mod rollback;
 mod scale;
 mod service;
 mod validation;
