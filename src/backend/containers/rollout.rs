@@ -166,12 +166,12 @@ impl Scaler {
                 .map_or_else(
                     || "the new container vanished".to_owned(),
                     |c| match c.health {
-                        Some(health) if c.is_running() && c.restarts == 0 => format!(
-                            "container {} is {} after {:?}",
-                            c.name,
-                            health.as_str(),
-                            health_deadline.unwrap_or_default()
-                        ),
+                        Some(Health::Starting) if c.is_running() && c.restarts == 0 => {
+                            format!("container {} had not passed its check yet", c.name)
+                        }
+                        Some(health) if c.is_running() && c.restarts == 0 => {
+                            format!("container {} is {}", c.name, health.as_str())
+                        }
                         _ => crash_loop(c),
                     },
                 ),
