@@ -75,27 +75,40 @@ async fn an_unhealthy_container_is_replaced_within_interval_times_retries_plus_t
     for container in before["containers"].as_array().unwrap() {
         assert_eq!(container["health"], "healthy", "{before}");
     }
-    let victim = ids(&before)[0].clone();
+    let before_ids = ids(&before);
+    let victim = before_ids[0].clone();
     let victim_name = before["containers"][0]["name"].as_str().unwrap().to_owned();
 
     let broken = Instant::now();
     docker(&["exec", &victim, "/bin/busybox", "rm", "/tmp/ok"]);
     // Docker calls it unhealthy after `retries` failed checks, the first
     // of which may come up to an interval after the rm: the replacement
-    // has interval x retries + 2 s from then.
+    // has interval x retries + 2 s from then. Replaced means the new
+    // container runs (start-first); the unhealthy one's removal follows,
+    // after its stop grace.
     let limit = Duration::from_secs(INTERVAL_S * (RETRIES + 1) + 2);
-    let after = poll_until(limit + Duration::from_secs(5), || async {
+    let fresh = |status: &Value| ids(status).iter().any(|id| !before_ids.contains(id));
+    let (took, replaced) = poll_until(limit + Duration::from_secs(5), || async {
         let now = status(&app).await;
-        (!ids(&now).contains(&victim), (broken.elapsed(), now))
+        (fresh(&now), (broken.elapsed(), now))
     })
     .await;
-    let (took, now) = after;
     assert!(
-        !ids(&now).contains(&victim),
-        "never replaced: {now}\n{}",
+        fresh(&replaced),
+        "never replaced: {replaced}\n{}",
         app.log()
     );
-    assert!(took <= limit, "replaced after {took:?}, over {limit:?}");
+    assert!(
+        took <= limit,
+        "replaced after {took:?}, over {limit:?}\n{}",
+        app.log()
+    );
+    let now = poll_until(Duration::from_secs(15), || async {
+        let now = status(&app).await;
+        (!ids(&now).contains(&victim), now)
+    })
+    .await;
+    assert!(!ids(&now).contains(&victim), "never removed: {now}");
     assert!(
         !app.containers(Some("web")).contains(&victim),
         "the unhealthy container is gone from docker too"
