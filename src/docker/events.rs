@@ -57,8 +57,10 @@ pub enum Transition {
     /// Only its name changed.
     Renamed,
     /// Its health check changed its verdict (`health_status: healthy` or
-    /// `unhealthy`; docker 20.10 to 28 announce no return to `starting`,
-    /// which only a start brings).
+    /// `unhealthy`). Docker 20.10 announces no `starting`: a container is
+    /// `starting` from its start on, which its `start` event tells (see
+    /// `LABEL_HEALTH_CHECK`); a `health_status: starting` is read all the
+    /// same, should an engine print one.
     HealthChanged(Health),
     /// Removed: it no longer exists.
     Destroyed,
