@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::app::{poll_until, AppOptions, TestApp};
+use crate::support::app::{backend_suite, poll_until, AppOptions, Backend, TestApp};
 use crate::support::docker::{docker, TEST_IMAGE};
+
+backend_suite!(a_scale_waiting_for_health_answers_once_as_many_pass);
 
 /// The check: a file the container creates, so a test makes it fail with
 /// `rm`. One second apart, two failures in a row make it unhealthy.
@@ -61,6 +63,34 @@ fn ids(status: &Value) -> Vec<String> {
         .iter()
         .map(|c| c["id"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// On Swarm too: there a task with a check stays `starting` until it
+/// passes, so the scale's own wait for running tasks already waits for it.
+pub async fn a_scale_waiting_for_health_answers_once_as_many_pass(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    // It passes 2 s after it starts; the start period keeps the failures
+    // before that from counting.
+    let mut body = checked_after(2, json!({}));
+    body["healthcheck"]["start_period"] = json!("30s");
+    create_web(&app, body).await;
+    let started = Instant::now();
+    let reply = scale_waiting(&app, 2, "wait=healthy&timeout=60").await;
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", app.log());
+    assert_eq!(
+        reply.body,
+        json!({"running_resources": 2, "desired_resources": 2})
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "answered before the check could pass: {:?}",
+        started.elapsed()
+    );
+    let now = status(&app).await;
+    assert_eq!(now["healthy_resources"], 2, "{now}");
+    for container in now["containers"].as_array().unwrap() {
+        assert_eq!(container["health"], "healthy", "{now}");
+    }
 }
 
 #[tokio::test]

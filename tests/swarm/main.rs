@@ -25,6 +25,10 @@ mod contract;
 mod service;
 
 #[allow(dead_code, unused_imports)]
+#[path = "../api/health.rs"]
+mod health;
+
+#[allow(dead_code, unused_imports)]
 #[path = "../api/ports.rs"]
 mod ports;
 
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
         ("contract", contract::suite()),
         ("service", service::suite()),
         ("ports", ports::suite()),
+        ("health", health::suite()),
         ("lifecycle", lifecycle::suite()),
     ];
     let trials: Vec<Trial> = suites
