@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::runner::arg;
 use super::{DockerRunner, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
 use crate::config::SwarmPublishMode;
-use crate::domain::{go_duration, HealthProbe, Healthcheck, ServiceDefinition, ServiceName};
+use crate::domain::{go_duration, BindPolicy, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use json::{parse_networks, parse_service, parse_task, ListedNetwork, SpecWorkload, SwarmInfo};
 pub(crate) use json::{SwarmService, Task, UpdateState};
@@ -43,8 +43,9 @@ pub struct SwarmSettings {
 #[derive(Debug)]
 pub enum Lookup {
     Missing,
-    /// A service with this connector's labels for the service.
-    Ours(SwarmService),
+    /// A service with this connector's labels for the service (boxed: it
+    /// is large beside the other variants).
+    Ours(Box<SwarmService>),
     /// A service of that name that is not this connector's: never touched.
     NotOurs(String),
 }
@@ -143,28 +144,31 @@ fn resolve_networks(names: &[String], listed: &[ListedNetwork]) -> Result<Vec<At
 /// it leaves out set back to zero ("the image's"), since an update keeps
 /// whatever flag it is not given. Without a check in the definition, a
 /// check in the spec is cleared the same way: an empty check inherits the
-/// image's `HEALTHCHECK`. (`--no-healthcheck` cannot be combined with the
-/// others, and needs none: it replaces the whole check.)
-fn health_update_args(check: Option<&Healthcheck>, current: &SpecWorkload) -> Vec<String> {
-    let (mut args, probe) = match check {
-        Some(check @ Healthcheck::Disabled) => return check.docker_args(),
-        Some(check @ Healthcheck::Probe(probe)) => (check.docker_args(), Some(probe)),
+/// image's `HEALTHCHECK`. A check turned off needs `--no-healthcheck` alone:
+/// it replaces the whole check, and docker refuses it beside the others.
+fn health_update_args(definition: &ServiceDefinition, current: &SpecWorkload) -> Vec<String> {
+    let (mut args, probe) = match definition.healthcheck() {
+        Some(check) => match definition.health_probe() {
+            Some(probe) => (check.docker_args(), Some(probe)),
+            None => return check.docker_args(),
+        },
         None if current.healthcheck => (vec![arg("--health-cmd=")], None),
         None => return Vec::new(),
     };
-    let given = |field: fn(&HealthProbe) -> bool| probe.is_some_and(field);
-    for (flag, is_given) in [
-        ("--health-interval=0s", given(|p| p.interval.is_some())),
-        ("--health-timeout=0s", given(|p| p.timeout.is_some())),
+    for (flag, given) in [
+        ("--health-interval=0s", probe.and_then(|p| p.interval)),
+        ("--health-timeout=0s", probe.and_then(|p| p.timeout)),
         (
             "--health-start-period=0s",
-            given(|p| p.start_period.is_some()),
+            probe.and_then(|p| p.start_period),
         ),
-        ("--health-retries=0", given(|p| p.retries.is_some())),
     ] {
-        if !is_given {
+        if given.is_none() {
             args.push(arg(flag));
         }
+    }
+    if probe.and_then(|p| p.retries).is_none() {
+        args.push(arg("--health-retries=0"));
     }
     args
 }
@@ -202,7 +206,7 @@ fn stop_grace_arg(definition: &ServiceDefinition) -> String {
 /// and mounts so), so only what the definition lacks is removed.
 fn workload_update_args(current: &SpecWorkload, handover: &Handover) -> Vec<String> {
     let definition = handover.definition;
-    let mut args = health_update_args(definition.healthcheck(), current);
+    let mut args = health_update_args(definition, current);
     args.push(stop_grace_arg(definition));
     let limits = definition.resources();
     let memory = limits.and_then(|l| l.memory);
@@ -275,14 +279,25 @@ pub struct SwarmCli {
     runner: DockerRunner,
     instance: String,
     settings: SwarmSettings,
+    /// Where host paths may be mounted from, checked again before each
+    /// hand-over, as the containers backend does before each start. Only
+    /// this manager's file system can be checked; a task on another node
+    /// mounts that node's path.
+    bind_policy: BindPolicy,
 }
 
 impl SwarmCli {
-    pub fn new(runner: DockerRunner, instance: String, settings: SwarmSettings) -> Self {
+    pub fn new(
+        runner: DockerRunner,
+        instance: String,
+        settings: SwarmSettings,
+        bind_policy: BindPolicy,
+    ) -> Self {
         SwarmCli {
             runner,
             instance,
             settings,
+            bind_policy,
         }
     }
 
@@ -326,7 +341,7 @@ impl SwarmCli {
     pub async fn inspect(&self, service: &ServiceName) -> Result<Option<SwarmService>, Error> {
         match self.look_up(service).await? {
             Lookup::Missing => Ok(None),
-            Lookup::Ours(found) => Ok(Some(found)),
+            Lookup::Ours(found) => Ok(Some(*found)),
             Lookup::NotOurs(swarm_name) => Err(Error::ForeignSwarmService {
                 swarm_name,
                 service: service.to_string(),
@@ -362,7 +377,7 @@ impl SwarmCli {
         {
             return Ok(Lookup::NotOurs(name));
         }
-        Ok(Lookup::Ours(found.service))
+        Ok(Lookup::Ours(Box::new(found.service)))
     }
 
     /// Creates the service of `definition` with `replicas` tasks; returns
@@ -371,6 +386,7 @@ impl SwarmCli {
     /// # Errors
     /// The docker failure.
     pub async fn create(&self, definition: &ServiceDefinition, replicas: u32) -> Result<(), Error> {
+        definition.check_host_paths(&self.bind_policy)?;
         // Only checked: `--network` takes the names.
         self.attachments(definition).await?;
         self.runner
@@ -405,12 +421,9 @@ impl SwarmCli {
         for port in self.ports(definition) {
             args.extend([arg("--publish"), port]);
         }
-        args.extend(
-            definition
-                .healthcheck()
-                .map(Healthcheck::docker_args)
-                .unwrap_or_default(),
-        );
+        if let Some(check) = definition.healthcheck() {
+            args.extend(check.docker_args());
+        }
         args.push(stop_grace_arg(definition));
         if let Some(limits) = definition.resources() {
             if let Some(memory) = limits.memory {
@@ -450,10 +463,13 @@ impl SwarmCli {
         replicas: Option<u32>,
     ) -> Result<(), Error> {
         let handover = match definition {
-            Some(definition) => Some(Handover {
-                definition,
-                networks: self.attachments(definition).await?,
-            }),
+            Some(definition) => {
+                definition.check_host_paths(&self.bind_policy)?;
+                Some(Handover {
+                    definition,
+                    networks: self.attachments(definition).await?,
+                })
+            }
             None => None,
         };
         self.runner
@@ -676,7 +692,8 @@ impl SwarmCli {
             parallelism: 2,
             monitor: Duration::from_millis(2500),
         };
-        SwarmCli::new(runner, "prod".to_owned(), settings)
+        let no_host_paths = BindPolicy::new(&[]).expect("an empty policy is valid");
+        SwarmCli::new(runner, "prod".to_owned(), settings, no_host_paths)
     }
 }
 
