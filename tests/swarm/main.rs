@@ -29,6 +29,7 @@ mod service;
 mod ports;
 
 mod lifecycle;
+mod workloads;
 
 use support::app::{Backend, BackendTest};
 use support::docker::docker;
@@ -123,6 +124,7 @@ fn main() -> ExitCode {
         ("service", service::suite()),
         ("ports", ports::suite()),
         ("lifecycle", lifecycle::suite()),
+        ("workloads", workloads::suite()),
     ];
     let trials: Vec<Trial> = suites
         .into_iter()
