@@ -384,7 +384,8 @@ impl SwarmCli {
     /// without waiting for them.
     ///
     /// # Errors
-    /// The docker failure.
+    /// The docker failure; before anything is created, a host path outside
+    /// `allowed_bind_paths` or a network Swarm cannot join.
     pub async fn create(&self, definition: &ServiceDefinition, replicas: u32) -> Result<(), Error> {
         definition.check_host_paths(&self.bind_policy)?;
         // Only checked: `--network` takes the names.
@@ -455,7 +456,8 @@ impl SwarmCli {
     /// settings say) and/or to `replicas` tasks; returns without waiting.
     ///
     /// # Errors
-    /// The docker failure.
+    /// The docker failure; before anything is updated, a host path outside
+    /// `allowed_bind_paths` or a network Swarm cannot join.
     pub async fn update(
         &self,
         current: &SwarmService,
