@@ -51,7 +51,7 @@ use backend::containers::{ContainersBackend, Reconciler, Scaler, UpdatePolicy};
 use backend::swarm::SwarmBackend;
 use backend::Backend;
 use config::{AppConfig, BackendKind};
-use docker::{DockerCli, DockerRunner, Engine, SwarmCli, SwarmSettings};
+use docker::{DockerCli, DockerRunner, Engine, NetworkCheck, SwarmCli, SwarmSettings};
 use domain::BindPolicy;
 use health::HealthCheck;
 use inventory::Inventory;
@@ -85,6 +85,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         metrics.clone(),
     );
     let bind_policy = BindPolicy::new(&config.allowed_bind_paths)?;
+    let networks = NetworkCheck::new(runner.clone(), config.backend == BackendKind::Swarm);
     let mut docker_cli =
         DockerCli::new(runner.clone(), config.instance.clone(), bind_policy.clone());
     if config.reconcile && config.backend == BackendKind::Containers {
@@ -166,6 +167,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(config)
         .manage(access)
         .manage(bind_policy)
+        .manage(networks)
         .manage(health)
         .manage(inventory)
         .manage(metrics)
@@ -194,7 +196,8 @@ enum Background {
         inventory: Arc<Inventory>,
         reconciler: Option<Arc<Reconciler>>,
     },
-    /// Nothing: Swarm heals and rolls. The engine must be a Swarm manager,
+    /// Swarm heals and rolls; the backend watches the updates it hands
+    /// over, to follow Swarm's rollbacks. The engine must be a Swarm manager,
     /// checked before the server listens. (The container index stays idle,
     /// so `/metrics` leaves the running counts out: this engine sees only
     /// its own node's tasks.)
@@ -220,7 +223,10 @@ impl Background {
             Background::Swarm(swarm) => AdHoc::try_on_ignite("Swarm manager", move |rocket| {
                 Box::pin(async move {
                     match swarm.check_manager().await {
-                        Ok(()) => Ok(rocket),
+                        Ok(()) => {
+                            tokio::spawn(swarm.follow_updates());
+                            Ok(rocket)
+                        }
                         Err(message) => {
                             log::error!("{message}");
                             Err(rocket)

@@ -1,4 +1,4 @@
-//! `/service` and `/service/<name>`: the definitions.
+//! `/service`, `/service/<name>` and `/service/<name>/rollback`: the definitions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,12 +11,13 @@ use rocket::{Route, State};
 
 use super::{known_name, read_json};
 use crate::backend::Backend;
+use crate::docker::NetworkCheck;
 use crate::domain::{BindPolicy, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::store::{Replaced, Store};
 
 pub fn routes() -> Vec<Route> {
-    rocket::routes![list, create, show, replace, delete]
+    rocket::routes![list, create, show, replace, rollback, delete]
 }
 
 #[rocket::get("/service")]
@@ -34,13 +35,25 @@ fn list(store: &State<Arc<Store>>) -> Json<BTreeMap<String, ServiceDefinition>> 
 async fn create(
     store: &State<Arc<Store>>,
     binds: &State<BindPolicy>,
+    networks: &State<NetworkCheck>,
     body: Data<'_>,
 ) -> Result<Created<Json<ServiceDefinition>>, Error> {
     let definition = ServiceDefinition::from_create_body(&read_json(body).await?)?;
-    definition.check_host_paths(binds)?;
+    admit(&definition, binds, networks).await?;
     let location = format!("/service/{}", definition.name());
     store.create(definition.clone()).await?;
     Ok(Created::new(location).body(Json(definition)))
+}
+
+/// What a valid definition must also pass before it is stored: its host
+/// paths against `allowed_bind_paths`, and its networks against docker.
+async fn admit(
+    definition: &ServiceDefinition,
+    binds: &BindPolicy,
+    networks: &NetworkCheck,
+) -> Result<(), Error> {
+    definition.check_host_paths(binds)?;
+    networks.check(definition).await
 }
 
 #[rocket::get("/service/<name>")]
@@ -57,12 +70,13 @@ async fn replace(
     store: &State<Arc<Store>>,
     backend: &State<Arc<dyn Backend>>,
     binds: &State<BindPolicy>,
+    networks: &State<NetworkCheck>,
     name: &str,
     body: Data<'_>,
 ) -> Result<Custom<Json<ServiceDefinition>>, Error> {
     let name = ServiceName::parse(name)?;
     let definition = ServiceDefinition::from_replace_body(name, &read_json(body).await?)?;
-    definition.check_host_paths(binds)?;
+    admit(&definition, binds, networks).await?;
     let replaced = store.replace(definition.clone()).await?;
     // A PUT that replaced a definition is handed to the backend, which
     // rolls it out or answers the docker failure (the definition stays
@@ -77,6 +91,16 @@ async fn replace(
         }
     };
     Ok(Custom(status, Json(definition)))
+}
+
+/// Makes the previous definition current again and rolls it out; answers
+/// the definition now current.
+#[rocket::post("/service/<name>/rollback")]
+async fn rollback(
+    backend: &State<Arc<dyn Backend>>,
+    name: &str,
+) -> Result<Json<ServiceDefinition>, Error> {
+    backend.roll_back(&known_name(name)?).await.map(Json)
 }
 
 #[rocket::delete("/service/<name>")]

@@ -18,6 +18,8 @@ mod ports;
 mod readme;
 mod reconcile;
 mod restart;
+mod rollback;
 mod scale;
 mod service;
 mod validation;
+mod workloads;

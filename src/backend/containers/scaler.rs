@@ -382,7 +382,7 @@ impl Scaler {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
@@ -391,7 +391,7 @@ mod tests {
     use crate::docker::{ContainerEvent, EventStream, EventTime, PublishedPorts};
 
     #[derive(Default)]
-    struct FakeEngine {
+    pub(in crate::backend::containers) struct FakeEngine {
         containers: Mutex<Vec<Container>>,
         foreign_names: Vec<String>,
         /// How often one service's containers were listed.
@@ -462,7 +462,7 @@ mod tests {
         }
     }
 
-    async fn scaler_with(
+    pub(in crate::backend::containers) async fn scaler_with(
         engine: FakeEngine,
         services: &[&str],
     ) -> (Scaler, Arc<FakeEngine>, tempfile::TempDir) {
