@@ -2,8 +2,9 @@
 //! `docker service create/update` flag and, from there, the task
 //! containers, as `docker inspect` shows; an update takes away what the
 //! new definition lacks; a network Swarm cannot join is refused by name;
-//! the stop signal and the grace period are honoured; and an update whose
-//! health check never passes is rolled back by Swarm.
+//! the stop signal and the grace period are honoured; a rolling update
+//! waits for health; and an update whose health check never passes is
+//! rolled back by Swarm.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ pub fn suite() -> Vec<(&'static str, BackendTest)> {
         a_network_swarm_cannot_join_is_refused_by_name_before_anything_starts,
         swarm_stops_tasks_with_sigterm_and_kills_them_after_the_grace_period,
         an_update_whose_health_check_never_passes_is_rolled_back_by_swarm,
+        a_rolling_update_stops_an_old_task_only_once_its_replacement_is_healthy,
     )
 }
 
@@ -378,6 +380,56 @@ pub async fn an_update_whose_health_check_never_passes_is_rolled_back_by_swarm(b
         "swarm-health-rollback",
         &[(
             "an update whose health check never passed was rolled back, 2 earlier tasks running again, after",
+            format!("{took:.1?}"),
+        )],
+    );
+}
+
+/// Swarm's start-first update stops an old task once the new one runs, and
+/// a task with a health check runs only once the check passes: so an
+/// update waits for health, with nothing of the connector's own.
+pub async fn a_rolling_update_stops_an_old_task_only_once_its_replacement_is_healthy(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    // No grace: the old task's container stops the moment Swarm stops it.
+    app.create_service(
+        "web",
+        json!({"command": HTTPD, "ports": ["8080"], "stop_grace_period": "0s"}),
+    )
+    .await;
+    assert_eq!(app.scale("web", json!(1)).await.status, 200);
+    let old = app
+        .running("web")
+        .pop()
+        .expect("the first task's container");
+    let slow = json!({"image": TEST_IMAGE,
+        "command": ["sh", "-c", "sleep 4; touch /tmp/ready; exec httpd -f -p 8080 -h /www"],
+        "ports": ["8080"],
+        "healthcheck": {"test": "test -f /tmp/ready", "interval": "1s", "retries": 3,
+                        "start_period": "30s"}});
+    let started = Instant::now();
+    assert_eq!(app.put("web", slow).await.status, 200);
+    poll_until(Duration::from_secs(60), || async {
+        let running = inspect_container(&old)["State"]["Running"] == true;
+        (!running, ())
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4),
+        "old task stopped after {took:?}"
+    );
+    let new = current_container(&app, "web");
+    assert_eq!(
+        new["State"]["Health"]["Status"], "healthy",
+        "{:#}",
+        new["State"]
+    );
+    crate::support::figures::record_figures(
+        "swarm-health-roll",
+        &[(
+            "an old task stopped once its replacement (healthy after 4 s) was healthy, after",
             format!("{took:.1?}"),
         )],
     );
