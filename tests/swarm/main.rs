@@ -28,6 +28,10 @@ mod service;
 #[path = "../api/ports.rs"]
 mod ports;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../api/workloads.rs"]
+mod api_workloads;
+
 mod lifecycle;
 mod workloads;
 
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
         ("contract", contract::suite()),
         ("service", service::suite()),
         ("ports", ports::suite()),
+        ("api_workloads", api_workloads::suite()),
         ("lifecycle", lifecycle::suite()),
         ("workloads", workloads::suite()),
     ];
