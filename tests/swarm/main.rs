@@ -32,7 +32,12 @@ mod health;
 #[path = "../api/ports.rs"]
 mod ports;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../api/workloads.rs"]
+mod api_workloads;
+
 mod lifecycle;
+mod workloads;
 
 use support::app::{Backend, BackendTest};
 use support::docker::docker;
@@ -127,7 +132,9 @@ fn main() -> ExitCode {
         ("service", service::suite()),
         ("ports", ports::suite()),
         ("health", health::suite()),
+        ("api_workloads", api_workloads::suite()),
         ("lifecycle", lifecycle::suite()),
+        ("workloads", workloads::suite()),
     ];
     let trials: Vec<Trial> = suites
         .into_iter()
