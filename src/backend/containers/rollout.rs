@@ -5,7 +5,7 @@
 
 use futures::stream::{self, StreamExt};
 
-use super::plan::{removable_ids, Filling, NameAllocator};
+use super::plan::{Filling, NameAllocator};
 use super::progress::Tracker;
 use super::scaler::{Caller, Scaler};
 use super::status::crash_loop;
@@ -111,16 +111,16 @@ impl Scaler {
         if start_error.is_none() && new_ids.iter().all(held) {
             let running = after.iter().filter(|c| c.is_running()).count();
             let spare = running.saturating_sub(desired as usize);
-            let old_ids: Vec<String> = outdated
+            // As `after` shows them: one may have stopped meanwhile.
+            let old: Vec<&Container> = outdated
                 .iter()
-                .filter(|old| after.iter().any(|c| c.id == old.id))
+                .filter_map(|old| after.iter().find(|c| c.id == old.id))
                 .take(spare)
-                .map(|c| c.id.clone())
                 .collect();
-            self.remove(service, &old_ids).await?;
+            let replaced = old.len();
+            self.remove(service, old).await?;
             log::info!(
-                "'{service}': replaced {} outdated container(s) with the current definition",
-                old_ids.len()
+                "'{service}': replaced {replaced} outdated container(s) with the current definition"
             );
             return Ok(());
         }
@@ -146,8 +146,7 @@ impl Scaler {
                 .find(|c| !c.is_running() || c.restarts > 0)
                 .map_or_else(|| "the new container vanished".to_owned(), crash_loop),
         };
-        let failed_ids = removable_ids(failed);
-        self.remove(service, &failed_ids).await?;
+        self.remove(service, failed).await?;
         Err(Error::DockerFailed(format!(
             "the update of '{service}' stopped and its older containers keep serving: \
              a container of the new definition did not keep running for {:?} ({why})",
