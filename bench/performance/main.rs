@@ -8,7 +8,8 @@
 //!
 //! * startup: from spawning the binary to the first answer of `GET /service`;
 //! * scale 0→20 and 20→0, against 20 `docker run -d` (8 in parallel) and one
-//!   `docker rm -f` of the same 20 containers;
+//!   `docker stop` plus one `docker rm` of the same 20 containers (every
+//!   container runs [`WORKLOAD`], which exits at SIGTERM);
 //! * status throughput and latency over 64 keep-alive connections and over
 //!   one, against sequential `docker ps --filter label=...`;
 //! * freshness: how soon a container removed or killed behind the
@@ -92,6 +93,31 @@ use report::{build_table, rounds_note, Results};
 /// which delete it.
 const STATUS_SERVICE: &str = "status";
 const STATUS_REPLICAS: u64 = 5;
+/// What every container of the bench runs, the connector's and the raw
+/// baseline's alike: a shell that waits on a sleep and exits at SIGTERM.
+/// Containers are stopped gracefully (`docker stop`, then SIGKILL after the
+/// grace), and a plain `sleep` as PID 1 ignores SIGTERM (the kernel drops
+/// signals a namespace's init has no handler for), so every stop would
+/// wait out the whole 10 s grace: the bench would time a timer, on both
+/// sides. A real server exits at SIGTERM; this does too.
+pub const WORKLOAD: [&str; 3] = ["sh", "-c", "trap 'exit 0' TERM; sleep 86400 & wait"];
+
+/// A service of [`WORKLOAD`] on the tests' image, to which `extra` keys are
+/// added.
+pub fn workload_service(name: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut definition = serde_json::json!({
+        "name": name,
+        "image": test_docker::TEST_IMAGE,
+        "command": WORKLOAD,
+    });
+    if let (Some(definition), serde_json::Value::Object(extra)) =
+        (definition.as_object_mut(), extra)
+    {
+        definition.extend(extra);
+    }
+    definition
+}
+
 /// The connector's own default `scale_concurrency`, so that the raw baseline
 /// starts containers with the same parallelism as the connector.
 const PARALLEL_RUNS: usize = 8;

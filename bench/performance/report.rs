@@ -220,7 +220,7 @@ fn add_scale_rows(table: &mut Table, scale: &ScaleFigures) {
         "scale 20→0",
         down(&scale.connector),
         down(&scale.raw),
-        "one docker rm -f",
+        "one docker stop + one docker rm",
     ));
 }
 
