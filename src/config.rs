@@ -74,6 +74,10 @@ pub(crate) struct AppConfig {
     /// Swarm: seconds a scale waits for the running tasks to reach the
     /// target before answering 504 with what runs.
     pub swarm_scale_timeout: u64,
+    /// Host directories under which definitions may bind-mount host paths;
+    /// empty (the default) refuses every host path, since mounting one is
+    /// root on the host for whoever may define services.
+    pub allowed_bind_paths: Vec<PathBuf>,
 }
 
 /// The value of `backend`.
@@ -126,6 +130,7 @@ impl Default for AppConfig {
             swarm_publish_mode: SwarmPublishMode::Host,
             swarm_resolve_image: true,
             swarm_scale_timeout: 60,
+            allowed_bind_paths: Vec::new(),
         }
     }
 }

@@ -52,6 +52,7 @@ use backend::swarm::SwarmBackend;
 use backend::Backend;
 use config::{AppConfig, BackendKind};
 use docker::{DockerCli, DockerRunner, Engine, SwarmCli, SwarmSettings};
+use domain::BindPolicy;
 use health::HealthCheck;
 use inventory::Inventory;
 use metrics::Metrics;
@@ -83,7 +84,9 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         Duration::from_secs(config.docker_timeout),
         metrics.clone(),
     );
-    let mut docker_cli = DockerCli::new(runner.clone(), config.instance.clone());
+    let bind_policy = BindPolicy::new(&config.allowed_bind_paths)?;
+    let mut docker_cli =
+        DockerCli::new(runner.clone(), config.instance.clone(), bind_policy.clone());
     if config.reconcile && config.backend == BackendKind::Containers {
         docker_cli = docker_cli.with_restart_policy();
     }
@@ -157,6 +160,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(backend)
         .manage(config)
         .manage(access)
+        .manage(bind_policy)
         .manage(health)
         .manage(inventory)
         .manage(metrics)

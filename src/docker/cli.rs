@@ -11,10 +11,10 @@ use super::events::parse_event;
 use super::runner::arg;
 use super::{
     Container, ContainerEvent, ContainerState, DockerRunner, Engine, EventStream, EventTime,
-    OutputStream, PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_INSTANCE,
-    LABEL_RESTART_POLICY, LABEL_SERVICE, LABEL_SWARM_SERVICE_ID,
+    OutputStream, PublishedPorts, StartOutcome, LABEL_CONFIG_HASH, LABEL_HEALTH_CHECK,
+    LABEL_INSTANCE, LABEL_RESTART_POLICY, LABEL_SERVICE, LABEL_SWARM_SERVICE_ID,
 };
-use crate::domain::{ServiceDefinition, ServiceName};
+use crate::domain::{BindPolicy, ServiceDefinition, ServiceName};
 use crate::error::Error;
 
 /// What `docker ps` prints per container: one JSON array of strings, in the
@@ -49,14 +49,18 @@ pub struct DockerCli {
     instance: String,
     /// Whether containers are started with [`RESTART_POLICY`].
     restart_policy: bool,
+    /// Where host paths may be mounted from, checked again before each
+    /// start: what a path resolves to can change after it was defined.
+    bind_policy: BindPolicy,
 }
 
 impl DockerCli {
-    pub fn new(runner: DockerRunner, instance: String) -> Self {
+    pub fn new(runner: DockerRunner, instance: String, bind_policy: BindPolicy) -> Self {
         DockerCli {
             runner,
             instance,
             restart_policy: false,
+            bind_policy,
         }
     }
 
@@ -75,6 +79,69 @@ impl DockerCli {
             arg("--filter"),
             format!("label={LABEL_INSTANCE}={}", self.instance),
         ]
+    }
+
+    /// The `docker run` of one container of `definition` named `name`.
+    /// Every value from a definition either starts with a character its
+    /// validation allows first (labels, environment: a letter or digit),
+    /// travels as `--flag=value`, or comes after `--`: none can be read as
+    /// a flag of its own.
+    fn run_args(&self, definition: &ServiceDefinition, name: &str) -> Vec<String> {
+        let mut args = vec![arg("run"), arg("-d"), arg("--name"), arg(name)];
+        let mut labels = vec![
+            format!("{LABEL_INSTANCE}={}", self.instance),
+            format!("{LABEL_SERVICE}={}", definition.name()),
+            format!("{LABEL_CONFIG_HASH}={}", definition.config_hash()),
+        ];
+        if self.restart_policy {
+            args.extend([arg("--restart"), arg(RESTART_POLICY)]);
+            labels.push(format!("{LABEL_RESTART_POLICY}={RESTART_POLICY}"));
+        }
+        if definition.health_probe().is_some() {
+            labels.push(format!("{LABEL_HEALTH_CHECK}=true"));
+        }
+        labels.extend(
+            definition
+                .labels()
+                .map(|(key, value)| format!("{key}={value}")),
+        );
+        for label in labels {
+            args.extend([arg("--label"), label]);
+        }
+        for (key, value) in definition.environment() {
+            args.extend([arg("-e"), format!("{key}={value}")]);
+        }
+        for port in definition.ports() {
+            args.extend([arg("-p"), port.publish_arg()]);
+        }
+        if let Some(check) = definition.healthcheck() {
+            args.extend(check.docker_args());
+        }
+        // docker takes whole seconds; a fraction is rounded up, never cut.
+        let grace = definition.stop_grace_period();
+        let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        args.push(format!("--stop-timeout={seconds}"));
+        if let Some(limits) = definition.resources() {
+            if let Some(bytes) = limits.memory {
+                args.push(format!("--memory={bytes}"));
+            }
+            if let Some(cpus) = &limits.cpus {
+                args.push(format!("--cpus={cpus}"));
+            }
+            if let Some(pids) = limits.pids {
+                args.push(format!("--pids-limit={pids}"));
+            }
+        }
+        for network in definition.networks() {
+            args.push(format!("--network={network}"));
+        }
+        for mount in definition.volumes() {
+            args.push(format!("--mount={}", mount.mount_arg()));
+        }
+        // `--` ends docker's own flags: nothing after it can become one.
+        args.extend([arg("--"), arg(definition.image().as_str())]);
+        args.extend(definition.command_argv().iter().cloned());
+        args
     }
 
     /// `docker ps` of this instance's containers, narrowed by `filters`.
@@ -128,28 +195,8 @@ impl Engine for DockerCli {
         definition: &ServiceDefinition,
         name: &str,
     ) -> Result<StartOutcome, Error> {
-        let mut args = vec![arg("run"), arg("-d"), arg("--name"), arg(name)];
-        let mut labels = vec![
-            format!("{LABEL_INSTANCE}={}", self.instance),
-            format!("{LABEL_SERVICE}={}", definition.name()),
-            format!("{LABEL_CONFIG_HASH}={}", definition.config_hash()),
-        ];
-        if self.restart_policy {
-            args.extend([arg("--restart"), arg(RESTART_POLICY)]);
-            labels.push(format!("{LABEL_RESTART_POLICY}={RESTART_POLICY}"));
-        }
-        for label in labels {
-            args.extend([arg("--label"), label]);
-        }
-        for (key, value) in definition.environment() {
-            args.extend([arg("-e"), format!("{key}={value}")]);
-        }
-        for port in definition.ports() {
-            args.extend([arg("-p"), port.publish_arg()]);
-        }
-        // `--` ends docker's own flags: nothing after it can become one.
-        args.extend([arg("--"), arg(definition.image().as_str())]);
-        args.extend(definition.command_argv().iter().cloned());
+        definition.check_host_paths(&self.bind_policy)?;
+        let args = self.run_args(definition, name);
         match self.runner.run(&args).await {
             Ok(stdout) => Ok(StartOutcome::Started(stdout.trim().to_owned())),
             Err(Error::DockerFailed(message))

@@ -18,3 +18,8 @@ pub(crate) const LABEL_SWARM_SERVICE_ID: &str = "com.docker.swarm.service.id";
 /// docker's events carry labels but not the policy, and whether a container
 /// that died will be restarted depends on it.
 pub(crate) const LABEL_RESTART_POLICY: &str = "docker-connector.restart-policy";
+
+/// Label on containers whose definition gives a health check (value
+/// `true`): a `start` event carries labels but not the health check, and
+/// such a container's health is `starting` until docker says otherwise.
+pub(crate) const LABEL_HEALTH_CHECK: &str = "docker-connector.health-check";

@@ -22,7 +22,7 @@ pub(crate) use container::{Container, ContainerState, PublishedPorts};
 pub(crate) use engine::{Engine, EventStream, StartOutcome};
 pub(crate) use events::{ContainerEvent, EventTime, Transition};
 pub use labels::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
-pub(crate) use labels::{LABEL_RESTART_POLICY, LABEL_SWARM_SERVICE_ID};
+pub(crate) use labels::{LABEL_HEALTH_CHECK, LABEL_RESTART_POLICY, LABEL_SWARM_SERVICE_ID};
 pub(crate) use runner::{DockerRunner, OutputStream};
 pub use swarm::swarm_service_name;
 pub(crate) use swarm::{Lookup, SwarmCli, SwarmService, SwarmSettings, Task, UpdateState};

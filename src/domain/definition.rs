@@ -4,16 +4,46 @@ use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use std::time::Duration;
+
+use super::duration::parse_duration;
+use super::healthcheck::{HealthProbe, Healthcheck};
 use super::json_type::json_type;
+use super::mounts::{BindPolicy, Mount, MountKind};
+use super::networks::parse_networks;
+use super::resources::Resources;
+use super::user_labels::UserLabels;
 use super::{Command, Environment, ImageRef, PortSpec, Ports, ServiceName};
 use crate::error::Error;
 
 /// The fields a definition body may have; anything else is refused so that a
-/// typo such as `enviroment` is never silently dropped.
-const FIELDS: [&str; 5] = ["name", "image", "command", "environment", "ports"];
+/// typo such as `enviroment` is never silently dropped. The first five are
+/// the Genisys contract's; the rest say how a workload runs.
+const FIELDS: [&str; 11] = [
+    "name",
+    "image",
+    "command",
+    "environment",
+    "ports",
+    "healthcheck",
+    "stop_grace_period",
+    "resources",
+    "networks",
+    "volumes",
+    "labels",
+];
 
-/// A complete, valid service definition. It serializes with all five keys,
-/// absent ones as `null`, and `command` and `ports` exactly as given.
+/// The time between SIGTERM and SIGKILL when a definition does not say:
+/// docker stop's, Compose's and Swarm's default, so a service moved here
+/// from any of them stops as it did there.
+const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// Longest grace a definition may ask for: a scale-down or delete request
+/// waits for it.
+const LONGEST_STOP_GRACE: Duration = Duration::from_secs(3600);
+
+/// A complete, valid service definition. It serializes with the contract's
+/// five keys, absent ones as `null`, and the workload keys it was given;
+/// `command`, `ports` and the workload keys exactly as given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceDefinition {
     name: ServiceName,
@@ -21,6 +51,7 @@ pub struct ServiceDefinition {
     command: Option<Command>,
     environment: Option<Environment>,
     ports: Option<Ports>,
+    workload: Workload,
     /// [`ServiceDefinition::config_hash`], computed once when parsed: status
     /// and the reconciler compare containers against it all the time.
     config_hash: String,
@@ -82,6 +113,7 @@ impl ServiceDefinition {
             command: present("command").map(Command::parse).transpose()?,
             environment: present("environment").map(Environment::parse).transpose()?,
             ports: present("ports").map(Ports::parse).transpose()?,
+            workload: Workload::parse(fields)?,
             config_hash: String::new(),
         };
         definition.config_hash = definition.compute_config_hash();
@@ -110,6 +142,58 @@ impl ServiceDefinition {
         self.ports.as_ref().map_or(&[], Ports::specs)
     }
 
+    pub fn healthcheck(&self) -> Option<&Healthcheck> {
+        self.workload.healthcheck.as_ref()
+    }
+
+    /// The health check docker runs, if the definition gives one (not when
+    /// it turns the image's off, nor when it leaves the image's on).
+    pub fn health_probe(&self) -> Option<&HealthProbe> {
+        match &self.workload.healthcheck {
+            Some(Healthcheck::Probe(probe)) => Some(probe),
+            _ => None,
+        }
+    }
+
+    /// Time between the stop signal and SIGKILL.
+    pub fn stop_grace_period(&self) -> Duration {
+        self.workload
+            .stop_grace_period
+            .unwrap_or(DEFAULT_STOP_GRACE)
+    }
+
+    pub fn resources(&self) -> Option<&Resources> {
+        self.workload.resources.as_ref()
+    }
+
+    pub fn networks(&self) -> &[String] {
+        &self.workload.networks
+    }
+
+    pub fn volumes(&self) -> &[Mount] {
+        &self.workload.volumes
+    }
+
+    /// The extra container labels, in key order.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.workload.labels.iter().flat_map(UserLabels::iter)
+    }
+
+    /// Checks every host path the definition mounts against `policy`.
+    /// Parsing alone cannot: definitions read back from the data file are
+    /// checked when their containers start instead.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming `volumes[i].source`.
+    pub fn check_host_paths(&self, policy: &BindPolicy) -> Result<(), Error> {
+        for (i, mount) in self.volumes().iter().enumerate() {
+            if mount.kind == MountKind::Bind {
+                policy.check(&format!("volumes[{i}].source"), &mount.source)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A short, stable fingerprint of what a container of this definition
     /// runs. Containers carry it as a label, so a container started from an
     /// older definition can be told apart, even after a restart. The name is
@@ -120,12 +204,19 @@ impl ServiceDefinition {
 
     fn compute_config_hash(&self) -> String {
         let ports: Vec<String> = self.ports().iter().map(PortSpec::publish_arg).collect();
-        let canonical = json!({
+        let mut canonical = json!({
             "image": self.image.as_str(),
             "command": self.command_argv(),
             "environment": self.environment,
             "ports": ports,
         });
+        // Only the workload keys a definition has: a definition written
+        // before they existed keeps its hash, so upgrading the connector
+        // does not roll every container.
+        canonical
+            .as_object_mut()
+            .expect("an object")
+            .extend(self.workload.canonical());
         let digest = Sha256::digest(canonical.to_string().as_bytes());
         digest[..8]
             .iter()
@@ -154,13 +245,100 @@ fn as_object(body: &Value) -> Result<&Map<String, Value>, Error> {
 
 impl Serialize for ServiceDefinition {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("ServiceDefinition", 5)?;
+        let mut out = serializer.serialize_struct("ServiceDefinition", FIELDS.len())?;
         out.serialize_field("name", &self.name)?;
         out.serialize_field("image", &self.image)?;
         out.serialize_field("command", &self.command.as_ref().map(Command::as_given))?;
         out.serialize_field("environment", &self.environment)?;
         out.serialize_field("ports", &self.ports.as_ref().map(Ports::as_given))?;
+        for key in &FIELDS[5..] {
+            match self.workload.given.get(*key) {
+                Some(given) => out.serialize_field(key, given)?,
+                None => out.skip_field(key)?,
+            }
+        }
         out.end()
+    }
+}
+
+/// How the containers run, beyond the contract's five keys: the parsed
+/// values, and the keys as given to answer with.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Workload {
+    healthcheck: Option<Healthcheck>,
+    stop_grace_period: Option<Duration>,
+    resources: Option<Resources>,
+    networks: Vec<String>,
+    volumes: Vec<Mount>,
+    labels: Option<UserLabels>,
+    given: Map<String, Value>,
+}
+
+impl Workload {
+    fn parse(fields: &Map<String, Value>) -> Result<Self, Error> {
+        let present = |key: &str| fields.get(key).filter(|value| !value.is_null());
+        Ok(Workload {
+            healthcheck: present("healthcheck").map(Healthcheck::parse).transpose()?,
+            stop_grace_period: present("stop_grace_period")
+                .map(|raw| {
+                    parse_duration(
+                        "stop_grace_period",
+                        raw,
+                        Duration::ZERO..=LONGEST_STOP_GRACE,
+                    )
+                })
+                .transpose()?,
+            resources: present("resources").map(Resources::parse).transpose()?,
+            networks: present("networks")
+                .map(parse_networks)
+                .transpose()?
+                .unwrap_or_default(),
+            volumes: present("volumes")
+                .map(Mount::parse_list)
+                .transpose()?
+                .unwrap_or_default(),
+            labels: present("labels").map(UserLabels::parse).transpose()?,
+            given: FIELDS[5..]
+                .iter()
+                .filter_map(|key| Some(((*key).to_owned(), present(key)?.clone())))
+                .collect(),
+        })
+    }
+
+    /// What the config hash covers of the keys present: their meaning, not
+    /// their spelling (`"1m"` and `"60s"` hash alike).
+    fn canonical(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        if let Some(check) = &self.healthcheck {
+            out.insert("healthcheck".into(), json!(check.docker_args()));
+        }
+        if let Some(grace) = self.stop_grace_period {
+            out.insert(
+                "stop_grace_period".into(),
+                json!(grace.as_nanos().to_string()),
+            );
+        }
+        if let Some(limits) = &self.resources {
+            out.insert(
+                "resources".into(),
+                json!([limits.memory, limits.cpus, limits.pids]),
+            );
+        }
+        if self.given.contains_key("networks") {
+            out.insert("networks".into(), json!(self.networks));
+        }
+        if self.given.contains_key("volumes") {
+            let mounts: Vec<String> = self.volumes.iter().map(Mount::mount_arg).collect();
+            out.insert("volumes".into(), json!(mounts));
+        }
+        if let Some(labels) = &self.labels {
+            let pairs: Map<String, Value> = labels
+                .iter()
+                .map(|(k, v)| (k.to_owned(), json!(v)))
+                .collect();
+            out.insert("labels".into(), Value::Object(pairs));
+        }
+        out
     }
 }
 
@@ -234,5 +412,97 @@ mod tests {
         assert_eq!(a.config_hash(), b.config_hash());
         assert_ne!(a.config_hash(), c.config_hash());
         assert_eq!(a.config_hash().len(), 16);
+    }
+
+    #[test]
+    fn workload_keys_are_returned_as_given_and_omitted_when_absent() {
+        let body = json!({"name": "web", "image": "app:1",
+            "healthcheck": {"test": ["CMD", "true"], "interval": "1m"},
+            "stop_grace_period": "30s", "resources": {"memory": "256m", "cpus": 0.5},
+            "networks": ["front"], "volumes": [{"source": "data", "target": "/data"}],
+            "labels": {"team": "ops"}});
+        let out = serde_json::to_value(parse(body.clone()).unwrap()).unwrap();
+        let mut expected = body;
+        for key in ["command", "environment", "ports"] {
+            expected[key] = Value::Null;
+        }
+        assert_eq!(out, expected);
+        let plain = serde_json::to_value(
+            parse(json!({"name": "web", "image": "a:1",
+            "labels": null}))
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(plain.as_object().unwrap().len(), 5, "{plain}");
+    }
+
+    #[test]
+    fn workload_keys_change_the_hash_by_meaning_not_spelling() {
+        let hash = |extra: Value| {
+            let mut body = json!({"name": "web", "image": "app:1"});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            parse(body).unwrap().config_hash().to_owned()
+        };
+        let plain = hash(json!({}));
+        // A definition from before the workload keys keeps its hash: the
+        // value the connector computed for it then (the SHA-256 of
+        // {"command":[],"environment":null,"image":"app:1","ports":[]}).
+        assert_eq!(plain, "314b31951467173c");
+        assert_eq!(plain, hash(json!({"labels": null, "networks": null})));
+        assert_eq!(
+            hash(json!({"stop_grace_period": "1m"})),
+            hash(json!({"stop_grace_period": "60s"}))
+        );
+        for extra in [
+            json!({"stop_grace_period": "10s"}),
+            json!({"healthcheck": {"disable": true}}),
+            json!({"resources": {"pids": 10}}),
+            json!({"networks": ["front"]}),
+            json!({"volumes": [{"source": "d", "target": "/d"}]}),
+            json!({"labels": {"a": "b"}}),
+        ] {
+            assert_ne!(hash(extra.clone()), plain, "{extra}");
+        }
+    }
+
+    #[test]
+    fn workload_keys_name_the_offending_field() {
+        for (extra, field) in [
+            (json!({"stop_grace_period": "2h"}), "stop_grace_period"),
+            (json!({"stop_grace_period": 10}), "stop_grace_period"),
+            (
+                json!({"healthcheck": {"test": "true", "retries": -1}}),
+                "healthcheck.retries",
+            ),
+            (json!({"resources": {"memory": "-1"}}), "resources.memory"),
+            (json!({"networks": ["-x"]}), "networks[0]"),
+            (
+                json!({"volumes": [{"source": "/etc", "target": "/../x"}]}),
+                "volumes[0].target",
+            ),
+            (
+                json!({"labels": {"docker-connector.instance": "x"}}),
+                "labels.docker-connector.instance",
+            ),
+        ] {
+            let mut body = json!({"name": "web", "image": "app:1"});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            assert_eq!(field_of(parse(body)), field, "{extra}");
+        }
+    }
+
+    #[test]
+    fn host_paths_are_checked_against_the_policy_on_request() {
+        let def = parse(json!({"name": "web", "image": "app:1",
+            "volumes": [{"source": "data", "target": "/data"}, {"source": "/etc", "target": "/e"}]}))
+        .unwrap();
+        match def.check_host_paths(&BindPolicy::default()) {
+            Err(Error::Invalid { field, .. }) => assert_eq!(field, "volumes[1].source"),
+            other => panic!("{other:?}"),
+        }
     }
 }

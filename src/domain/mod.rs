@@ -4,18 +4,25 @@
 
 mod command;
 mod definition;
+mod duration;
 mod environment;
+mod healthcheck;
 mod image_ref;
 mod json_type;
+mod mounts;
+mod networks;
 mod port_spec;
 mod replica_count;
+mod resources;
 mod scale_request;
 mod service_name;
+mod user_labels;
 
 pub(crate) use command::Command;
 pub(crate) use definition::ServiceDefinition;
 pub(crate) use environment::Environment;
 pub(crate) use image_ref::ImageRef;
+pub use mounts::BindPolicy;
 pub(crate) use port_spec::{PortSpec, Ports};
 pub(crate) use replica_count::ReplicaCount;
 pub(crate) use scale_request::ScaleRequest;

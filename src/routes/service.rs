@@ -11,7 +11,7 @@ use rocket::{Route, State};
 
 use super::{known_name, read_json};
 use crate::backend::Backend;
-use crate::domain::{ServiceDefinition, ServiceName};
+use crate::domain::{BindPolicy, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::store::{Replaced, Store};
 
@@ -33,9 +33,11 @@ fn list(store: &State<Arc<Store>>) -> Json<BTreeMap<String, ServiceDefinition>> 
 #[rocket::post("/service", data = "<body>")]
 async fn create(
     store: &State<Arc<Store>>,
+    binds: &State<BindPolicy>,
     body: Data<'_>,
 ) -> Result<Created<Json<ServiceDefinition>>, Error> {
     let definition = ServiceDefinition::from_create_body(&read_json(body).await?)?;
+    definition.check_host_paths(binds)?;
     let location = format!("/service/{}", definition.name());
     store.create(definition.clone()).await?;
     Ok(Created::new(location).body(Json(definition)))
@@ -54,11 +56,13 @@ fn show(store: &State<Arc<Store>>, name: &str) -> Result<Json<ServiceDefinition>
 async fn replace(
     store: &State<Arc<Store>>,
     backend: &State<Arc<dyn Backend>>,
+    binds: &State<BindPolicy>,
     name: &str,
     body: Data<'_>,
 ) -> Result<Custom<Json<ServiceDefinition>>, Error> {
     let name = ServiceName::parse(name)?;
     let definition = ServiceDefinition::from_replace_body(name, &read_json(body).await?)?;
+    definition.check_host_paths(binds)?;
     let replaced = store.replace(definition.clone()).await?;
     // A PUT that replaced a definition is handed to the backend, which
     // rolls it out or answers the docker failure (the definition stays
