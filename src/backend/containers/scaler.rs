@@ -176,7 +176,9 @@ impl Scaler {
             .service(service)
             .iter()
             .flat_map(|stored| std::iter::once(&stored.definition).chain(&stored.history))
-            .map(stop_grace_period)
+            .map(ServiceDefinition::stop_grace_period)
+            // `docker run` rounds a fraction of a second up.
+            .map(|grace| Duration::from_secs(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)))
             .fold(DOCKER_STOP_GRACE, Duration::max)
     }
 
@@ -420,12 +422,6 @@ impl Scaler {
         *held.get() = Progress::default();
         Ok(())
     }
-}
-
-// STUB until the domain commit lands on main: replaced by
-// ServiceDefinition::stop_grace_period.
-fn stop_grace_period(_: &ServiceDefinition) -> Duration {
-    DOCKER_STOP_GRACE
 }
 
 #[cfg(test)]
@@ -699,5 +695,44 @@ mod tests {
         let stops = engine.stops.lock().unwrap().clone();
         assert_eq!(stops, [(vec!["up".to_owned()], DOCKER_STOP_GRACE)]);
         assert!(engine.containers.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stop_allows_for_the_longest_grace_of_any_definition_still_kept() {
+        let (scaler, engine, _dir) = scaler_with(FakeEngine::default(), &[]).await;
+        let defined = |grace: &str| {
+            ServiceDefinition::from_create_body(&serde_json::json!({
+                "name": "web", "image": "app:1", "stop_grace_period": grace
+            }))
+            .unwrap()
+        };
+        scaler.store.create(defined("45s")).await.unwrap();
+        scaler.scale(&name("web"), count(2)).await.unwrap();
+        // Its containers keep the 45 s they were started with.
+        scaler.store.replace(defined("1.5s")).await.unwrap();
+        scaler.scale(&name("web"), count(1)).await.unwrap();
+        scaler.store.replace(defined("1m")).await.unwrap();
+        scaler.delete(&name("web")).await.unwrap();
+        let graces: Vec<Duration> = engine
+            .stops
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, grace)| *grace)
+            .collect();
+        assert_eq!(graces, [Duration::from_secs(45), Duration::from_secs(60)]);
+
+        // Never below docker's own default, which older containers have;
+        // a fraction of a second rounded up, as `docker run` takes it.
+        for (grace, allowed) in [
+            ("1.5s", DOCKER_STOP_GRACE),
+            ("10.5s", Duration::from_secs(11)),
+        ] {
+            scaler.store.create(defined(grace)).await.unwrap();
+            scaler.scale(&name("web"), count(1)).await.unwrap();
+            scaler.delete(&name("web")).await.unwrap();
+            let last = engine.stops.lock().unwrap().last().unwrap().1;
+            assert_eq!(last, allowed, "{grace}");
+        }
     }
 }
