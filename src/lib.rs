@@ -51,7 +51,7 @@ use backend::containers::{ContainersBackend, Reconciler, Scaler, UpdatePolicy};
 use backend::swarm::SwarmBackend;
 use backend::Backend;
 use config::{AppConfig, BackendKind};
-use docker::{DockerCli, DockerRunner, Engine, SwarmCli, SwarmSettings};
+use docker::{DockerCli, DockerRunner, Engine, NetworkCheck, SwarmCli, SwarmSettings};
 use domain::BindPolicy;
 use health::HealthCheck;
 use inventory::Inventory;
@@ -85,6 +85,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         metrics.clone(),
     );
     let bind_policy = BindPolicy::new(&config.allowed_bind_paths)?;
+    let networks = NetworkCheck::new(runner.clone(), config.backend == BackendKind::Swarm);
     let mut docker_cli =
         DockerCli::new(runner.clone(), config.instance.clone(), bind_policy.clone());
     if config.reconcile && config.backend == BackendKind::Containers {
@@ -161,6 +162,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(config)
         .manage(access)
         .manage(bind_policy)
+        .manage(networks)
         .manage(health)
         .manage(inventory)
         .manage(metrics)

@@ -6,6 +6,7 @@
 //! - `container`: one container and its state; `events`: docker's events.
 //! - `engine`: what the containers backend needs of an engine (list,
 //!   start, remove, follow changes); `cli`: that engine over the docker CLI.
+//! - `networks`: whether the networks a definition names exist.
 //! - `swarm`: Swarm services for the swarm backend (arguments; docker's
 //!   JSON in `swarm::json`).
 
@@ -14,6 +15,7 @@ mod container;
 mod engine;
 mod events;
 mod labels;
+mod networks;
 mod runner;
 mod swarm;
 
@@ -23,6 +25,7 @@ pub(crate) use engine::{Engine, EventStream, StartOutcome};
 pub(crate) use events::{ContainerEvent, EventTime, Transition};
 pub use labels::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
 pub(crate) use labels::{LABEL_HEALTH_CHECK, LABEL_RESTART_POLICY, LABEL_SWARM_SERVICE_ID};
+pub(crate) use networks::NetworkCheck;
 pub(crate) use runner::{DockerRunner, OutputStream};
 pub use swarm::swarm_service_name;
 pub(crate) use swarm::{Lookup, SwarmCli, SwarmService, SwarmSettings, Task, UpdateState};

@@ -11,6 +11,7 @@ use rocket::{Route, State};
 
 use super::{known_name, read_json};
 use crate::backend::Backend;
+use crate::docker::NetworkCheck;
 use crate::domain::{BindPolicy, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::store::{Replaced, Store};
@@ -34,13 +35,25 @@ fn list(store: &State<Arc<Store>>) -> Json<BTreeMap<String, ServiceDefinition>> 
 async fn create(
     store: &State<Arc<Store>>,
     binds: &State<BindPolicy>,
+    networks: &State<NetworkCheck>,
     body: Data<'_>,
 ) -> Result<Created<Json<ServiceDefinition>>, Error> {
     let definition = ServiceDefinition::from_create_body(&read_json(body).await?)?;
-    definition.check_host_paths(binds)?;
+    admit(&definition, binds, networks).await?;
     let location = format!("/service/{}", definition.name());
     store.create(definition.clone()).await?;
     Ok(Created::new(location).body(Json(definition)))
+}
+
+/// What a valid definition must also pass before it is stored: its host
+/// paths against `allowed_bind_paths`, and its networks against docker.
+async fn admit(
+    definition: &ServiceDefinition,
+    binds: &BindPolicy,
+    networks: &NetworkCheck,
+) -> Result<(), Error> {
+    definition.check_host_paths(binds)?;
+    networks.check(definition).await
 }
 
 #[rocket::get("/service/<name>")]
@@ -57,12 +70,13 @@ async fn replace(
     store: &State<Arc<Store>>,
     backend: &State<Arc<dyn Backend>>,
     binds: &State<BindPolicy>,
+    networks: &State<NetworkCheck>,
     name: &str,
     body: Data<'_>,
 ) -> Result<Custom<Json<ServiceDefinition>>, Error> {
     let name = ServiceName::parse(name)?;
     let definition = ServiceDefinition::from_replace_body(name, &read_json(body).await?)?;
-    definition.check_host_paths(binds)?;
+    admit(&definition, binds, networks).await?;
     let replaced = store.replace(definition.clone()).await?;
     // A PUT that replaced a definition is handed to the backend, which
     // rolls it out or answers the docker failure (the definition stays

@@ -21,3 +21,4 @@ mod restart;
 mod scale;
 mod service;
 mod validation;
+mod workloads;

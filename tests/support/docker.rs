@@ -197,3 +197,57 @@ impl Drop for ForeignSwarmService {
             .output();
     }
 }
+
+/// A docker network or volume a test made; removed when dropped, even if
+/// the test panics. Declare it before the [`crate::support::app::TestApp`]
+/// whose containers use it: those are removed first, and a network or
+/// volume in use cannot be.
+pub struct Scratch {
+    kind: &'static str,
+    pub name: String,
+}
+
+impl Scratch {
+    /// `docker network create ARGS... NAME`.
+    pub fn network(name: &str, args: &[&str]) -> Self {
+        let mut argv = vec!["network", "create"];
+        argv.extend(args);
+        argv.push(name);
+        docker(&argv);
+        Scratch {
+            kind: "network",
+            name: name.to_owned(),
+        }
+    }
+
+    /// A named volume, made by docker on first use; only removed here.
+    pub fn volume(name: &str) -> Self {
+        Scratch {
+            kind: "volume",
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Swarm removes a service's task containers a moment after the
+        // service: until then the object is in use.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let removed = Command::new("docker")
+                .args([self.kind, "rm", &self.name])
+                .output()
+                .map(|out| {
+                    out.status.success()
+                        || String::from_utf8_lossy(&out.stderr).contains("No such")
+                        || String::from_utf8_lossy(&out.stderr).contains("not found")
+                })
+                .unwrap_or(true);
+            if removed || std::time::Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

@@ -174,6 +174,17 @@ fn check_schema(doc: &Value, schema: &Value, value: &Value, at: &str, problems: 
                     }
                 }
             }
+            "minItems" | "maxItems" => {
+                if let Some(items) = value.as_array() {
+                    let bound = rule.as_u64().unwrap();
+                    let length = items.len() as u64;
+                    if (keyword == "minItems" && length < bound)
+                        || (keyword == "maxItems" && length > bound)
+                    {
+                        fail(format!("{value} breaks {keyword} {bound}"));
+                    }
+                }
+            }
             "uniqueItems" => {
                 if let Some(items) = value.as_array() {
                     let unique: BTreeSet<String> = items.iter().map(Value::to_string).collect();
