@@ -20,5 +20,6 @@ mod reconcile;
 mod restart;
 mod scale;
 mod service;
+mod stop;
 mod validation;
 mod workloads;
