@@ -104,13 +104,13 @@ use report::{build_table, rounds_note, Results};
 const STATUS_SERVICE: &str = "status";
 const STATUS_REPLICAS: u64 = 5;
 /// What every container of the bench runs, the connector's and the raw
-/// baseline's alike: a shell that waits on a sleep and exits at SIGTERM.
-/// Containers are stopped gracefully (`docker stop`, then SIGKILL after the
-/// grace), and a plain `sleep` as PID 1 ignores SIGTERM (the kernel drops
-/// signals a namespace's init has no handler for), so every stop would
-/// wait out the whole 10 s grace: the bench would time a timer, on both
+/// baseline's alike, given explicitly so both sides run the same argv: the
+/// test image's default, a shell that waits on a sleep and exits at
+/// SIGTERM. Containers are stopped gracefully (`docker stop`, then SIGKILL
+/// after the grace); with a command that ignored SIGTERM every stop would
+/// wait out the whole 10 s grace, and the bench would time a timer on both
 /// sides. A real server exits at SIGTERM; this does too.
-pub const WORKLOAD: [&str; 3] = ["sh", "-c", "trap 'exit 0' TERM; sleep 86400 & wait"];
+pub const WORKLOAD: [&str; 3] = test_docker::DEFAULT_COMMAND;
 
 /// A service of [`WORKLOAD`] on the tests' image, to which `extra` keys are
 /// added.
