@@ -24,6 +24,8 @@ pub enum Error {
     ServiceNotFound(String),
     /// A service with that name already exists.
     ServiceExists(String),
+    /// A rollback of a service that has no earlier definition to go back to.
+    NothingToRollBack(String),
     /// A Swarm service has the name the connector would give a service's,
     /// without its labels: someone else's, never touched.
     ForeignSwarmService { swarm_name: String, service: String },
@@ -67,7 +69,9 @@ impl Error {
             Error::Invalid { .. } | Error::MalformedBody(_) => Status::BadRequest,
             Error::BodyTooLarge { .. } => Status::PayloadTooLarge,
             Error::ServiceNotFound(_) => Status::NotFound,
-            Error::ServiceExists(_) | Error::ForeignSwarmService { .. } => Status::Conflict,
+            Error::ServiceExists(_)
+            | Error::NothingToRollBack(_)
+            | Error::ForeignSwarmService { .. } => Status::Conflict,
             Error::DockerUnavailable(_) => Status::ServiceUnavailable,
             Error::DockerTimeout { .. } | Error::NotConverged { .. } | Error::SwarmBusy { .. } => {
                 Status::GatewayTimeout
@@ -90,6 +94,11 @@ impl std::fmt::Display for Error {
             }
             Error::ServiceNotFound(name) => write!(f, "service '{name}' does not exist"),
             Error::ServiceExists(name) => write!(f, "service '{name}' already exists"),
+            Error::NothingToRollBack(name) => write!(
+                f,
+                "service '{name}' has no earlier definition to roll back to: it was never \
+                 replaced by a PUT that changed what it runs"
+            ),
             Error::ForeignSwarmService {
                 swarm_name,
                 service,

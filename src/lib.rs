@@ -191,7 +191,8 @@ enum Background {
         inventory: Arc<Inventory>,
         reconciler: Option<Arc<Reconciler>>,
     },
-    /// Nothing: Swarm heals and rolls. The engine must be a Swarm manager,
+    /// Swarm heals and rolls; the backend watches the updates it hands
+    /// over, to follow Swarm's rollbacks. The engine must be a Swarm manager,
     /// checked before the server listens. (The container index stays idle,
     /// so `/metrics` leaves the running counts out: this engine sees only
     /// its own node's tasks.)
@@ -217,7 +218,10 @@ impl Background {
             Background::Swarm(swarm) => AdHoc::try_on_ignite("Swarm manager", move |rocket| {
                 Box::pin(async move {
                     match swarm.check_manager().await {
-                        Ok(()) => Ok(rocket),
+                        Ok(()) => {
+                            tokio::spawn(swarm.follow_updates());
+                            Ok(rocket)
+                        }
                         Err(message) => {
                             log::error!("{message}");
                             Err(rocket)

@@ -178,6 +178,70 @@ impl Store {
         .await
     }
 
+    /// Makes the previous definition of `name` (the head of its history)
+    /// the current one again, and answers it. The definition it replaces
+    /// goes to the head of the history, as `docker service rollback` swaps
+    /// a service's spec and previous spec: a second rollback undoes the
+    /// first. One write, like any other change.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`] if there is no such service,
+    /// [`Error::NothingToRollBack`] if it has no earlier definition,
+    /// [`Error::Storage`] if the file could not be written.
+    pub async fn roll_back(&self, name: &ServiceName) -> Result<ServiceDefinition, Error> {
+        self.change(|services| {
+            let stored = services
+                .get_mut(name)
+                .ok_or_else(|| Error::ServiceNotFound(name.to_string()))?;
+            let previous = stored
+                .history
+                .first()
+                .cloned()
+                .ok_or_else(|| Error::NothingToRollBack(name.to_string()))?;
+            stored.replace(previous.clone());
+            Ok(previous)
+        })
+        .await
+    }
+
+    /// Makes the earlier definition of `name` whose config hash is `to` the
+    /// current one, as [`Store::roll_back`] does, but only while the current
+    /// definition's hash is still `from`: a rollback decided on what `from`
+    /// did must not undo a PUT that came meanwhile. Answers whether it did;
+    /// a service deleted meanwhile, or without that earlier definition, is
+    /// left alone.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the file could not be written.
+    pub async fn roll_back_from(
+        &self,
+        name: &ServiceName,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, Error> {
+        let applies = |stored: &StoredService| {
+            stored.definition.config_hash() == from
+                && stored.history.iter().any(|old| old.config_hash() == to)
+        };
+        // Most passes find nothing to do: decide that without a write.
+        if !self.all().get(name).is_some_and(applies) {
+            return Ok(false);
+        }
+        self.change(|services| {
+            let Some(stored) = services.get_mut(name).filter(|stored| applies(stored)) else {
+                return Ok(false);
+            };
+            let earlier = stored
+                .history
+                .iter()
+                .find(|old| old.config_hash() == to)
+                .cloned()
+                .expect("checked above");
+            Ok(stored.replace(earlier))
+        })
+        .await
+    }
+
     /// Records how many containers of `name` should run.
     ///
     /// # Errors
@@ -499,6 +563,101 @@ mod tests {
             store.set_desired(&ghost, 1).await,
             Err(Error::ServiceNotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_rollback_swaps_current_and_previous_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        let store = Store::open(&path).unwrap();
+        let web = ServiceName::parse("web").unwrap();
+        store.create(definition("web", "app:1")).await.unwrap();
+        store.set_desired(&web, 2).await.unwrap();
+        store.replace(definition("web", "app:2")).await.unwrap();
+        store.replace(definition("web", "app:3")).await.unwrap();
+
+        let now = store.roll_back(&web).await.unwrap();
+        assert_eq!(now.image().as_str(), "app:2");
+        let images = |stored: &StoredService| {
+            let history: Vec<String> = stored
+                .history
+                .iter()
+                .map(|d| d.image().as_str().to_owned())
+                .collect();
+            (stored.definition.image().as_str().to_owned(), history)
+        };
+        // Acknowledged means on disk: a fresh read of the file sees it.
+        let reopened = Store::open(&path).unwrap().service(&web).unwrap();
+        assert_eq!(
+            images(&reopened),
+            (
+                "app:2".to_owned(),
+                vec!["app:3".to_owned(), "app:1".to_owned()]
+            )
+        );
+        assert_eq!(reopened.desired, Some(2), "a rollback keeps the count");
+        // A second rollback undoes the first, like `docker service rollback`.
+        store.roll_back(&web).await.unwrap();
+        assert_eq!(
+            images(&Store::open(&path).unwrap().service(&web).unwrap()),
+            (
+                "app:3".to_owned(),
+                vec!["app:2".to_owned(), "app:1".to_owned()]
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rollback_without_an_earlier_definition_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        let store = Store::open(&path).unwrap();
+        let web = ServiceName::parse("web").unwrap();
+        store.create(definition("web", "app:1")).await.unwrap();
+        // The same definition again is no earlier one.
+        store.replace(definition("web", "app:1")).await.unwrap();
+        let before = fs::read(&path).unwrap();
+        let err = store.roll_back(&web).await.unwrap_err();
+        assert!(matches!(err, Error::NothingToRollBack(_)), "{err:?}");
+        assert_eq!(err.status(), rocket::http::Status::Conflict);
+        assert_eq!(fs::read(&path).unwrap(), before);
+        let ghost = ServiceName::parse("ghost").unwrap();
+        assert!(matches!(
+            store.roll_back(&ghost).await,
+            Err(Error::ServiceNotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_rollback_decided_on_one_definition_leaves_a_later_one_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        let store = Store::open(&path).unwrap();
+        let web = ServiceName::parse("web").unwrap();
+        let (one, two) = (definition("web", "app:1"), definition("web", "app:2"));
+        store.create(one.clone()).await.unwrap();
+        store.replace(two.clone()).await.unwrap();
+        // A PUT came after the failure was seen: the rollback is moot.
+        store.replace(definition("web", "app:3")).await.unwrap();
+        let before = fs::read(&path).unwrap();
+        let moot = store
+            .roll_back_from(&web, two.config_hash(), one.config_hash())
+            .await
+            .unwrap();
+        assert!(!moot);
+        assert_eq!(fs::read(&path).unwrap(), before, "nothing was written");
+        let done = store
+            .roll_back_from(
+                &web,
+                store.get(&web).unwrap().config_hash(),
+                two.config_hash(),
+            )
+            .await
+            .unwrap();
+        assert!(done);
+        let reopened = Store::open(&path).unwrap().service(&web).unwrap();
+        assert_eq!(reopened.definition.image().as_str(), "app:2");
+        assert_eq!(reopened.history[0].image().as_str(), "app:3");
     }
 
     #[tokio::test]

@@ -56,6 +56,16 @@ pub trait Backend: Send + Sync {
         definition: &ServiceDefinition,
         runs_differently: bool,
     ) -> Result<(), Error>;
+
+    /// `POST /service/<name>/rollback`: makes the previous definition of
+    /// `service` current again, in the store, rolls it out as a PUT of it
+    /// would, and answers it.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`], [`Error::NothingToRollBack`],
+    /// [`Error::Storage`], or the docker failure of handing it over (the
+    /// earlier definition then stays current in the store, as after a PUT).
+    async fn roll_back(&self, service: &ServiceName) -> Result<ServiceDefinition, Error>;
 }
 
 /// What a scale reports.
@@ -108,6 +118,8 @@ pub enum RolloutState {
     Complete,
     Rolling,
     Failed,
+    #[serde(rename = "rolled_back")]
+    RolledBack,
     Manual,
     Pending,
 }
@@ -118,7 +130,10 @@ pub struct Rollout {
     /// `complete`: every container runs the current definition; `rolling`:
     /// older ones are being replaced; `failed`: the current definition did
     /// not keep running, so the older containers stay (the containers
-    /// backend tries again after a backoff, Swarm rolled back); `manual`:
+    /// backend tries again after a backoff, Swarm rolled back); `rolled_back`:
+    /// a new definition did not keep running, and the service went back by
+    /// itself to the earlier one it runs, which is the current definition
+    /// again (shown until the next PUT or rollback); `manual`:
     /// reconciling is off, so older containers are only replaced by scales;
     /// `pending` (Swarm): the definition is stored but docker failed to
     /// hand it to Swarm, and the next scale or PUT does.

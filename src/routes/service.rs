@@ -1,4 +1,4 @@
-//! `/service` and `/service/<name>`: the definitions.
+//! `/service`, `/service/<name>` and `/service/<name>/rollback`: the definitions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::store::{Replaced, Store};
 
 pub fn routes() -> Vec<Route> {
-    rocket::routes![list, create, show, replace, delete]
+    rocket::routes![list, create, show, replace, rollback, delete]
 }
 
 #[rocket::get("/service")]
@@ -91,6 +91,16 @@ async fn replace(
         }
     };
     Ok(Custom(status, Json(definition)))
+}
+
+/// Makes the previous definition current again and rolls it out; answers
+/// the definition now current.
+#[rocket::post("/service/<name>/rollback")]
+async fn rollback(
+    backend: &State<Arc<dyn Backend>>,
+    name: &str,
+) -> Result<Json<ServiceDefinition>, Error> {
+    backend.roll_back(&known_name(name)?).await.map(Json)
 }
 
 #[rocket::delete("/service/<name>")]

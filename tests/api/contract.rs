@@ -33,9 +33,10 @@ const PROBED_METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPT
 /// access gate: auth_token, and requests from web pages), 400
 /// and 413 where a body is read, 404 where a service is looked up, 409 where
 /// a name is taken (by a service, or on the swarm backend by a Swarm service
-/// that is not the connector's), 500 where the definitions file is written,
+/// that is not the connector's) and where a rollback has nothing to go back
+/// to, 500 where the definitions file is written,
 /// 502/503/504 where docker runs.
-const STATUSES: [(&str, &str, &[u16]); 10] = [
+const STATUSES: [(&str, &str, &[u16]); 11] = [
     ("GET", "/service", &[200, 401, 403]),
     ("POST", "/service", &[201, 400, 401, 403, 409, 413, 500]),
     ("GET", "/service/{name}", &[200, 401, 403, 404]),
@@ -48,6 +49,11 @@ const STATUSES: [(&str, &str, &[u16]); 10] = [
         "DELETE",
         "/service/{name}",
         &[204, 401, 403, 404, 500, 502, 503, 504],
+    ),
+    (
+        "POST",
+        "/service/{name}/rollback",
+        &[200, 401, 403, 404, 409, 500, 502, 503, 504],
     ),
     (
         "POST",
@@ -215,7 +221,7 @@ fn every_operation_documents_its_statuses_and_its_errors_use_the_error_schema() 
         let has_body = op.get("requestBody").is_some();
         assert_eq!(
             has_body,
-            matches!(method, "POST" | "PUT"),
+            matches!(method, "POST" | "PUT") && !path.ends_with("/rollback"),
             "{label}: request body"
         );
         if has_body {
@@ -460,6 +466,12 @@ pub async fn real_answers_fit_the_documented_statuses_headers_and_schemas(backen
     )
     .await;
     run.send(&app, "GET", "/service/nothing/status", None, 404)
+        .await;
+    run.send(&app, "POST", "/service/helloworld/rollback", None, 200)
+        .await;
+    run.send(&app, "POST", "/service/second/rollback", None, 409)
+        .await;
+    run.send(&app, "POST", "/service/nothing/rollback", None, 404)
         .await;
     if backend == Backend::Swarm {
         // A Swarm service of the name the connector would use, not its own.

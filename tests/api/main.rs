@@ -18,6 +18,7 @@ mod ports;
 mod readme;
 mod reconcile;
 mod restart;
+mod rollback;
 mod scale;
 mod service;
 mod stop;

@@ -33,6 +33,8 @@ pub fn suite() -> Vec<(&'static str, BackendTest)> {
         racing_puts_leave_swarm_running_the_definition_stored_last,
         a_scale_waiting_for_swarm_ends_when_a_later_scale_or_a_delete_comes,
         a_scale_during_a_failing_update_waits_and_keeps_the_rollback,
+        the_rollback_endpoint_hands_swarm_the_previous_definition,
+        the_stored_definition_follows_swarms_rollback_without_a_status_call,
     )
 }
 
@@ -280,29 +282,35 @@ pub async fn an_update_that_fails_is_rolled_back_and_the_earlier_definition_keep
     serving(&app, 2).await;
     let name = swarm_name(&app, "web");
     let good_hash = service_hash(&name);
+    let good = app.show("web").await.body;
 
     let broken = json!({"image": TEST_IMAGE, "command": "sh -c 'exit 7'", "ports": ["8080"]});
     assert_eq!(app.put("web", broken).await.status, 200);
+    // Swarm rolls back, and the stored definition follows it.
     let (failed, _) = status_until(&app, "web", "the update fails", |status| {
-        status["rollout"]["state"] == "failed"
+        status["rollout"]["state"] == "rolled_back"
     })
     .await;
     let error = failed["rollout"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("Swarm"), "{failed:#}");
+    assert_eq!(app.show("web").await.body, good);
 
-    // Swarm rolls back: the earlier definition runs two tasks again.
+    // The earlier definition, current again, runs two tasks again.
     let (rolled_back, took) = status_until(&app, "web", "the rollback", |status| {
         status["running_resources"] == 2
-            && status["rollout"]["outdated"] == 2
+            && status["rollout"]["updated"] == 2
             && status["rollout"]["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("rolled the update back") && e.contains("exit (7)"))
     })
     .await;
-    assert_eq!(rolled_back["rollout"]["state"], "failed", "{rolled_back:#}");
+    assert_eq!(
+        rolled_back["rollout"]["state"], "rolled_back",
+        "{rolled_back:#}"
+    );
     assert_eq!(service_hash(&name), good_hash);
     for task in rolled_back["containers"].as_array().unwrap() {
-        assert_eq!(task["current"], false, "{task}");
+        assert_eq!(task["current"], true, "{task}");
     }
 
     // Scales keep the rolled-back definition rather than retry the broken
@@ -316,9 +324,10 @@ pub async fn an_update_that_fails_is_rolled_back_and_the_earlier_definition_keep
             "after a scale to {replicas}"
         );
         let status = app.status("web").await.body;
-        assert_eq!(status["rollout"]["state"], "failed", "{status:#}");
-        assert_eq!(status["rollout"]["outdated"], replicas, "{status:#}");
+        assert_eq!(status["rollout"]["state"], "rolled_back", "{status:#}");
+        assert_eq!(status["rollout"]["outdated"], 0, "{status:#}");
     }
+    assert_eq!(app.show("web").await.body, good);
 
     // A fixed definition rolls out.
     let fixed = json!({"image": TEST_IMAGE, "command": HTTPD, "ports": ["8080"],
@@ -531,6 +540,83 @@ pub async fn a_scale_during_a_failing_update_waits_and_keeps_the_rollback(backen
         "the broken definition stayed"
     );
     let status = app.status("web").await.body;
-    assert_eq!(status["rollout"]["state"], "failed", "{status:#}");
-    assert_eq!(status["rollout"]["outdated"], 3, "{status:#}");
+    assert_eq!(status["rollout"]["state"], "rolled_back", "{status:#}");
+    assert_eq!(status["rollout"]["outdated"], 0, "{status:#}");
+}
+
+/// `POST /service/<name>/rollback` on Swarm: `docker service rollback`
+/// while Swarm's previous spec is the previous definition, an update to it
+/// once a scale has made Swarm's previous spec another count; 409 with
+/// nothing to go back to, 404 for an unknown service.
+pub async fn the_rollback_endpoint_hands_swarm_the_previous_definition(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    serving(&app, 2).await;
+    let name = swarm_name(&app, "web");
+    let first = app.show("web").await.body;
+    let first_hash = service_hash(&name);
+    let second = json!({"image": TEST_IMAGE, "command": HTTPD, "ports": ["8080"],
+                        "environment": {"VERSION": "2"}});
+    assert_eq!(app.put("web", second).await.status, 200);
+    let rolled = |status: &Value, updated: u64| {
+        status["rollout"]["state"] == "complete"
+            && status["rollout"]["updated"] == updated
+            && status["running_resources"] == updated
+    };
+    status_until(&app, "web", "the update", |s| rolled(s, 2)).await;
+    let second = app.show("web").await.body;
+    let second_hash = service_hash(&name);
+
+    let reply = app.send("POST", "/service/web/rollback", None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, first);
+    assert_eq!(app.show("web").await.body, first);
+    status_until(&app, "web", "the rollback", |s| rolled(s, 2)).await;
+    assert_eq!(service_hash(&name), first_hash);
+    // Swarm's own rollback did it, with its rollback settings.
+    let state = poll_until(SWARM_LIMIT, || async {
+        let state = inspect_service(&name, "{{.UpdateStatus.State}}");
+        (state == "rollback_completed", state)
+    })
+    .await;
+    assert_eq!(state, "rollback_completed");
+
+    // A scale makes Swarm's previous spec this definition with 2 tasks:
+    // the endpoint hands over the previous definition as an update.
+    assert_eq!(app.scale("web", json!(3)).await.status, 200);
+    let reply = app.send("POST", "/service/web/rollback", None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, second);
+    status_until(&app, "web", "the second rollback", |s| rolled(s, 3)).await;
+    assert_eq!(service_hash(&name), second_hash);
+    assert_eq!(
+        inspect_service(&name, "{{.Spec.Mode.Replicated.Replicas}}"),
+        "3"
+    );
+
+    app.create_service("fresh", json!({})).await;
+    let reply = app.send("POST", "/service/fresh/rollback", None).await;
+    assert_eq!(reply.status, 409, "{reply:?}");
+    let reply = app.send("POST", "/service/ghost/rollback", None).await;
+    assert_eq!(reply.status, 404, "{reply:?}");
+}
+
+/// Swarm's own rollback reaches `GET /service/<name>` through the watcher
+/// of updates in flight: nothing here asks for a status or scales.
+pub async fn the_stored_definition_follows_swarms_rollback_without_a_status_call(backend: Backend) {
+    let app = TestApp::spawn_with(backend.options()).await;
+    serving(&app, 2).await;
+    let good = app.show("web").await.body;
+    let broken = json!({"image": TEST_IMAGE, "command": "sh -c 'exit 7'", "ports": ["8080"]});
+    let reply = app.put("web", broken).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_ne!(app.show("web").await.body, good);
+    let shown = poll_until(SWARM_LIMIT, || async {
+        let shown = app.show("web").await.body;
+        (shown == good, shown)
+    })
+    .await;
+    assert_eq!(shown, good, "{}", app.log());
+    let status = app.status("web").await.body;
+    assert_eq!(status["rollout"]["state"], "rolled_back", "{status:#}");
+    assert_eq!(status["rollout"]["outdated"], 0, "{status:#}");
 }

@@ -7,12 +7,14 @@
 //! - `plan`: pure planning: what holds a place, what goes, the names.
 //! - `progress`: failed attempts and their backoff, per service.
 //! - `rollout`: rolling a definition change, start-first.
+//! - `rollback`: going back to the previous definition, asked or by itself.
 //! - `status`: the status report (read-only).
 //! - `reconciler`: the background loop and the pass it runs per service.
 
 mod plan;
 mod progress;
 mod reconciler;
+mod rollback;
 mod rollout;
 mod scaler;
 mod status;
@@ -65,5 +67,13 @@ impl Backend for ContainersBackend {
             self.reconciler.wake();
         }
         Ok(())
+    }
+
+    /// The store goes back to the previous definition; the reconciler
+    /// rolls it as after a PUT.
+    async fn roll_back(&self, service: &ServiceName) -> Result<ServiceDefinition, Error> {
+        let definition = self.scaler.roll_back(service).await?;
+        self.reconciler.wake();
+        Ok(definition)
     }
 }

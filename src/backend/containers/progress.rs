@@ -57,6 +57,11 @@ pub(super) struct Progress {
     pub(super) roll: Attempts,
     /// The config hash whose roll failed, and why.
     pub(super) failed_roll: Option<(String, String)>,
+    /// The config hash an automatic rollback made current, and why it
+    /// rolled back: status says `rolled_back` while that definition stays
+    /// current, until a PUT or a rollback clears the progress. In memory
+    /// only: after a restart the store alone tells what is current.
+    pub(super) rolled_back: Option<(String, String)>,
 }
 
 /// A service's [`Progress`], kept beside its lock.

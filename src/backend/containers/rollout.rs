@@ -1,7 +1,9 @@
 //! Rolling updates on the containers backend: a reconcile pass that finds
 //! containers of an older definition replaces one batch of them,
 //! start-first, and keeps the old ones serving when the new ones do not
-//! hold. A failed roll waits out its own backoff (see [`super::progress`]).
+//! hold. A failed roll goes back to the earlier definition by itself (see
+//! [`super::rollback`]), or waits out its own backoff (see
+//! [`super::progress`]).
 
 use futures::stream::{self, StreamExt};
 
@@ -63,13 +65,21 @@ impl Scaler {
         if replaced {
             return result;
         }
-        let mut progress = progress.get();
-        progress.roll.record(&result);
-        progress.failed_roll = match &result {
-            Ok(()) => None,
-            Err(e) => Some((hash.to_owned(), e.to_string())),
-        };
-        result
+        {
+            let mut progress = progress.get();
+            progress.roll.record(&result);
+            progress.failed_roll = match &result {
+                Ok(()) => None,
+                Err(e) => Some((hash.to_owned(), e.to_string())),
+            };
+        }
+        match result {
+            Err(failure) => {
+                self.roll_back_by_itself(service, progress, stored, containers, failure)
+                    .await
+            }
+            done => done,
+        }
     }
 
     /// Replaces `outdated` start-first: starts as many containers of

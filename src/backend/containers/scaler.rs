@@ -425,7 +425,7 @@ impl Scaler {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
@@ -434,7 +434,7 @@ mod tests {
     use crate::docker::{ContainerEvent, EventStream, EventTime, PublishedPorts};
 
     #[derive(Default)]
-    struct FakeEngine {
+    pub(in crate::backend::containers) struct FakeEngine {
         containers: Mutex<Vec<Container>>,
         foreign_names: Vec<String>,
         /// How often one service's containers were listed.
@@ -523,7 +523,7 @@ mod tests {
         }
     }
 
-    async fn scaler_with(
+    pub(in crate::backend::containers) async fn scaler_with(
         engine: FakeEngine,
         services: &[&str],
     ) -> (Scaler, Arc<FakeEngine>, tempfile::TempDir) {

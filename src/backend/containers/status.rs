@@ -76,16 +76,27 @@ impl Scaler {
             .and_then(|p| p.failed_roll.as_ref())
             .filter(|(hash, _)| *hash == current_hash)
             .map(|(_, why)| why.clone());
+        let rolled_back = progress
+            .and_then(|p| p.rolled_back.as_ref())
+            .filter(|(hash, _)| *hash == current_hash)
+            .map(|(_, why)| why.clone());
+        // A failing roll is news even after a rollback: what the rollback
+        // went to does not roll either.
+        let state = match (outdated, &failed_roll, &rolled_back) {
+            (1.., Some(_), _) => RolloutState::Failed,
+            (_, _, Some(_)) => RolloutState::RolledBack,
+            (0, _, _) => RolloutState::Complete,
+            _ if !self.reconciling => RolloutState::Manual,
+            _ => RolloutState::Rolling,
+        };
         let rollout = Rollout {
-            state: match (outdated, &failed_roll) {
-                (0, _) => RolloutState::Complete,
-                (_, Some(_)) => RolloutState::Failed,
-                _ if !self.reconciling => RolloutState::Manual,
-                _ => RolloutState::Rolling,
+            error: match state {
+                RolloutState::RolledBack => rolled_back,
+                _ => failed_roll,
             },
+            state,
             updated,
             outdated,
-            error: failed_roll,
         };
         let problem = progress
             .and_then(|p| p.count.last_error.clone())

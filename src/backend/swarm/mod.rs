@@ -18,14 +18,22 @@ use async_trait::async_trait;
 
 use crate::backend::locks::ServiceLocks;
 use crate::backend::{Backend, Rollout, RolloutState, ScaleReport, ServiceStatus};
-use crate::docker::{Lookup, SwarmCli, SwarmService};
+use crate::docker::{Lookup, SwarmCli, SwarmService, Task};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
-use crate::store::Store;
+use crate::store::{Store, StoredService};
 use status::{newest_error, status_of};
 
 /// How often a scale asks Swarm how many tasks run.
 const SCALE_POLL: Duration = Duration::from_millis(200);
+
+/// How often the update watcher asks Swarm how an update it took goes.
+const UPDATE_POLL: Duration = Duration::from_secs(2);
+
+/// How long after a hand-over an update that does not look under way is
+/// still watched: Swarm's update status may still be the last update's
+/// until its updater starts on the new one.
+const UPDATE_START_GRACE: Duration = Duration::from_secs(5);
 
 /// Services as Swarm services, through [`SwarmCli`].
 pub struct SwarmBackend {
@@ -42,6 +50,17 @@ pub struct SwarmBackend {
     /// a definition Swarm rolled back from one it never got. Not kept
     /// across restarts: then `UpdateStatus` alone decides.
     handed_over: Mutex<HashMap<ServiceName, String>>,
+    /// For each service whose stored definition followed Swarm's own
+    /// rollback: the config hash it went back to, and the definition Swarm
+    /// gave up, whose tasks say why. Status says `rolled_back` while the
+    /// former stays current; a PUT or a rollback clears it. In memory
+    /// only, like `handed_over`.
+    rollbacks: Mutex<HashMap<ServiceName, (String, ServiceDefinition)>>,
+    /// The services whose definition docker took for a rolling update,
+    /// with when, until the watcher (see [`SwarmBackend::follow_updates`])
+    /// has seen the update end. Only these are asked about, so the
+    /// watcher's cost follows the updates in flight, not the services.
+    watching: Mutex<HashMap<ServiceName, Instant>>,
 }
 
 impl SwarmBackend {
@@ -52,7 +71,71 @@ impl SwarmBackend {
             store,
             scale_timeout,
             handed_over: Mutex::new(HashMap::new()),
+            rollbacks: Mutex::new(HashMap::new()),
+            watching: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Runs until the runtime stops: watches each update docker took until
+    /// Swarm ends it, so that when Swarm rolls it back by itself the store
+    /// follows at once (see [`SwarmBackend::follow_rollback`]), not only at
+    /// the next status or scale. After a restart of the connector, updates
+    /// handed over before it are followed by those.
+    pub async fn follow_updates(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(UPDATE_POLL).await;
+            let watched: Vec<(ServiceName, Instant)> = self
+                .watching
+                .lock()
+                .expect("the watch table is never poisoned")
+                .iter()
+                .map(|(service, since)| (service.clone(), *since))
+                .collect();
+            for (service, since) in watched {
+                if self.update_ended(&service, since).await {
+                    let mut watching = self
+                        .watching
+                        .lock()
+                        .expect("the watch table is never poisoned");
+                    // A later hand-over starts a watch of its own.
+                    if watching.get(&service) == Some(&since) {
+                        watching.remove(&service);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the update of `service` handed over at `since` has ended,
+    /// its rollback (if Swarm rolled it back) followed by the store; a
+    /// service gone is done with too. Under the service's lock, so it
+    /// cannot follow a rollback across a PUT.
+    async fn update_ended(&self, service: &ServiceName, since: Instant) -> bool {
+        let _lock = self.locks.lock(service).await;
+        let Some(stored) = self.store.service(service) else {
+            return true;
+        };
+        let current = match self.cli.inspect(service).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return true,
+            Err(e) => {
+                log::debug!("'{service}': cannot ask Swarm how its update goes: {e}");
+                return false;
+            }
+        };
+        if current.rolling() || since.elapsed() < UPDATE_START_GRACE {
+            return false;
+        }
+        self.follow_rollback(service, stored, &current).await;
+        true
+    }
+
+    /// Watches the update docker just took for `service`.
+    fn watch_update(&self, service: &ServiceName) {
+        self.watching
+            .lock()
+            .expect("the watch table is never poisoned")
+            .insert(service.clone(), Instant::now());
     }
 
     /// Whether the engine is a Swarm manager; the connector refuses to
@@ -91,6 +174,99 @@ impl SwarmBackend {
         }
     }
 
+    /// Makes the store follow Swarm when Swarm rolled the stored definition
+    /// back by itself (`--update-failure-action rollback`): the definition
+    /// Swarm went back to becomes the current one again, the rolled-back
+    /// one the head of the history, as after `POST .../rollback`, so that
+    /// `GET /service/<name>` shows what runs. Followed only when docker is
+    /// known to have taken the stored definition: this connector handed it
+    /// over, or Swarm's previous spec is it (after a restart of the
+    /// connector; a PUT that docker refused must not be undone). Answers
+    /// the service as the store then holds it; a failure to write is logged
+    /// and leaves the store as it was (status then says `failed`).
+    async fn follow_rollback(
+        &self,
+        service: &ServiceName,
+        stored: StoredService,
+        current: &SwarmService,
+    ) -> StoredService {
+        let from = stored.definition.config_hash();
+        if !self.rolled_back(&stored.definition, current) {
+            return stored;
+        }
+        let taken = self
+            .handed_over
+            .lock()
+            .expect("the hand-over table is never poisoned")
+            .get(service)
+            .is_some_and(|hash| hash == from);
+        if !taken {
+            match self.cli.previous_config_hash(current).await {
+                Ok(Some(previous)) if previous == from => {}
+                Ok(_) => return stored,
+                Err(e) => {
+                    log::warn!("'{service}': cannot read Swarm's previous spec: {e}");
+                    return stored;
+                }
+            }
+        }
+        match self
+            .store
+            .roll_back_from(service, from, &current.config_hash)
+            .await
+        {
+            Ok(true) => {
+                log::warn!(
+                    "'{service}': Swarm rolled the update back; the stored definition follows"
+                );
+                self.rollbacks
+                    .lock()
+                    .expect("the rollback table is never poisoned")
+                    .insert(
+                        service.clone(),
+                        (current.config_hash.clone(), stored.definition.clone()),
+                    );
+            }
+            Ok(false) => {}
+            Err(e) => log::error!("'{service}': cannot follow Swarm's rollback: {e}"),
+        }
+        self.store.service(service).unwrap_or(stored)
+    }
+
+    /// Why Swarm rolled `stored` back to its definition, while that is
+    /// the one the store followed Swarm to: told as a status of the
+    /// definition Swarm gave up would tell it, from Swarm's update status
+    /// and the tasks as they are now (a rollback under way, then done).
+    fn rollback_reason(
+        &self,
+        service: &ServiceName,
+        stored: &StoredService,
+        current: &SwarmService,
+        tasks: &[Task],
+    ) -> Option<String> {
+        let given_up = self
+            .rollbacks
+            .lock()
+            .expect("the rollback table is never poisoned")
+            .get(service)
+            .filter(|(hash, _)| hash == stored.definition.config_hash())
+            .map(|(_, given_up)| given_up.clone())?;
+        let as_given_up = StoredService {
+            definition: given_up,
+            ..stored.clone()
+        };
+        status_of(&as_given_up, current, tasks, true).rollout.error
+    }
+
+    /// Forgets what a rollback of `service` said: a definition was put or
+    /// rolled back since, or the service is gone.
+    fn forget_rollback(&self, service: &ServiceName) {
+        self.rollbacks
+            .lock()
+            .expect("the rollback table is never poisoned")
+            .remove(service);
+    }
+
     /// Records `replicas` as the desired count and hands it to Swarm, once
     /// Swarm is not rolling tasks (see [`SwarmService::rolling`]); waits
     /// for that, without the lock, up to the scale timeout.
@@ -125,11 +301,15 @@ impl SwarmBackend {
             .store
             .service(service)
             .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
-        let definition = &stored.definition;
         let current = self.cli.inspect(service).await?;
         if current.as_ref().is_some_and(SwarmService::rolling) {
             return Ok(false);
         }
+        let stored = match &current {
+            Some(current) => self.follow_rollback(service, stored, current).await,
+            None => stored,
+        };
+        let definition = &stored.definition;
         self.store.set_desired(service, replicas).await?;
         let Some(current) = current else {
             self.cli.create(definition, replicas).await?;
@@ -144,6 +324,7 @@ impl SwarmBackend {
         {
             self.cli.update(&current, Some(definition), None).await?;
             self.record_handed_over(definition);
+            self.watch_update(service);
         }
         Ok(true)
     }
@@ -207,6 +388,7 @@ impl SwarmBackend {
             Some(current) if current.config_hash != stored.config_hash() => {
                 self.cli.update(&current, Some(&stored), None).await?;
                 self.record_handed_over(&stored);
+                self.watch_update(service);
                 Ok(())
             }
             _ => Ok(()),
@@ -264,8 +446,19 @@ impl Backend for SwarmBackend {
             });
         };
         let tasks = self.cli.tasks(service).await?;
+        let stored = self.follow_rollback(service, stored, &current).await;
         let rolled_back = self.rolled_back(&stored.definition, &current);
-        Ok(status_of(&stored, &current, &tasks, rolled_back))
+        let mut status = status_of(&stored, &current, &tasks, rolled_back);
+        if let Some(why) = self.rollback_reason(service, &stored, &current, &tasks) {
+            if matches!(
+                status.rollout.state,
+                RolloutState::Complete | RolloutState::Rolling
+            ) {
+                status.rollout.state = RolloutState::RolledBack;
+                status.rollout.error = Some(why);
+            }
+        }
+        Ok(status)
     }
 
     /// Hands the definition to the Swarm service as a rolling update, when
@@ -280,7 +473,54 @@ impl Backend for SwarmBackend {
     ) -> Result<(), Error> {
         let service = definition.name();
         let _lock = self.locks.lock(service).await;
+        self.forget_rollback(service);
         self.hand_over(service).await.map_err(stored_anyway)
+    }
+
+    /// The store goes back to the previous definition (as a PUT, before
+    /// docker is asked), then Swarm does: with `docker service rollback`
+    /// when Swarm's previous spec is that definition, so Swarm rolls back
+    /// with its rollback settings; as an update to it otherwise (a scale
+    /// since the PUT made Swarm's previous spec the current definition with
+    /// another count, which is all a `docker service rollback` would undo);
+    /// not at all when Swarm already runs it (it rolled back by itself) or
+    /// has no service yet (the first scale creates it from the store).
+    async fn roll_back(&self, service: &ServiceName) -> Result<ServiceDefinition, Error> {
+        let _lock = self.locks.lock(service).await;
+        let from = self
+            .store
+            .service(service)
+            .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
+        if from.history.is_empty() {
+            return Err(Error::NothingToRollBack(service.to_string()));
+        }
+        // Asked before the store changes: a Swarm service that is not ours,
+        // or a docker that does not answer, leaves everything as it was.
+        let current = self.cli.inspect(service).await?;
+        let definition = self.store.roll_back(service).await?;
+        self.forget_rollback(service);
+        let from = from.definition;
+        let handed = async {
+            let Some(current) = current else {
+                return Ok(());
+            };
+            if current.config_hash == definition.config_hash() {
+                return Ok(());
+            }
+            let previous = self.cli.previous_config_hash(&current).await?;
+            if current.config_hash == from.config_hash()
+                && previous.as_deref() == Some(definition.config_hash())
+            {
+                self.cli.roll_back(&current).await
+            } else {
+                self.cli.update(&current, Some(&definition), None).await
+            }
+        };
+        handed.await.map_err(stored_anyway)?;
+        self.record_handed_over(&definition);
+        self.watch_update(service);
+        log::info!("'{service}': rolled back to its previous definition on request");
+        Ok(definition)
     }
 
     async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
@@ -297,6 +537,11 @@ impl Backend for SwarmBackend {
         self.handed_over
             .lock()
             .expect("the hand-over table is never poisoned")
+            .remove(service);
+        self.forget_rollback(service);
+        self.watching
+            .lock()
+            .expect("the watch table is never poisoned")
             .remove(service);
         Ok(())
     }

@@ -425,6 +425,48 @@ impl SwarmCli {
             .await
             .map(drop)
     }
+
+    /// The config hash of the spec a `docker service rollback` of `current`
+    /// would go back to (Swarm's `PreviousSpec`); `None` when Swarm keeps
+    /// none, or one without the connector's hash label.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn previous_config_hash(
+        &self,
+        current: &SwarmService,
+    ) -> Result<Option<String>, Error> {
+        let format = format!(
+            "{{{{with .PreviousSpec}}}}{{{{index .Labels {LABEL_CONFIG_HASH:?}}}}}{{{{end}}}}"
+        );
+        let args = [
+            arg("service"),
+            arg("inspect"),
+            arg("--format"),
+            format,
+            current.name.clone(),
+        ];
+        let out = self.runner.run(&args).await?;
+        let hash = out.trim();
+        Ok((!hash.is_empty() && hash != "<no value>").then(|| hash.to_owned()))
+    }
+
+    /// `docker service rollback`: Swarm makes the previous spec of
+    /// `current` its spec again and rolls the tasks back to it, start-first
+    /// (`--rollback-order`); returns without waiting.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn roll_back(&self, current: &SwarmService) -> Result<(), Error> {
+        let args = [
+            arg("service"),
+            arg("rollback"),
+            arg("--detach"),
+            arg("--quiet"),
+            current.name.clone(),
+        ];
+        self.runner.run(&args).await.map(drop)
+    }
 }
 
 #[cfg(test)]
