@@ -148,7 +148,7 @@ impl Connector {
         let path = format!("/service/{service}/status");
         let answer = self.call("GET", &path, None);
         assert_eq!(answer.status, 200, "GET {path}: {}", answer.text());
-        serde_json::from_str(&answer.text())
+        serde_json::from_slice(&answer.body)
             .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", answer.text()))
     }
 

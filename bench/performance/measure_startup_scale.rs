@@ -3,7 +3,8 @@
 //! same, rounds alternating which side goes first.
 
 use std::path::Path;
-use std::time::Instant;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -15,6 +16,13 @@ use crate::{progress, workload_service, Plan};
 
 const SCALE_SERVICE: &str = "scale";
 const SCALE_REPLICAS: u64 = 20;
+/// The untimed pause between a scale up and the scale down, on both sides.
+/// A container's shell sets its SIGTERM trap a moment after `docker run`
+/// returns; a SIGTERM that comes sooner is lost (PID 1 ignores signals it
+/// has no handler for yet), and its stop waits out the 10 s grace. On this
+/// busy host that happened to one side's freshest container in 2 of 5
+/// rounds without the pause.
+const SETTLE_BEFORE_DOWN: Duration = Duration::from_secs(1);
 /// Per round, the seconds from spawning a fresh connector to its first
 /// answer; each round starts its own, beside the one under load.
 pub fn measure_startup(plan: &Plan, log_dir: &Path) -> Vec<f64> {
@@ -96,6 +104,7 @@ fn scale_through_connector(connector: &Connector) -> UpDown {
     let started = Instant::now();
     connector.scale(SCALE_SERVICE, SCALE_REPLICAS);
     let up = started.elapsed().as_secs_f64();
+    thread::sleep(SETTLE_BEFORE_DOWN);
     let started = Instant::now();
     connector.scale(SCALE_SERVICE, 0);
     let down = started.elapsed().as_secs_f64();
@@ -113,6 +122,7 @@ fn scale_with_raw_cli(instance: &str, raw_instance: &str, round: usize) -> UpDow
     let started = Instant::now();
     let ids = run_raw_containers(&names, raw_instance, "raw", &[]);
     let up = started.elapsed().as_secs_f64();
+    thread::sleep(SETTLE_BEFORE_DOWN);
     let started = Instant::now();
     stop_raw_containers(&ids);
     let down = started.elapsed().as_secs_f64();
