@@ -8,22 +8,44 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::app::{AppOptions, TestApp};
+use crate::support::app::{poll_until, AppOptions, TestApp};
 use crate::support::docker::{docker, unique_instance, Scratch, TEST_IMAGE};
 
-/// A command that, at SIGTERM, waits `seconds`, writes `bye` to a file named
-/// after its container (docker sets `HOSTNAME` to the short id) in `/out`,
-/// and exits. The shell runs as PID 1, which the kernel spares every signal
-/// it has no handler for, hence the trap; the sleep runs in the background
-/// so the shell is free to run the trap when the signal comes.
+/// A command that writes `ready` to a file named after its container
+/// (docker sets `HOSTNAME` to the short id) in `/out` once it handles
+/// SIGTERM, and at SIGTERM waits `seconds`, writes `bye` there and exits.
+/// The shell runs as PID 1, which the kernel spares every signal it has no
+/// handler for, hence the trap, and a SIGTERM before the trap is set is
+/// lost, hence `ready`; the sleep runs in the background so the shell is
+/// free to run the trap when the signal comes.
 fn leaves_a_note_at_sigterm(seconds: u32) -> Value {
     json!([
         "sh",
         "-c",
         format!(
-            "trap 'sleep {seconds}; echo bye > /out/$HOSTNAME; exit 0' TERM; sleep 1000 & wait"
+            "trap 'sleep {seconds}; echo bye > /out/$HOSTNAME; exit 0' TERM; \
+             echo ready > /out/$HOSTNAME; sleep 1000 & wait"
         )
     ])
+}
+
+/// Waits until each of `ids` has noted that it handles SIGTERM.
+async fn wait_until_ready(volume: &Scratch, ids: &[String]) {
+    let notes = poll_until(Duration::from_secs(10), || async {
+        let notes = notes_in(volume);
+        let ready = ids
+            .iter()
+            .all(|id| notes.get(&short(id)).map(String::as_str) == Some("ready"));
+        (ready, notes)
+    })
+    .await;
+    for id in ids {
+        assert_eq!(
+            notes.get(&short(id)).map(String::as_str),
+            Some("ready"),
+            "{id} never set its trap: {notes:?}"
+        );
+    }
 }
 
 /// The notes the containers left in `volume`: short container id → text.
@@ -66,6 +88,7 @@ async fn sigterm_reaches_containers_on_scale_down_and_on_delete() {
     let reply = app.scale("web", json!(3)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let before = app.running("web");
+    wait_until_ready(&volume, &before).await;
 
     let reply = app.scale("web", json!(1)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -85,8 +108,9 @@ async fn sigterm_reaches_containers_on_scale_down_and_on_delete() {
             "no SIGTERM seen by {id} on scale-down: {notes:?}"
         );
     }
-    assert!(
-        !notes.contains_key(&short(&kept[0])),
+    assert_eq!(
+        notes.get(&short(&kept[0])).map(String::as_str),
+        Some("ready"),
         "the kept container was signalled: {notes:?}"
     );
 
@@ -145,7 +169,9 @@ async fn a_slow_graceful_exit_is_waited_for_past_the_docker_timeout() {
     .await;
     let reply = app.scale("patient", json!(1)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
-    let id = short(&app.running("patient")[0]);
+    let running = app.running("patient");
+    wait_until_ready(&volume, &running).await;
+    let id = short(&running[0]);
 
     let started = Instant::now();
     let reply = app.delete("patient").await;
