@@ -131,7 +131,12 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
                 parallelism: update.parallelism,
                 monitor: update.settle,
             };
-            let cli = SwarmCli::new(runner, config.instance.clone(), settings);
+            let cli = SwarmCli::new(
+                runner,
+                config.instance.clone(),
+                settings,
+                bind_policy.clone(),
+            );
             let swarm = Arc::new(SwarmBackend::new(
                 cli,
                 store.clone(),

@@ -87,7 +87,16 @@ impl DockerCli {
     /// travels as `--flag=value`, or comes after `--`: none can be read as
     /// a flag of its own.
     fn run_args(&self, definition: &ServiceDefinition, name: &str) -> Vec<String> {
-        let mut args = vec![arg("run"), arg("-d"), arg("--name"), arg(name)];
+        // One network joins at `docker run`; engines before 25 refuse a
+        // second `--network` there, so the others are connected before
+        // the container starts (see `start`).
+        let verb: &[&str] = if definition.networks().len() > 1 {
+            &["create"]
+        } else {
+            &["run", "-d"]
+        };
+        let mut args: Vec<String> = verb.iter().map(|word| arg(word)).collect();
+        args.extend([arg("--name"), arg(name)]);
         let mut labels = vec![
             format!("{LABEL_INSTANCE}={}", self.instance),
             format!("{LABEL_SERVICE}={}", definition.name()),
@@ -132,8 +141,8 @@ impl DockerCli {
                 args.push(format!("--pids-limit={pids}"));
             }
         }
-        for network in definition.networks() {
-            args.push(format!("--network={network}"));
+        if let Some(first) = definition.networks().first() {
+            args.push(format!("--network={first}"));
         }
         for mount in definition.volumes() {
             args.push(format!("--mount={}", mount.mount_arg()));
@@ -142,6 +151,15 @@ impl DockerCli {
         args.extend([arg("--"), arg(definition.image().as_str())]);
         args.extend(definition.command_argv().iter().cloned());
         args
+    }
+
+    /// Connects the created container `id` to `networks`, then starts it.
+    async fn connect_and_start(&self, id: &str, networks: &[String]) -> Result<(), Error> {
+        for network in networks {
+            let args = [arg("network"), arg("connect"), arg(network), arg(id)];
+            self.runner.run(&args).await?;
+        }
+        self.runner.run(&[arg("start"), arg(id)]).await.map(drop)
     }
 
     /// `docker ps` of this instance's containers, narrowed by `filters`.
@@ -197,15 +215,25 @@ impl Engine for DockerCli {
     ) -> Result<StartOutcome, Error> {
         definition.check_host_paths(&self.bind_policy)?;
         let args = self.run_args(definition, name);
-        match self.runner.run(&args).await {
-            Ok(stdout) => Ok(StartOutcome::Started(stdout.trim().to_owned())),
+        let id = match self.runner.run(&args).await {
+            Ok(stdout) => stdout.trim().to_owned(),
             Err(Error::DockerFailed(message))
                 if message.contains("is already in use by container") =>
             {
-                Ok(StartOutcome::NameTaken)
+                return Ok(StartOutcome::NameTaken)
             }
-            Err(other) => Err(other),
+            Err(other) => return Err(other),
+        };
+        let more_networks = definition.networks().get(1..).unwrap_or_default();
+        if !more_networks.is_empty() {
+            if let Err(e) = self.connect_and_start(&id, more_networks).await {
+                // A created container that never ran would otherwise wait
+                // for the next pass's clean-up.
+                let _ = self.remove(std::slice::from_ref(&id)).await;
+                return Err(e);
+            }
         }
+        Ok(StartOutcome::Started(id))
     }
 
     async fn published_ports(

@@ -20,6 +20,7 @@ mod user_labels;
 
 pub(crate) use command::Command;
 pub(crate) use definition::ServiceDefinition;
+pub(crate) use duration::go_duration;
 pub(crate) use environment::Environment;
 pub(crate) use image_ref::ImageRef;
 pub use mounts::BindPolicy;

@@ -22,14 +22,14 @@ fn inspect(id: &str) -> Value {
 
 pub async fn every_workload_key_is_what_docker_runs(backend: Backend) {
     let tag = unique_instance();
-    // Swarm services join only networks of swarm scope.
-    let network = match backend {
-        Backend::Containers => Scratch::network(&format!("{tag}-net"), &[]),
-        Backend::Swarm => Scratch::network(
-            &format!("{tag}-net"),
-            &["--driver", "overlay", "--attachable"],
-        ),
+    // Swarm services join only networks of swarm scope. Two networks:
+    // engines before 25 take only one at `docker run`.
+    let driver: &[&str] = match backend {
+        Backend::Containers => &[],
+        Backend::Swarm => &["--driver", "overlay", "--attachable"],
     };
+    let network = Scratch::network(&format!("{tag}-net"), driver);
+    let second = Scratch::network(&format!("{tag}-net2"), driver);
     let volume = Scratch::volume(&format!("{tag}-vol"));
     let app = TestApp::spawn_with(backend.options()).await;
     let body = app
@@ -40,7 +40,7 @@ pub async fn every_workload_key_is_what_docker_runs(backend: Backend) {
                 "healthcheck": {"test": ["CMD", "true"], "interval": "1s", "retries": 2},
                 "stop_grace_period": "3s",
                 "resources": {"memory": "64m", "cpus": "0.5", "pids": 50},
-                "networks": [network.name],
+                "networks": [network.name, second.name],
                 "volumes": [{"source": volume.name, "target": "/data"}],
                 "labels": {"team": "ops", "traefik.enable": "true"}
             }),
@@ -65,6 +65,7 @@ pub async fn every_workload_key_is_what_docker_runs(backend: Backend) {
         .as_object()
         .unwrap();
     assert!(networks.contains_key(&network.name), "{networks:?}");
+    assert!(networks.contains_key(&second.name), "{networks:?}");
 
     let mounts = container["Mounts"].as_array().unwrap();
     assert!(

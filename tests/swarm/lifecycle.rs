@@ -40,11 +40,11 @@ pub fn suite() -> Vec<(&'static str, BackendTest)> {
 
 /// Long enough for Swarm on a loaded 2-core machine to start, roll or roll
 /// back a few tasks.
-const SWARM_LIMIT: Duration = Duration::from_secs(90);
+pub const SWARM_LIMIT: Duration = Duration::from_secs(90);
 
 /// Polls status every 50 ms until `done` holds; returns it and how long
 /// that took. Panics after [`SWARM_LIMIT`] with the last status.
-async fn status_until(
+pub async fn status_until(
     app: &TestApp,
     service: &str,
     what: &str,
@@ -67,12 +67,12 @@ async fn status_until(
 }
 
 /// The Swarm service the connector of `app` runs for `service`.
-fn swarm_name(app: &TestApp, service: &str) -> String {
+pub fn swarm_name(app: &TestApp, service: &str) -> String {
     swarm_service_name(&app.instance, &ServiceName::parse(service).unwrap())
 }
 
 /// Names of the Swarm services of `app`'s instance.
-fn swarm_services(app: &TestApp) -> Vec<String> {
+pub fn swarm_services(app: &TestApp) -> Vec<String> {
     let instance = format!("label=docker-connector.instance={}", app.instance);
     docker(&[
         "service",
@@ -88,14 +88,14 @@ fn swarm_services(app: &TestApp) -> Vec<String> {
 }
 
 /// `docker service inspect --format FORMAT NAME`, trimmed.
-fn inspect_service(name: &str, format: &str) -> String {
+pub fn inspect_service(name: &str, format: &str) -> String {
     docker(&["service", "inspect", "--format", format, name])
         .trim()
         .to_owned()
 }
 
 /// The config hash in the Swarm service's own labels.
-fn service_hash(name: &str) -> String {
+pub fn service_hash(name: &str) -> String {
     inspect_service(
         name,
         "{{index .Spec.Labels \"docker-connector.config-hash\"}}",
@@ -108,7 +108,7 @@ fn service_env(name: &str) -> String {
 }
 
 /// A service that serves its page on 8080, scaled to `replicas`.
-async fn serving(app: &TestApp, replicas: u64) {
+pub async fn serving(app: &TestApp, replicas: u64) {
     app.create_service("web", json!({"command": HTTPD, "ports": ["8080"]}))
         .await;
     let reply = app.scale("web", json!(replicas)).await;

@@ -28,7 +28,12 @@ mod service;
 #[path = "../api/ports.rs"]
 mod ports;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../api/workloads.rs"]
+mod api_workloads;
+
 mod lifecycle;
+mod workloads;
 
 use support::app::{Backend, BackendTest};
 use support::docker::docker;
@@ -122,7 +127,9 @@ fn main() -> ExitCode {
         ("contract", contract::suite()),
         ("service", service::suite()),
         ("ports", ports::suite()),
+        ("api_workloads", api_workloads::suite()),
         ("lifecycle", lifecycle::suite()),
+        ("workloads", workloads::suite()),
     ];
     let trials: Vec<Trial> = suites
         .into_iter()

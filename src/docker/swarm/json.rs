@@ -22,6 +22,9 @@ pub struct SwarmService {
     pub(super) env_keys: BTreeSet<String>,
     /// Its published ports as `--publish-rm` names them: `mode=...,target=...,protocol=...`.
     pub(super) ports: BTreeSet<String>,
+    /// What its spec sets of the workload keys, for an update to reset
+    /// what the new definition lacks.
+    pub(super) workload: SpecWorkload,
     /// Swarm's `UpdateStatus.State`, if it was ever updated.
     pub update_state: Option<UpdateState>,
     pub update_message: Option<String>,
@@ -58,6 +61,26 @@ impl SwarmService {
             Some(UpdateState::Updating | UpdateState::RollbackStarted)
         )
     }
+}
+
+/// The parts of a service's task spec that come from a definition's
+/// workload keys, as far as an update needs to know what to remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecWorkload {
+    /// Whether the spec has a health check of its own (a probe, or
+    /// `NONE` for one turned off); one with every field unset inherits the
+    /// image's, as if there were none.
+    pub(super) healthcheck: bool,
+    /// Which limits are set (not zero).
+    pub(super) memory_limit: bool,
+    pub(super) cpu_limit: bool,
+    pub(super) pids_limit: bool,
+    /// Ids of the networks it joins: the spec holds ids, not names.
+    pub(super) network_ids: BTreeSet<String>,
+    /// Targets of its mounts, as `--mount-rm` names them.
+    pub(super) mount_targets: BTreeSet<String>,
+    /// Keys of its container labels, the connector's own included.
+    pub(super) label_keys: BTreeSet<String>,
 }
 
 /// Swarm's `UpdateStatus.State` of a service: how its last update went.
@@ -193,6 +216,31 @@ pub(super) struct SwarmInfo {
     pub(super) control_available: bool,
 }
 
+/// One network as `docker network ls --format '{{json .}}'` lists it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ListedNetwork {
+    #[serde(rename = "ID")]
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) driver: String,
+    /// `swarm` for the networks Swarm manages (overlay), `local` for one
+    /// engine's own (bridge, host, macvlan...).
+    pub(super) scope: String,
+}
+
+/// Reads the lines of `docker network ls --no-trunc --format '{{json .}}'`.
+pub(super) fn parse_networks(text: &str) -> Result<Vec<ListedNetwork>, Error> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).map_err(|e| {
+                Error::DockerFailed(format!("unexpected `docker network ls` line {line:?}: {e}"))
+            })
+        })
+        .collect()
+}
+
 /// A service as inspect reports it, with its labels for the ownership check.
 pub(super) struct InspectedService {
     pub(super) labels: HashMap<String, String>,
@@ -222,6 +270,8 @@ struct ServiceSpecJson {
 #[serde(rename_all = "PascalCase")]
 struct TaskTemplateJson {
     container_spec: Option<ContainerSpecJson>,
+    resources: Option<ResourcesJson>,
+    networks: Option<Vec<NetworkAttachmentJson>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -229,6 +279,56 @@ struct TaskTemplateJson {
 struct ContainerSpecJson {
     env: Option<Vec<String>>,
     labels: Option<HashMap<String, String>>,
+    healthcheck: Option<HealthcheckJson>,
+    mounts: Option<Vec<MountJson>>,
+}
+
+/// Docker's `HealthConfig`; durations in nanoseconds, zero for "the image's".
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct HealthcheckJson {
+    test: Option<Vec<String>>,
+    interval: Option<u64>,
+    timeout: Option<u64>,
+    start_period: Option<u64>,
+    retries: Option<u64>,
+}
+
+impl HealthcheckJson {
+    /// Whether any field is set: an empty one inherits the image's check.
+    fn sets_anything(&self) -> bool {
+        self.test.as_ref().is_some_and(|test| !test.is_empty())
+            || [self.interval, self.timeout, self.start_period, self.retries]
+                .into_iter()
+                .any(|value| value.unwrap_or(0) != 0)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MountJson {
+    target: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ResourcesJson {
+    limits: Option<LimitsJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LimitsJson {
+    #[serde(rename = "NanoCPUs")]
+    nano_cpus: Option<i64>,
+    memory_bytes: Option<i64>,
+    pids: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NetworkAttachmentJson {
+    target: String,
 }
 
 #[derive(Deserialize)]
@@ -294,7 +394,37 @@ pub(super) fn parse_service(text: &str) -> Result<InspectedService, Error> {
     let json: ServiceJson = serde_json::from_str(text).map_err(|e| {
         Error::DockerFailed(format!("unexpected `docker service inspect` output: {e}"))
     })?;
-    let container = json.spec.task_template.container_spec.unwrap_or_default();
+    let template = json.spec.task_template;
+    let container = template.container_spec.unwrap_or_default();
+    let limits = template.resources.and_then(|r| r.limits);
+    let limit_set = |pick: fn(&LimitsJson) -> Option<i64>| {
+        limits
+            .as_ref()
+            .and_then(pick)
+            .is_some_and(|value| value != 0)
+    };
+    let workload = SpecWorkload {
+        healthcheck: container
+            .healthcheck
+            .as_ref()
+            .is_some_and(HealthcheckJson::sets_anything),
+        memory_limit: limit_set(|l| l.memory_bytes),
+        cpu_limit: limit_set(|l| l.nano_cpus),
+        pids_limit: limit_set(|l| l.pids),
+        network_ids: template
+            .networks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|network| network.target)
+            .collect(),
+        mount_targets: container
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mount| mount.target)
+            .collect(),
+        label_keys: container.labels.unwrap_or_default().into_keys().collect(),
+    };
     let env_keys = container
         .env
         .unwrap_or_default()
@@ -334,6 +464,7 @@ pub(super) fn parse_service(text: &str) -> Result<InspectedService, Error> {
                 .unwrap_or(0),
             env_keys,
             ports,
+            workload,
             update_state,
             update_message,
             mesh_ports: first_published(
@@ -533,5 +664,42 @@ mod tests {
             (None, None, None)
         );
         assert!(task.is_live() && task.is_running());
+    }
+
+    #[test]
+    fn reads_which_workload_keys_a_spec_sets() {
+        let spec = |template: serde_json::Value| {
+            parse_service(
+                &json!({"Spec": {"Name": "n", "TaskTemplate": template, "Mode": {"Replicated": {}}}})
+                    .to_string(),
+            )
+            .unwrap()
+            .service
+            .workload
+        };
+        let set = spec(json!({
+            "ContainerSpec": {"Healthcheck": {"Test": ["NONE"]},
+                              "Labels": {"a": "1", "docker-connector.instance": "prod"},
+                              "Mounts": [{"Type": "volume", "Source": "v", "Target": "/v"}]},
+            "Resources": {"Limits": {"MemoryBytes": 6_291_456, "NanoCPUs": 0, "Pids": 9}},
+            "Networks": [{"Target": "nid", "Aliases": ["x"]}]}));
+        assert_eq!(
+            set,
+            SpecWorkload {
+                healthcheck: true,
+                memory_limit: true,
+                cpu_limit: false,
+                pids_limit: true,
+                network_ids: ["nid".to_owned()].into(),
+                mount_targets: ["/v".to_owned()].into(),
+                label_keys: ["a", "docker-connector.instance"].map(String::from).into(),
+            }
+        );
+        // What `--health-cmd= --health-interval=0s ...` and `--limit-memory=0`
+        // leave behind reads as nothing set.
+        let reset = spec(json!({"ContainerSpec": {"Healthcheck": {"Interval": 0}},
+            "Resources": {"Limits": {}}}));
+        assert_eq!(reset, SpecWorkload::default());
+        assert_eq!(spec(json!({})), SpecWorkload::default());
     }
 }

@@ -13,13 +13,17 @@ use sha2::{Digest, Sha256};
 use super::runner::arg;
 use super::{DockerRunner, LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
 use crate::config::SwarmPublishMode;
-use crate::domain::{ServiceDefinition, ServiceName};
+use crate::domain::{go_duration, BindPolicy, ServiceDefinition, ServiceName};
 use crate::error::Error;
-use json::{parse_service, parse_task, SwarmInfo};
+use json::{parse_networks, parse_service, parse_task, ListedNetwork, SpecWorkload, SwarmInfo};
 pub(crate) use json::{SwarmService, Task, UpdateState};
 
 /// Longest name Swarm accepts for a service (a DNS label).
 const MAX_SERVICE_NAME: usize = 63;
+
+/// The connector's own label namespace: an update never removes a
+/// container label under it, whatever the definition lacks.
+const CONNECTOR_LABELS: &str = "docker-connector.";
 
 /// How the connector's Swarm services are created and updated.
 #[derive(Debug, Clone, Copy)]
@@ -39,8 +43,9 @@ pub struct SwarmSettings {
 #[derive(Debug)]
 pub enum Lookup {
     Missing,
-    /// A service with this connector's labels for the service.
-    Ours(SwarmService),
+    /// A service with this connector's labels for the service (boxed: it
+    /// is large beside the other variants).
+    Ours(Box<SwarmService>),
     /// A service of that name that is not this connector's: never touched.
     NotOurs(String),
 }
@@ -85,6 +90,89 @@ fn is_swarm_name(name: &str) -> bool {
         && bytes.iter().all(inner_ok)
 }
 
+/// A network of a definition, found among the engine's: Swarm's spec
+/// holds the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Attachment {
+    name: String,
+    id: String,
+}
+
+/// Finds each of `names` among `listed` (what `docker network ls` lists),
+/// in the definition's order.
+///
+/// # Errors
+/// [`Error::DockerFailed`] naming the first network that is missing, or
+/// that is one engine's own: docker says "network NAME not found" of an
+/// existing local bridge network, which would send the user looking for
+/// the wrong fault.
+fn resolve_networks(names: &[String], listed: &[ListedNetwork]) -> Result<Vec<Attachment>, Error> {
+    names
+        .iter()
+        .map(|name| {
+            let mut same_name = listed.iter().filter(|network| &network.name == name);
+            if let Some(network) = same_name.clone().find(|network| network.scope == "swarm") {
+                return Ok(Attachment {
+                    name: name.clone(),
+                    id: network.id.clone(),
+                });
+            }
+            let why = match same_name.next() {
+                Some(_) if name == "bridge" => "network \"bridge\" is each engine's own default \
+                    network, which a Swarm task is on already when a definition names no network; \
+                    for tasks to reach one another across nodes, create an overlay network \
+                    (`docker network create --driver overlay NAME`) and name that"
+                    .to_owned(),
+                Some(local) => format!(
+                    "network {name:?} is a {} network of this engine alone ({} scope), which a \
+                     Swarm service cannot join; on Swarm, networks must be swarm-scoped: create \
+                     an overlay network (`docker network create --driver overlay NAME`) and \
+                     name that",
+                    local.driver, local.scope
+                ),
+                None => format!(
+                    "there is no network {name:?}; on Swarm, networks must be swarm-scoped: \
+                     create it with `docker network create --driver overlay {name}`"
+                ),
+            };
+            Err(Error::DockerFailed(format!("networks: {why}")))
+        })
+        .collect()
+}
+
+/// The health check flags of an update: the definition's, with the fields
+/// it leaves out set back to zero ("the image's"), since an update keeps
+/// whatever flag it is not given. Without a check in the definition, a
+/// check in the spec is cleared the same way: an empty check inherits the
+/// image's `HEALTHCHECK`. A check turned off needs `--no-healthcheck` alone:
+/// it replaces the whole check, and docker refuses it beside the others.
+fn health_update_args(definition: &ServiceDefinition, current: &SpecWorkload) -> Vec<String> {
+    let (mut args, probe) = match definition.healthcheck() {
+        Some(check) => match definition.health_probe() {
+            Some(probe) => (check.docker_args(), Some(probe)),
+            None => return check.docker_args(),
+        },
+        None if current.healthcheck => (vec![arg("--health-cmd=")], None),
+        None => return Vec::new(),
+    };
+    for (flag, given) in [
+        ("--health-interval=0s", probe.and_then(|p| p.interval)),
+        ("--health-timeout=0s", probe.and_then(|p| p.timeout)),
+        (
+            "--health-start-period=0s",
+            probe.and_then(|p| p.start_period),
+        ),
+    ] {
+        if given.is_none() {
+            args.push(arg(flag));
+        }
+    }
+    if probe.and_then(|p| p.retries).is_none() {
+        args.push(arg("--health-retries=0"));
+    }
+    args
+}
+
 /// Quotes `argv` for `docker service update --args`, which splits its one
 /// value like a shell (without running one): each argument in single
 /// quotes, a single quote inside as `'\''`. `docker service create` takes
@@ -96,19 +184,120 @@ fn quote_args(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// A definition about to be handed to Swarm, its networks looked up.
+struct Handover<'a> {
+    definition: &'a ServiceDefinition,
+    networks: Vec<Attachment>,
+}
+
+/// `--stop-grace-period`: always given, the definition's or the default,
+/// so an update also brings back a grace changed by hand.
+fn stop_grace_arg(definition: &ServiceDefinition) -> String {
+    format!(
+        "--stop-grace-period={}",
+        go_duration(definition.stop_grace_period())
+    )
+}
+
+/// The update flags of the workload keys: each set as the definition says,
+/// and what `current` has that the definition lacks removed or reset. An
+/// update keeps whatever it is not told to change, and of an item both
+/// removed and added it applies the removal last (docker's CLI does labels
+/// and mounts so), so only what the definition lacks is removed.
+fn workload_update_args(current: &SpecWorkload, handover: &Handover) -> Vec<String> {
+    let definition = handover.definition;
+    let mut args = health_update_args(definition, current);
+    args.push(stop_grace_arg(definition));
+    let limits = definition.resources();
+    let memory = limits.and_then(|l| l.memory);
+    let cpus = limits.and_then(|l| l.cpus.clone());
+    let pids = limits.and_then(|l| l.pids);
+    // Zero is docker's "no limit".
+    for (flag, value, is_set) in [
+        (
+            "memory",
+            memory.map(|m| m.to_string()),
+            current.memory_limit,
+        ),
+        ("cpu", cpus, current.cpu_limit),
+        ("pids", pids.map(|p| p.to_string()), current.pids_limit),
+    ] {
+        match value {
+            Some(value) => args.push(format!("--limit-{flag}={value}")),
+            None if is_set => args.push(format!("--limit-{flag}=0")),
+            None => {}
+        }
+    }
+    let new_ids: BTreeSet<&str> = handover.networks.iter().map(|n| n.id.as_str()).collect();
+    for gone in current
+        .network_ids
+        .iter()
+        .filter(|id| !new_ids.contains(id.as_str()))
+    {
+        args.push(format!("--network-rm={gone}"));
+    }
+    // Adding a network the service is on already is an error to docker.
+    for added in handover
+        .networks
+        .iter()
+        .filter(|n| !current.network_ids.contains(&n.id))
+    {
+        args.push(format!("--network-add={}", added.name));
+    }
+    let new_targets: BTreeSet<&str> = definition
+        .volumes()
+        .iter()
+        .map(|mount| mount.target.as_str())
+        .collect();
+    for gone in current
+        .mount_targets
+        .iter()
+        .filter(|target| !new_targets.contains(target.as_str()))
+    {
+        args.push(format!("--mount-rm={gone}"));
+    }
+    // A mount added on a target the spec has replaces that one.
+    for mount in definition.volumes() {
+        args.push(format!("--mount-add={}", mount.mount_arg()));
+    }
+    let new_keys: BTreeSet<&str> = definition.labels().map(|(key, _)| key).collect();
+    for gone in current
+        .label_keys
+        .iter()
+        .filter(|key| !key.starts_with(CONNECTOR_LABELS) && !new_keys.contains(key.as_str()))
+    {
+        args.push(format!("--container-label-rm={gone}"));
+    }
+    for (key, value) in definition.labels() {
+        args.push(format!("--container-label-add={key}={value}"));
+    }
+    args
+}
+
 /// The connector's Swarm services, through the docker CLI.
 pub struct SwarmCli {
     runner: DockerRunner,
     instance: String,
     settings: SwarmSettings,
+    /// Where host paths may be mounted from, checked again before each
+    /// hand-over, as the containers backend does before each start. Only
+    /// this manager's file system can be checked; a task on another node
+    /// mounts that node's path.
+    bind_policy: BindPolicy,
 }
 
 impl SwarmCli {
-    pub fn new(runner: DockerRunner, instance: String, settings: SwarmSettings) -> Self {
+    pub fn new(
+        runner: DockerRunner,
+        instance: String,
+        settings: SwarmSettings,
+        bind_policy: BindPolicy,
+    ) -> Self {
         SwarmCli {
             runner,
             instance,
             settings,
+            bind_policy,
         }
     }
 
@@ -152,7 +341,7 @@ impl SwarmCli {
     pub async fn inspect(&self, service: &ServiceName) -> Result<Option<SwarmService>, Error> {
         match self.look_up(service).await? {
             Lookup::Missing => Ok(None),
-            Lookup::Ours(found) => Ok(Some(found)),
+            Lookup::Ours(found) => Ok(Some(*found)),
             Lookup::NotOurs(swarm_name) => Err(Error::ForeignSwarmService {
                 swarm_name,
                 service: service.to_string(),
@@ -188,15 +377,19 @@ impl SwarmCli {
         {
             return Ok(Lookup::NotOurs(name));
         }
-        Ok(Lookup::Ours(found.service))
+        Ok(Lookup::Ours(Box::new(found.service)))
     }
 
     /// Creates the service of `definition` with `replicas` tasks; returns
     /// without waiting for them.
     ///
     /// # Errors
-    /// The docker failure.
+    /// The docker failure; before anything is created, a host path outside
+    /// `allowed_bind_paths` or a network Swarm cannot join.
     pub async fn create(&self, definition: &ServiceDefinition, replicas: u32) -> Result<(), Error> {
+        definition.check_host_paths(&self.bind_policy)?;
+        // Only checked: `--network` takes the names.
+        self.attachments(definition).await?;
         self.runner
             .run(&self.create_args(definition, replicas))
             .await
@@ -229,6 +422,30 @@ impl SwarmCli {
         for port in self.ports(definition) {
             args.extend([arg("--publish"), port]);
         }
+        if let Some(check) = definition.healthcheck() {
+            args.extend(check.docker_args());
+        }
+        args.push(stop_grace_arg(definition));
+        if let Some(limits) = definition.resources() {
+            if let Some(memory) = limits.memory {
+                args.push(format!("--limit-memory={memory}"));
+            }
+            if let Some(cpus) = &limits.cpus {
+                args.push(format!("--limit-cpu={cpus}"));
+            }
+            if let Some(pids) = limits.pids {
+                args.push(format!("--limit-pids={pids}"));
+            }
+        }
+        for network in definition.networks() {
+            args.push(format!("--network={network}"));
+        }
+        for mount in definition.volumes() {
+            args.push(format!("--mount={}", mount.mount_arg()));
+        }
+        for (key, value) in definition.labels() {
+            args.push(format!("--container-label={key}={value}"));
+        }
         // `--` ends docker's own flags: nothing after it can become one.
         args.extend([arg("--"), arg(definition.image().as_str())]);
         args.extend(definition.command_argv().iter().cloned());
@@ -239,23 +456,54 @@ impl SwarmCli {
     /// settings say) and/or to `replicas` tasks; returns without waiting.
     ///
     /// # Errors
-    /// The docker failure.
+    /// The docker failure; before anything is updated, a host path outside
+    /// `allowed_bind_paths` or a network Swarm cannot join.
     pub async fn update(
         &self,
         current: &SwarmService,
         definition: Option<&ServiceDefinition>,
         replicas: Option<u32>,
     ) -> Result<(), Error> {
+        let handover = match definition {
+            Some(definition) => {
+                definition.check_host_paths(&self.bind_policy)?;
+                Some(Handover {
+                    definition,
+                    networks: self.attachments(definition).await?,
+                })
+            }
+            None => None,
+        };
         self.runner
-            .run(&self.update_args(current, definition, replicas))
+            .run(&self.update_args(current, handover.as_ref(), replicas))
             .await
             .map(drop)
+    }
+
+    /// The networks of `definition` as the engine has them; no docker call
+    /// when it names none.
+    ///
+    /// # Errors
+    /// The docker failure, or a network missing or that Swarm cannot use.
+    async fn attachments(&self, definition: &ServiceDefinition) -> Result<Vec<Attachment>, Error> {
+        if definition.networks().is_empty() {
+            return Ok(Vec::new());
+        }
+        let args = [
+            arg("network"),
+            arg("ls"),
+            arg("--no-trunc"),
+            arg("--format"),
+            arg("{{json .}}"),
+        ];
+        let listed = parse_networks(&self.runner.run(&args).await?)?;
+        resolve_networks(definition.networks(), &listed)
     }
 
     fn update_args(
         &self,
         current: &SwarmService,
-        definition: Option<&ServiceDefinition>,
+        handover: Option<&Handover>,
         replicas: Option<u32>,
     ) -> Vec<String> {
         let mut args = vec![
@@ -264,7 +512,8 @@ impl SwarmCli {
             arg("--detach"),
             arg("--quiet"),
         ];
-        if let Some(definition) = definition {
+        if let Some(handover) = handover {
+            let definition = handover.definition;
             args.extend([arg("--image"), arg(definition.image().as_str())]);
             args.extend([arg("--args"), quote_args(definition.command_argv())]);
             // Only what the new definition lacks is removed: a port removed
@@ -296,6 +545,7 @@ impl SwarmCli {
                 ]);
             }
             args.extend(self.policy_args());
+            args.extend(workload_update_args(&current.workload, handover));
         }
         if let Some(replicas) = replicas {
             args.extend([arg("--replicas"), replicas.to_string()]);
@@ -486,7 +736,8 @@ impl SwarmCli {
             parallelism: 2,
             monitor: Duration::from_millis(2500),
         };
-        SwarmCli::new(runner, "prod".to_owned(), settings)
+        let no_host_paths = BindPolicy::new(&[]).expect("an empty policy is valid");
+        SwarmCli::new(runner, "prod".to_owned(), settings, no_host_paths)
     }
 }
 
@@ -617,13 +868,14 @@ mod tests {
             ]
             .map(String::from)
             .into(),
+            workload: SpecWorkload::default(),
             update_state: None,
             update_message: None,
             mesh_ports: PublishedPorts::new(),
         };
         let web = definition(json!({"name": "web", "image": "img:2",
             "ports": ["8080", "9000"], "environment": {"A": "2", "B": "3"}}));
-        let args = cli.update_args(&current, Some(&web), Some(4));
+        let args = cli.update_args(&current, Some(&handover(&web, &[])), Some(4));
         assert_eq!(value_after(&args, "--image"), ["img:2"]);
         assert_eq!(value_after(&args, "--args"), [""]);
         assert_eq!(value_after(&args, "--env-rm"), ["GONE"]);
@@ -652,5 +904,295 @@ mod tests {
                 "prod-web"
             ]
         );
+    }
+
+    fn handover<'a>(definition: &'a ServiceDefinition, networks: &[(&str, &str)]) -> Handover<'a> {
+        Handover {
+            definition,
+            networks: networks
+                .iter()
+                .map(|(name, id)| Attachment {
+                    name: (*name).to_owned(),
+                    id: (*id).to_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The arguments that start with `prefix`, in order.
+    fn flags_starting<'a>(args: &'a [String], prefix: &str) -> Vec<&'a str> {
+        args.iter()
+            .filter(|a| a.starts_with(prefix))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// A spec that has every workload key set, as `docker service inspect`
+    /// shows one (networks by id).
+    fn service_with_everything() -> SwarmService {
+        SwarmService::parse_for_tests(
+            &json!({"Spec": {"Name": "prod-web", "Labels": {},
+                "TaskTemplate": {
+                    "ContainerSpec": {
+                        "Labels": {"docker-connector.instance": "prod", "team": "a", "gone": "x"},
+                        "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 2_000_000_000_u64,
+                                        "Timeout": 1_000_000_000_u64, "Retries": 2},
+                        "Mounts": [{"Type": "volume", "Source": "old", "Target": "/old"},
+                                   {"Type": "volume", "Source": "data", "Target": "/data"}]},
+                    "Resources": {"Limits": {"NanoCPUs": 500_000_000_u64, "MemoryBytes": 67_108_864_u64, "Pids": 50}},
+                    "Networks": [{"Target": "id-old"}, {"Target": "id-kept"}]},
+                "Mode": {"Replicated": {"Replicas": 1}}}})
+            .to_string(),
+        )
+    }
+
+    #[test]
+    fn create_passes_every_workload_key_and_the_default_grace() {
+        let cli = cli(SwarmPublishMode::Host, false);
+        let web = definition(json!({"name": "web", "image": "img:1",
+            "healthcheck": {"test": ["CMD-SHELL", "wget -q -O- localhost:8080"],
+                            "interval": "5s", "retries": 3},
+            "stop_grace_period": "1m30s",
+            "resources": {"memory": "256m", "cpus": "0.5", "pids": 100},
+            "networks": ["backend", "monitoring"],
+            "volumes": [{"source": "data", "target": "/data", "read_only": true}],
+            "labels": {"traefik.enable": "true", "team": "web"}}));
+        let args = cli.create_args(&web, 1);
+        let before_image = &args[..args.iter().position(|a| a == "--").unwrap()];
+        for expected in [
+            "--health-cmd=wget -q -O- localhost:8080",
+            "--health-interval=5s",
+            "--health-retries=3",
+            "--stop-grace-period=90s",
+            "--limit-memory=268435456",
+            "--limit-cpu=0.5",
+            "--limit-pids=100",
+            "--network=backend",
+            "--network=monitoring",
+            "--mount=type=volume,source=data,target=/data,readonly",
+            "--container-label=team=web",
+            "--container-label=traefik.enable=true",
+        ] {
+            assert!(
+                before_image.contains(&expected.to_owned()),
+                "{expected} in {args:?}"
+            );
+        }
+        // Only what is given: docker's defaults stand for the rest.
+        assert_eq!(
+            flags_starting(&args, "--health-timeout"),
+            Vec::<&str>::new()
+        );
+        let plain = cli.create_args(&definition(json!({"name": "web", "image": "img:1"})), 1);
+        assert_eq!(
+            flags_starting(&plain, "--stop-grace-period"),
+            ["--stop-grace-period=10s"]
+        );
+        for absent in ["--health", "--no-health", "--limit", "--network", "--mount"] {
+            assert_eq!(
+                flags_starting(&plain, absent),
+                Vec::<&str>::new(),
+                "{plain:?}"
+            );
+        }
+        let disabled = definition(json!({"name": "web", "image": "img:1",
+            "healthcheck": {"disable": true}}));
+        let args = cli.create_args(&disabled, 1);
+        assert_eq!(
+            flags_starting(&args, "--no-healthcheck"),
+            ["--no-healthcheck"]
+        );
+        assert_eq!(flags_starting(&args, "--health"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn an_update_sets_each_workload_key_and_resets_what_the_definition_lacks() {
+        let cli = cli(SwarmPublishMode::Host, false);
+        let current = service_with_everything();
+        let web = definition(json!({"name": "web", "image": "img:2",
+            "healthcheck": {"test": "true", "interval": "3s"},
+            "stop_grace_period": "2s",
+            "resources": {"memory": "128m"},
+            "networks": ["kept", "added"],
+            "volumes": [{"source": "other", "target": "/data"}],
+            "labels": {"team": "b"}}));
+        let args = cli.update_args(
+            &current,
+            Some(&handover(
+                &web,
+                &[("kept", "id-kept"), ("added", "id-added")],
+            )),
+            None,
+        );
+        assert_eq!(
+            flags_starting(&args, "--health"),
+            [
+                "--health-cmd=true",
+                "--health-interval=3s",
+                "--health-timeout=0s",
+                "--health-start-period=0s",
+                "--health-retries=0"
+            ]
+        );
+        assert_eq!(
+            flags_starting(&args, "--stop-grace-period"),
+            ["--stop-grace-period=2s"]
+        );
+        assert_eq!(
+            flags_starting(&args, "--limit"),
+            [
+                "--limit-memory=134217728",
+                "--limit-cpu=0",
+                "--limit-pids=0"
+            ]
+        );
+        assert_eq!(
+            flags_starting(&args, "--network-rm"),
+            ["--network-rm=id-old"]
+        );
+        assert_eq!(
+            flags_starting(&args, "--network-add"),
+            ["--network-add=added"]
+        );
+        assert_eq!(flags_starting(&args, "--mount-rm"), ["--mount-rm=/old"]);
+        assert_eq!(
+            flags_starting(&args, "--mount-add"),
+            ["--mount-add=type=volume,source=other,target=/data"]
+        );
+        // The connector's own labels are never removed, only re-added.
+        assert_eq!(
+            flags_starting(&args, "--container-label-rm"),
+            ["--container-label-rm=gone"]
+        );
+        let added = flags_starting(&args, "--container-label-add=team");
+        assert_eq!(added, ["--container-label-add=team=b"]);
+        assert!(
+            value_after(&args, "--container-label-add").contains(&"docker-connector.instance=prod")
+        );
+    }
+
+    #[test]
+    fn an_update_without_the_keys_clears_the_spec_and_touches_nothing_unset() {
+        let cli = cli(SwarmPublishMode::Host, false);
+        let bare = definition(json!({"name": "web", "image": "img:2"}));
+        let args = cli.update_args(
+            &service_with_everything(),
+            Some(&handover(&bare, &[])),
+            None,
+        );
+        assert_eq!(
+            flags_starting(&args, "--health"),
+            [
+                "--health-cmd=",
+                "--health-interval=0s",
+                "--health-timeout=0s",
+                "--health-start-period=0s",
+                "--health-retries=0"
+            ]
+        );
+        assert_eq!(
+            flags_starting(&args, "--limit"),
+            ["--limit-memory=0", "--limit-cpu=0", "--limit-pids=0"]
+        );
+        assert_eq!(
+            flags_starting(&args, "--network-rm"),
+            ["--network-rm=id-kept", "--network-rm=id-old"]
+        );
+        assert_eq!(
+            flags_starting(&args, "--mount-rm"),
+            ["--mount-rm=/data", "--mount-rm=/old"]
+        );
+        assert_eq!(
+            flags_starting(&args, "--container-label-rm"),
+            ["--container-label-rm=gone", "--container-label-rm=team"]
+        );
+        assert_eq!(
+            flags_starting(&args, "--stop-grace-period"),
+            ["--stop-grace-period=10s"]
+        );
+
+        // A spec without them gets no flag for them, but the grace.
+        let fresh = SwarmService::parse_for_tests(
+            &json!({"Spec": {"Name": "prod-web", "TaskTemplate": {"ContainerSpec": {
+                "Healthcheck": {}}, "Resources": {"Limits": {}}},
+                "Mode": {"Replicated": {}}}})
+            .to_string(),
+        );
+        let args = cli.update_args(&fresh, Some(&handover(&bare, &[])), None);
+        for absent in [
+            "--health",
+            "--no-health",
+            "--limit",
+            "--network",
+            "--mount",
+            "--container-label-rm",
+        ] {
+            assert_eq!(
+                flags_starting(&args, absent),
+                Vec::<&str>::new(),
+                "{args:?}"
+            );
+        }
+
+        // Turning the check off replaces it whole; docker refuses
+        // --no-healthcheck beside any --health-* flag.
+        let off = definition(json!({"name": "web", "image": "img:2",
+            "healthcheck": {"disable": true}}));
+        let args = cli.update_args(&service_with_everything(), Some(&handover(&off, &[])), None);
+        assert_eq!(
+            flags_starting(&args, "--no-healthcheck"),
+            ["--no-healthcheck"]
+        );
+        assert_eq!(flags_starting(&args, "--health"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn networks_resolve_to_swarm_scoped_ones_and_any_other_is_refused_by_name() {
+        let listed = |name: &str, id: &str, driver: &str, scope: &str| ListedNetwork {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            driver: driver.to_owned(),
+            scope: scope.to_owned(),
+        };
+        let engine = [
+            listed("bridge", "b1", "bridge", "local"),
+            listed("mine", "m1", "bridge", "local"),
+            listed("backend", "o1", "overlay", "swarm"),
+            listed("twice", "t-local", "bridge", "local"),
+            listed("twice", "t-swarm", "overlay", "swarm"),
+        ];
+        let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let found = resolve_networks(&names(&["twice", "backend"]), &engine).unwrap();
+        assert_eq!(
+            found,
+            [
+                Attachment {
+                    name: "twice".into(),
+                    id: "t-swarm".into()
+                },
+                Attachment {
+                    name: "backend".into(),
+                    id: "o1".into()
+                }
+            ]
+        );
+        let refused = |name: &str| match resolve_networks(&names(&["backend", name]), &engine) {
+            Err(Error::DockerFailed(why)) => why,
+            other => panic!("{name}: {other:?}"),
+        };
+        let why = refused("mine");
+        assert!(
+            why.starts_with("networks: network \"mine\" is a bridge network"),
+            "{why}"
+        );
+        assert!(why.contains("overlay"), "{why}");
+        let why = refused("bridge");
+        assert!(
+            why.contains("\"bridge\"") && why.contains("already"),
+            "{why}"
+        );
+        let why = refused("nowhere");
+        assert!(why.contains("no network \"nowhere\""), "{why}");
+        assert_eq!(resolve_networks(&[], &engine).unwrap(), []);
     }
 }
