@@ -30,13 +30,15 @@ install_packages() {
 }
 
 # build_test_image NAME DIR: a local image of the static busybox whose
-# default command sleeps, assembled in DIR.
+# default command sleeps and exits at SIGTERM (a plain sleep as PID 1 ignores
+# it, and the connector's graceful stop would wait out the 10 s grace),
+# assembled in DIR.
 build_test_image() {
   local name=$1 dir=$2
   mkdir -p "$dir/bin"
   cp /bin/busybox "$dir/bin/busybox"
   for applet in sh sleep; do ln -s busybox "$dir/bin/$applet"; done
-  tar -C "$dir" -c . | docker import --change 'CMD ["sleep", "86400"]' --change 'ENV PATH=/bin' - "$name" >/dev/null
+  tar -C "$dir" -c . | docker import --change 'CMD ["sh", "-c", "trap '\''exit 0'\'' TERM; sleep 86400 & wait"]' --change 'ENV PATH=/bin' - "$name" >/dev/null
 }
 
 # A reply of the scripts' call(): the body, then the status on its own line.

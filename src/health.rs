@@ -115,6 +115,10 @@ mod tests {
             unreachable!("health only asks for the version")
         }
 
+        async fn stop(&self, _: &[String], _: std::time::Duration) -> Result<(), Error> {
+            unreachable!("health only asks for the version")
+        }
+
         async fn remove(&self, _: &[String]) -> Result<(), Error> {
             unreachable!("health only asks for the version")
         }

@@ -143,6 +143,15 @@ impl Connector {
         number
     }
 
+    /// The status of `service`; panics unless it answers 200 with JSON.
+    pub fn status(&self, service: &str) -> Value {
+        let path = format!("/service/{service}/status");
+        let answer = self.call("GET", &path, None);
+        assert_eq!(answer.status, 200, "GET {path}: {}", answer.text());
+        serde_json::from_slice(&answer.body)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", answer.text()))
+    }
+
     pub fn delete_service(&self, service: &str) {
         let path = format!("/service/{service}");
         let answer = self.call("DELETE", &path, None);

@@ -10,7 +10,7 @@ use docker_connector::docker::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE}
 
 use crate::report::median;
 use crate::test_docker::{docker, TEST_IMAGE};
-use crate::{for_each_in_parallel, progress, PARALLEL_RUNS};
+use crate::{for_each_in_parallel, progress, PARALLEL_RUNS, WORKLOAD};
 
 /// The raw baseline's containers need some config hash to carry the same
 /// labels as the connector's; its value does not matter.
@@ -70,15 +70,21 @@ pub fn report_leftovers(instances: &[&str]) {
     }
 }
 
-/// `docker run -d` of one container per name, labelled as the connector
-/// labels its own but with `instance`, `PARALLEL_RUNS` at a time; their ids.
-pub fn run_raw_containers(names: &[String], instance: &str, service: &str) -> Vec<String> {
+/// `docker run -d` of one container per name running [`WORKLOAD`],
+/// labelled as the connector labels its own but with `instance`, with
+/// `flags` added, `PARALLEL_RUNS` at a time; their ids.
+pub fn run_raw_containers(
+    names: &[String],
+    instance: &str,
+    service: &str,
+    flags: &[&str],
+) -> Vec<String> {
     let instance_label = format!("{LABEL_INSTANCE}={instance}");
     let service_label = format!("{LABEL_SERVICE}={service}");
     let hash_label = format!("{LABEL_CONFIG_HASH}={RAW_CONFIG_HASH}");
     let ids = Mutex::new(Vec::new());
     for_each_in_parallel(names, PARALLEL_RUNS, |name| {
-        let id = docker(&[
+        let mut args = vec![
             "run",
             "-d",
             "--name",
@@ -93,21 +99,32 @@ pub fn run_raw_containers(names: &[String], instance: &str, service: &str) -> Ve
             "A=1",
             "-e",
             "B=2",
-            "--",
-            TEST_IMAGE,
-            "sleep",
-            "86400",
-        ]);
+        ];
+        args.extend(flags);
+        args.extend(["--", TEST_IMAGE]);
+        args.extend(WORKLOAD);
+        let id = docker(&args);
         ids.lock().unwrap().push(id.trim().to_owned());
     });
     ids.into_inner().unwrap()
 }
 
-/// One `docker rm -f` of all `ids`.
+/// One `docker rm -f` of all `ids`: the quick end of containers whose
+/// removal is not measured.
 pub fn remove_raw_containers(ids: &[String]) {
     let mut remove = vec!["rm", "-f"];
     remove.extend(ids.iter().map(String::as_str));
     docker(&remove);
+}
+
+/// One `docker stop` of all `ids`, then one `docker rm` of them: a graceful
+/// end, as the connector's scale-down makes it.
+pub fn stop_raw_containers(ids: &[String]) {
+    for verb in ["stop", "rm"] {
+        let mut args = vec![verb];
+        args.extend(ids.iter().map(String::as_str));
+        docker(&args);
+    }
 }
 
 /// The full ids of the running containers of `service` of `instance`, as

@@ -8,7 +8,8 @@
 //!
 //! * startup: from spawning the binary to the first answer of `GET /service`;
 //! * scale 0→20 and 20→0, against 20 `docker run -d` (8 in parallel) and one
-//!   `docker rm -f` of the same 20 containers;
+//!   `docker stop` plus one `docker rm` of the same 20 containers (every
+//!   container runs [`WORKLOAD`], which exits at SIGTERM);
 //! * status throughput and latency over 64 keep-alive connections and over
 //!   one, against sequential `docker ps --filter label=...`;
 //! * freshness: how soon a container removed or killed behind the
@@ -19,12 +20,20 @@
 //!   the 10 beside 490 containers of another instance so that the host
 //!   carries the same load in both; a status lists its own service's
 //!   containers, so the asked-for service is the same size in both;
+//! * health: status p50 of a service of 20 containers with a health check
+//!   against one without, the host carrying the same health checks in both;
 //! * memory: the connector's resident set after all that load.
 //!
 //! ```sh
-//! cargo bench --bench performance              # the full run, about 6 minutes
+//! cargo bench --bench performance              # the full run, about 7 minutes
 //! cargo bench --bench performance -- --quick   # a short smoke run for CI
+//! cargo bench --bench performance -- --only scale,health   # some sections
 //! ```
+//!
+//! `--only` takes the sections `startup`, `scale`, `status`, `freshness`
+//! (which runs on the status section's service, so brings it along),
+//! `health` and `growth` (which includes memory); the table then has only
+//! their rows.
 //!
 //! It needs a Docker engine and a static busybox, from which the tests' image
 //! is built (`tests/support/docker.rs`). The machine description and a markdown
@@ -46,7 +55,7 @@
 //! * `load`: status requests back to back over kept connections, and what
 //!   one round of them saw;
 //! * `measure_startup_scale`, `measure_status`, `measure_freshness`,
-//!   `measure_growth`: one family of measurements each;
+//!   `measure_health`, `measure_growth`: one family of measurements each;
 //! * `machine`: what /proc says about the host and the connector's memory;
 //! * `report`: medians, rows, verdicts and the table.
 
@@ -68,6 +77,7 @@ mod load;
 mod machine;
 mod measure_freshness;
 mod measure_growth;
+mod measure_health;
 mod measure_startup_scale;
 mod measure_status;
 mod report;
@@ -84,6 +94,7 @@ use docker::report_leftovers;
 use machine::describe_machine;
 use measure_freshness::measure_freshness;
 use measure_growth::measure_growth;
+use measure_health::measure_health;
 use measure_startup_scale::{measure_scale, measure_startup};
 use measure_status::measure_status;
 use report::{build_table, rounds_note, Results};
@@ -92,6 +103,31 @@ use report::{build_table, rounds_note, Results};
 /// which delete it.
 const STATUS_SERVICE: &str = "status";
 const STATUS_REPLICAS: u64 = 5;
+/// What every container of the bench runs, the connector's and the raw
+/// baseline's alike, given explicitly so both sides run the same argv: the
+/// test image's default, a shell that waits on a sleep and exits at
+/// SIGTERM. Containers are stopped gracefully (`docker stop`, then SIGKILL
+/// after the grace); with a command that ignored SIGTERM every stop would
+/// wait out the whole 10 s grace, and the bench would time a timer on both
+/// sides. A real server exits at SIGTERM; this does too.
+pub const WORKLOAD: [&str; 3] = test_docker::DEFAULT_COMMAND;
+
+/// A service of [`WORKLOAD`] on the tests' image, to which `extra` keys are
+/// added.
+pub fn workload_service(name: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut definition = serde_json::json!({
+        "name": name,
+        "image": test_docker::TEST_IMAGE,
+        "command": WORKLOAD,
+    });
+    if let (Some(definition), serde_json::Value::Object(extra)) =
+        (definition.as_object_mut(), extra)
+    {
+        definition.extend(extra);
+    }
+    definition
+}
+
 /// The connector's own default `scale_concurrency`, so that the raw baseline
 /// starts containers with the same parallelism as the connector.
 const PARALLEL_RUNS: usize = 8;
@@ -129,11 +165,28 @@ fn main() -> ExitCode {
         connector.log_path().display()
     ));
 
-    let startup = measure_startup(&plan, &log_dir);
-    let scale = measure_scale(&plan, &connector, &raw_instance);
-    let status = measure_status(&plan, &connector);
-    let freshness = measure_freshness(&plan, &connector);
-    let (growth, memory) = measure_growth(&plan, &connector, &ballast_instance);
+    let startup = plan
+        .runs(Section::Startup)
+        .then(|| measure_startup(&plan, &log_dir));
+    let scale = plan
+        .runs(Section::Scale)
+        .then(|| measure_scale(&plan, &connector, &raw_instance));
+    let status = plan
+        .runs(Section::Status)
+        .then(|| measure_status(&plan, &connector));
+    let freshness = plan
+        .runs(Section::Freshness)
+        .then(|| measure_freshness(&plan, &connector));
+    let health = plan
+        .runs(Section::Health)
+        .then(|| measure_health(&plan, &connector, &ballast_instance));
+    let (growth, memory) = match plan.runs(Section::Growth) {
+        true => {
+            let (growth, memory) = measure_growth(&plan, &connector, &ballast_instance);
+            (Some(growth), Some(memory))
+        }
+        false => (None, None),
+    };
     drop(connector);
     report_leftovers(&[&instance, &raw_instance, &ballast_instance]);
 
@@ -142,6 +195,7 @@ fn main() -> ExitCode {
         scale,
         status,
         freshness,
+        health,
         growth,
         memory,
     };
@@ -169,9 +223,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// One family of measurements, as `--only` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Startup,
+    Scale,
+    Status,
+    Freshness,
+    Health,
+    Growth,
+}
+
+impl Section {
+    const ALL: [Section; 6] = [
+        Section::Startup,
+        Section::Scale,
+        Section::Status,
+        Section::Freshness,
+        Section::Health,
+        Section::Growth,
+    ];
+
+    fn parse(name: &str) -> Option<Section> {
+        Section::ALL
+            .into_iter()
+            .find(|section| format!("{section:?}").eq_ignore_ascii_case(name))
+    }
+}
+
 /// How much of each measurement to do.
 struct Plan {
     quick: bool,
+    /// The sections to run, all unless `--only` named some.
+    sections: Vec<Section>,
     startup_rounds: usize,
     scale_rounds: usize,
     status_rounds: usize,
@@ -180,14 +264,37 @@ struct Plan {
     idle_duration: Duration,
     freshness_rounds: usize,
     growth_replicas: u64,
+    health_replicas: u64,
 }
 
 impl Plan {
     fn from_args() -> Plan {
         let mut quick = false;
-        for arg in std::env::args().skip(1) {
+        let mut sections = Section::ALL.to_vec();
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
+                "--only" => {
+                    let names = args.next().unwrap_or_default();
+                    sections = names
+                        .split(',')
+                        .map(|name| {
+                            Section::parse(name.trim()).unwrap_or_else(|| {
+                                panic!(
+                                    "--only: no section {name:?}; the sections are {:?}",
+                                    Section::ALL
+                                )
+                            })
+                        })
+                        .collect();
+                    // Freshness removes containers of the status service.
+                    if sections.contains(&Section::Freshness)
+                        && !sections.contains(&Section::Status)
+                    {
+                        sections.push(Section::Status);
+                    }
+                }
                 // cargo passes it to every bench that has no libtest harness.
                 "--bench" => {}
                 other => eprintln!("performance: ignoring argument {other:?}"),
@@ -196,6 +303,7 @@ impl Plan {
         if quick {
             Plan {
                 quick,
+                sections,
                 startup_rounds: 2,
                 scale_rounds: 2,
                 status_rounds: 1,
@@ -204,10 +312,12 @@ impl Plan {
                 idle_duration: Duration::from_secs(1),
                 freshness_rounds: 3,
                 growth_replicas: 2,
+                health_replicas: 4,
             }
         } else {
             Plan {
                 quick,
+                sections,
                 startup_rounds: 5,
                 scale_rounds: 5,
                 status_rounds: 3,
@@ -216,8 +326,15 @@ impl Plan {
                 idle_duration: Duration::from_secs(2),
                 freshness_rounds: 10,
                 growth_replicas: 10,
+                health_replicas: 20,
             }
         }
+    }
+}
+
+impl Plan {
+    fn runs(&self, section: Section) -> bool {
+        self.sections.contains(&section)
     }
 }
 

@@ -11,8 +11,9 @@ use crate::docker::{remove_raw_containers, run_raw_containers};
 use crate::load::{describe_load, hammer, LoadRound, StatusTarget};
 use crate::machine::{read_memory, Memory};
 use crate::report::format_seconds;
-use crate::test_docker::TEST_IMAGE;
-use crate::{for_each_in_parallel, progress, Plan, BUSY_CONNECTIONS, PARALLEL_RUNS};
+use crate::{
+    for_each_in_parallel, progress, workload_service, Plan, BUSY_CONNECTIONS, PARALLEL_RUNS,
+};
 
 /// The services the large case spreads its containers over.
 pub const GROWTH_SERVICES: usize = 50;
@@ -55,7 +56,7 @@ pub fn measure_growth(
         "cost growth: creating {GROWTH_SERVICES} services"
     ));
     for service in &services {
-        connector.create_service(&json!({"name": service, "image": TEST_IMAGE}));
+        connector.create_service(&workload_service(service, json!({})));
     }
 
     let small_counts: Vec<u64> = (0..GROWTH_SERVICES)
@@ -77,7 +78,7 @@ pub fn measure_growth(
         "cost growth: starting {ballast_size} ballast containers of instance {ballast_instance}, \
          {PARALLEL_RUNS} in parallel"
     ));
-    let ballast = run_raw_containers(&ballast_names, ballast_instance, "ballast");
+    let ballast = run_raw_containers(&ballast_names, ballast_instance, "ballast", &[]);
     let small = measure_size(plan, connector, &services, &small_counts);
     assert_eq!(small_counts[..GROWTH_PROBES], large_counts[..GROWTH_PROBES]);
     progress(format_args!("cost growth: removing the ballast"));

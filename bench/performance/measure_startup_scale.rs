@@ -3,18 +3,26 @@
 //! same, rounds alternating which side goes first.
 
 use std::path::Path;
-use std::time::Instant;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::control::Connector;
-use crate::docker::{remove_raw_containers, run_raw_containers};
+use crate::docker::{run_raw_containers, stop_raw_containers};
 use crate::report::{format_seconds, rounds};
-use crate::test_docker::{self, TEST_IMAGE};
-use crate::{progress, Plan};
+use crate::test_docker;
+use crate::{progress, workload_service, Plan};
 
 const SCALE_SERVICE: &str = "scale";
 const SCALE_REPLICAS: u64 = 20;
+/// The untimed pause between a scale up and the scale down, on both sides.
+/// A container's shell sets its SIGTERM trap a moment after `docker run`
+/// returns; a SIGTERM that comes sooner is lost (PID 1 ignores signals it
+/// has no handler for yet), and its stop waits out the 10 s grace. On this
+/// busy host that happened to one side's freshest container in 2 of 5
+/// rounds without the pause.
+const SETTLE_BEFORE_DOWN: Duration = Duration::from_secs(1);
 /// Per round, the seconds from spawning a fresh connector to its first
 /// answer; each round starts its own, beside the one under load.
 pub fn measure_startup(plan: &Plan, log_dir: &Path) -> Vec<f64> {
@@ -58,12 +66,10 @@ pub fn measure_scale(plan: &Plan, connector: &Connector, raw_instance: &str) -> 
         "scale: {} of 0 → {SCALE_REPLICAS} → 0, connector and raw docker CLI alternating first",
         rounds(plan.scale_rounds)
     ));
-    connector.create_service(&json!({
-        "name": SCALE_SERVICE,
-        "image": TEST_IMAGE,
-        "command": "sleep 86400",
-        "environment": {"A": "1", "B": "2"},
-    }));
+    connector.create_service(&workload_service(
+        SCALE_SERVICE,
+        json!({"environment": {"A": "1", "B": "2"}}),
+    ));
     let mut figures = ScaleFigures::default();
     for round in 0..plan.scale_rounds {
         let connector_first = round % 2 == 0;
@@ -98,6 +104,7 @@ fn scale_through_connector(connector: &Connector) -> UpDown {
     let started = Instant::now();
     connector.scale(SCALE_SERVICE, SCALE_REPLICAS);
     let up = started.elapsed().as_secs_f64();
+    thread::sleep(SETTLE_BEFORE_DOWN);
     let started = Instant::now();
     connector.scale(SCALE_SERVICE, 0);
     let down = started.elapsed().as_secs_f64();
@@ -105,17 +112,19 @@ fn scale_through_connector(connector: &Connector) -> UpDown {
 }
 
 /// What the connector does for a scale, done by hand: the same image,
-/// command, labels and environment, `PARALLEL_RUNS` starts in flight, then
-/// one `docker rm -f`.
+/// command, labels and environment, `PARALLEL_RUNS` starts in flight; then
+/// one `docker stop` and one `docker rm` of them all, the graceful stop the
+/// connector makes.
 fn scale_with_raw_cli(instance: &str, raw_instance: &str, round: usize) -> UpDown {
     let names: Vec<String> = (0..SCALE_REPLICAS)
         .map(|i| format!("{instance}-raw-{round}-{i}"))
         .collect();
     let started = Instant::now();
-    let ids = run_raw_containers(&names, raw_instance, "raw");
+    let ids = run_raw_containers(&names, raw_instance, "raw", &[]);
     let up = started.elapsed().as_secs_f64();
+    thread::sleep(SETTLE_BEFORE_DOWN);
     let started = Instant::now();
-    remove_raw_containers(&ids);
+    stop_raw_containers(&ids);
     let down = started.elapsed().as_secs_f64();
     UpDown { up, down }
 }

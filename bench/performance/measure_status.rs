@@ -7,8 +7,7 @@ use crate::control::Connector;
 use crate::docker::time_docker_ps;
 use crate::load::{describe_load, hammer, LoadRound, StatusTarget};
 use crate::report::{format_rate, format_seconds, rounds};
-use crate::test_docker::TEST_IMAGE;
-use crate::{progress, Plan, BUSY_CONNECTIONS, STATUS_REPLICAS, STATUS_SERVICE};
+use crate::{progress, workload_service, Plan, BUSY_CONNECTIONS, STATUS_REPLICAS, STATUS_SERVICE};
 
 /// Every round of the status load and of its docker ps baseline.
 pub struct StatusFigures {
@@ -28,7 +27,7 @@ pub fn measure_status(plan: &Plan, connector: &Connector) -> StatusFigures {
         plan.busy_duration,
         plan.idle_duration
     ));
-    connector.create_service(&json!({"name": STATUS_SERVICE, "image": TEST_IMAGE}));
+    connector.create_service(&workload_service(STATUS_SERVICE, json!({})));
     connector.scale(STATUS_SERVICE, STATUS_REPLICAS);
     let targets = [StatusTarget::new(
         connector.port(),

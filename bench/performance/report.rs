@@ -6,9 +6,10 @@ use crate::load::LoadRound;
 use crate::machine::Memory;
 use crate::measure_freshness::{FreshnessFigures, FRESHNESS_GIVE_UP};
 use crate::measure_growth::{GrowthFigures, GROWTH_PROBES, GROWTH_SERVICES};
+use crate::measure_health::HealthFigures;
 use crate::measure_startup_scale::{ScaleFigures, UpDown};
 use crate::measure_status::StatusFigures;
-use crate::{Plan, BUSY_CONNECTIONS};
+use crate::{Plan, Section, BUSY_CONNECTIONS};
 
 // The issue's targets; the table marks each row against one.
 const STARTUP_LIMIT: f64 = 0.200;
@@ -21,28 +22,41 @@ const FRESHNESS_LIMIT: f64 = 1.0;
 /// "Flat" cost growth: latency at 500 containers at most this times that at 10.
 const FLAT_RATIO_LIMIT: f64 = 1.5;
 const RSS_LIMIT_MIB: f64 = 20.0;
+/// Status of a service with health checks at most this times that without.
+const HEALTH_RATIO_LIMIT: f64 = 1.2;
 
-/// Every figure of the run, as the measurements return them.
+/// Every figure of the run, as the measurements return them; `None` for a
+/// section `--only` left out.
 pub struct Results {
-    pub startup: Vec<f64>,
-    pub scale: ScaleFigures,
-    pub status: StatusFigures,
-    pub freshness: FreshnessFigures,
-    pub growth: GrowthFigures,
-    pub memory: Memory,
+    pub startup: Option<Vec<f64>>,
+    pub scale: Option<ScaleFigures>,
+    pub status: Option<StatusFigures>,
+    pub freshness: Option<FreshnessFigures>,
+    pub health: Option<HealthFigures>,
+    pub growth: Option<GrowthFigures>,
+    pub memory: Option<Memory>,
 }
 
 impl Results {
     fn load_rounds(&self) -> impl Iterator<Item = &LoadRound> {
-        let growth = &self.growth;
-        self.status
-            .busy
+        let status = self
+            .status
             .iter()
-            .chain(&self.status.idle)
-            .chain(&growth.small.busy)
-            .chain(&growth.small.idle)
-            .chain(&growth.large.busy)
-            .chain(&growth.large.idle)
+            .flat_map(|status| status.busy.iter().chain(&status.idle));
+        let health = self
+            .health
+            .iter()
+            .flat_map(|health| health.without.iter().chain(&health.with));
+        let growth = self.growth.iter().flat_map(|growth| {
+            growth
+                .small
+                .busy
+                .iter()
+                .chain(&growth.small.idle)
+                .chain(&growth.large.busy)
+                .chain(&growth.large.idle)
+        });
+        status.chain(health).chain(growth)
     }
 
     /// Status requests that got no answer or an answer other than 200.
@@ -186,25 +200,66 @@ impl Table {
 /// One row per target of the issue, plus the informative ones.
 pub fn build_table(results: &Results) -> Table {
     let mut table = Table::default();
-    let startup = median(results.startup.clone());
-    table.add(Row::new(
-        "startup to first answer",
-        format_seconds(startup),
-        "≤ 200 ms",
-        Verdict::of(startup <= STARTUP_LIMIT),
-    ));
-    add_scale_rows(&mut table, &results.scale);
-    add_status_rows(&mut table, &results.status);
-    add_freshness_rows(&mut table, &results.freshness);
-    add_growth_rows(&mut table, &results.growth);
-    let memory = &results.memory;
-    table.add(Row::new(
-        "memory: RSS after the load (peak)",
-        format!("{:.1} MiB ({:.1} MiB)", memory.rss_mib, memory.peak_mib),
-        "≤ 20 MiB",
-        Verdict::of(memory.rss_mib <= RSS_LIMIT_MIB),
-    ));
+    if let Some(startup) = &results.startup {
+        let startup = median(startup.clone());
+        table.add(Row::new(
+            "startup to first answer",
+            format_seconds(startup),
+            "≤ 200 ms",
+            Verdict::of(startup <= STARTUP_LIMIT),
+        ));
+    }
+    if let Some(scale) = &results.scale {
+        add_scale_rows(&mut table, scale);
+    }
+    if let Some(status) = &results.status {
+        add_status_rows(&mut table, status);
+    }
+    if let Some(freshness) = &results.freshness {
+        add_freshness_rows(&mut table, freshness);
+    }
+    if let Some(health) = &results.health {
+        add_health_rows(&mut table, health);
+    }
+    if let Some(growth) = &results.growth {
+        add_growth_rows(&mut table, growth);
+    }
+    if let Some(memory) = &results.memory {
+        table.add(Row::new(
+            "memory: RSS after the load (peak)",
+            format!("{:.1} MiB ({:.1} MiB)", memory.rss_mib, memory.peak_mib),
+            "≤ 20 MiB",
+            Verdict::of(memory.rss_mib <= RSS_LIMIT_MIB),
+        ));
+    }
     table
+}
+
+fn add_health_rows(table: &mut Table, health: &HealthFigures) {
+    let (without, with) = (
+        LoadMedians::of(&health.without),
+        LoadMedians::of(&health.with),
+    );
+    let ratio = with.p50 / without.p50;
+    let mut row = Row::new(
+        &format!(
+            "health: status p50 of {} containers, without → with a health check, 1 connection",
+            health.replicas
+        ),
+        format!(
+            "{} → {}",
+            format_seconds(without.p50),
+            format_seconds(with.p50)
+        ),
+        "with/without ≤ 1.2",
+        Verdict::of(without.all_right() && with.all_right() && ratio <= HEALTH_RATIO_LIMIT),
+    );
+    row.ratio = format_ratio(ratio);
+    table.add(row);
+    table.add(wrong_answers_row(
+        "health: wrong answers",
+        &[&without, &with],
+    ));
 }
 
 fn add_scale_rows(table: &mut Table, scale: &ScaleFigures) {
@@ -220,7 +275,7 @@ fn add_scale_rows(table: &mut Table, scale: &ScaleFigures) {
         "scale 20→0",
         down(&scale.connector),
         down(&scale.raw),
-        "one docker rm -f",
+        "one docker stop + one docker rm",
     ));
 }
 
@@ -375,27 +430,67 @@ fn add_growth_rows(table: &mut Table, growth: &GrowthFigures) {
 /// The paragraph under the table: what each median was taken over, and
 /// the flat rule spelled out.
 pub fn rounds_note(plan: &Plan) -> String {
-    format!(
-        "Each figure is the median of: startup {}; scale {} (alternating which side went first); \
-         status {} (each: the median of {} sequential docker ps, {BUSY_CONNECTIONS} connections for {:?}, \
-         1 connection for {:?}; percentiles over all requests of a round); freshness {} removals \
-         (docker rm -f and docker kill alternating); cost growth {} per size.\n\
-         Flat rule: the status latency of a service with {} containers, while the instance \
-         holds {} containers across {GROWTH_SERVICES} services, at most {FLAT_RATIO_LIMIT} × that \
-         while the instance holds only that service's {}, with as many containers on the host \
-         (the small case beside ballast containers of another instance).",
-        rounds(plan.startup_rounds),
-        rounds(plan.scale_rounds),
-        rounds(plan.status_rounds),
-        plan.ps_calls,
-        plan.busy_duration,
-        plan.idle_duration,
-        plan.freshness_rounds,
-        rounds(plan.status_rounds),
-        plan.growth_replicas,
-        plan.growth_replicas * GROWTH_SERVICES as u64,
-        plan.growth_replicas * GROWTH_PROBES as u64,
-    )
+    let mut medians = Vec::new();
+    if plan.runs(Section::Startup) {
+        medians.push(format!("startup {}", rounds(plan.startup_rounds)));
+    }
+    if plan.runs(Section::Scale) {
+        medians.push(format!(
+            "scale {} (alternating which side went first)",
+            rounds(plan.scale_rounds)
+        ));
+    }
+    if plan.runs(Section::Status) {
+        medians.push(format!(
+            "status {} (each: the median of {} sequential docker ps, {BUSY_CONNECTIONS} \
+             connections for {:?}, 1 connection for {:?}; percentiles over all requests of a round)",
+            rounds(plan.status_rounds),
+            plan.ps_calls,
+            plan.busy_duration,
+            plan.idle_duration
+        ));
+    }
+    if plan.runs(Section::Freshness) {
+        medians.push(format!(
+            "freshness {} removals (docker rm -f and docker kill alternating)",
+            plan.freshness_rounds
+        ));
+    }
+    if plan.runs(Section::Health) {
+        medians.push(format!(
+            "health {} per service (1 connection for {:?})",
+            rounds(plan.status_rounds),
+            plan.idle_duration
+        ));
+    }
+    if plan.runs(Section::Growth) {
+        medians.push(format!(
+            "cost growth {} per size",
+            rounds(plan.status_rounds)
+        ));
+    }
+    let mut note = format!("Each figure is the median of: {}.", medians.join("; "));
+    if plan.runs(Section::Health) {
+        note.push_str(&format!(
+            "\nHealth rule: the status latency of a service of {} containers with a health check \
+             (every second) at most {HEALTH_RATIO_LIMIT} × that of a service of as many without, \
+             with as many checked containers on the host (the first beside ballast containers of \
+             another instance with the same check).",
+            plan.health_replicas
+        ));
+    }
+    if plan.runs(Section::Growth) {
+        note.push_str(&format!(
+            "\nFlat rule: the status latency of a service with {} containers, while the instance \
+             holds {} containers across {GROWTH_SERVICES} services, at most {FLAT_RATIO_LIMIT} × that \
+             while the instance holds only that service's {}, with as many containers on the host \
+             (the small case beside ballast containers of another instance).",
+            plan.growth_replicas,
+            plan.growth_replicas * GROWTH_SERVICES as u64,
+            plan.growth_replicas * GROWTH_PROBES as u64,
+        ));
+    }
+    note
 }
 
 /// "1 round", "3 rounds".

@@ -2,6 +2,7 @@
 //! it prints.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -254,6 +255,26 @@ impl Engine for DockerCli {
             .collect()
     }
 
+    /// `docker stop IDS...` without `-t`: each container then gets the
+    /// grace period it was started with (`--stop-timeout`), so one started
+    /// from an earlier definition keeps that definition's grace. The CLI
+    /// stops up to [`CLI_STOP_PARALLELISM`] containers at once and the rest
+    /// as earlier ones finish, so the wait allowed for grace periods grows
+    /// with each such round (measured with docker 20.10: 3 containers that
+    /// ignore SIGTERM with a 2 s grace stop in 2.3 s together, not 6 s).
+    async fn stop(&self, ids: &[String], longest_grace: Duration) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rounds = u32::try_from(ids.len().div_ceil(CLI_STOP_PARALLELISM)).unwrap_or(u32::MAX);
+        let mut args = vec![arg("stop")];
+        args.extend(ids.iter().cloned());
+        self.runner
+            .run_tolerating_longer(&args, already_gone, longest_grace.saturating_mul(rounds))
+            .await
+            .map(drop)
+    }
+
     async fn remove(&self, ids: &[String]) -> Result<(), Error> {
         if ids.is_empty() {
             return Ok(());
@@ -269,7 +290,11 @@ impl Engine for DockerCli {
     }
 }
 
-/// Whether a complaint of `docker rm -f` is about a container that no longer
+/// How many containers one `docker stop` stops at a time: the docker CLI's
+/// `parallelOperation` runs at most 50 requests at once.
+const CLI_STOP_PARALLELISM: usize = 50;
+
+/// Whether a complaint of `docker stop` or `docker rm -f` is about a container that no longer
 /// exists or is being removed already. Older CLIs fail for those; newer
 /// ones only print them.
 fn already_gone(complaint: &str) -> bool {

@@ -55,6 +55,18 @@ impl Container {
         self.is_running() && self.health == Some(Health::Unhealthy)
     }
 
+    /// Whether it has a process to end gracefully before it is removed.
+    /// A state not known is treated as running: stopping a container that
+    /// does not run costs docker nothing. A paused container is frozen and
+    /// cannot handle a signal, and a restarting one has no process between
+    /// its restarts, so both are only removed.
+    pub fn needs_stopping(&self) -> bool {
+        matches!(
+            self.state,
+            ContainerState::Running | ContainerState::Unknown
+        )
+    }
+
     /// Whether the engine is already removing it: removing it again fails.
     pub fn is_being_removed(&self) -> bool {
         self.state == ContainerState::Removing

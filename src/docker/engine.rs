@@ -2,6 +2,8 @@
 //! start and remove one service's containers, and follow their changes.
 //! `DockerCli` implements it over the docker CLI; tests fake it.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::{Container, ContainerEvent, EventTime, PublishedPorts};
@@ -70,7 +72,19 @@ pub(crate) trait Engine: Send + Sync {
         ids: &[String],
     ) -> Result<std::collections::HashMap<String, PublishedPorts>, Error>;
 
-    /// Removes the containers with these ids, whatever their state.
+    /// Stops the running containers with these ids gracefully and waits
+    /// until they have exited: each gets its stop signal (SIGTERM unless its
+    /// image says otherwise), then SIGKILL once the grace period it was
+    /// started with has passed. `longest_grace` is the longest of those
+    /// grace periods, so the wait is not mistaken for a hung engine. A
+    /// container that is gone already is no failure.
+    ///
+    /// # Errors
+    /// The docker failure, as [`Error`].
+    async fn stop(&self, ids: &[String], longest_grace: Duration) -> Result<(), Error>;
+
+    /// Removes the containers with these ids, whatever their state; one
+    /// that still runs is killed (see [`Engine::stop`] for a graceful end).
     ///
     /// # Errors
     /// The docker failure, as [`Error`].

@@ -97,8 +97,28 @@ impl DockerRunner {
         args: &[String],
         tolerated: impl Fn(&str) -> bool,
     ) -> Result<String, Error> {
+        self.run_tolerating_longer(args, tolerated, Duration::ZERO)
+            .await
+    }
+
+    /// [`run_tolerating`](Self::run_tolerating) with its deadline lengthened
+    /// by `extra`: for a call that honestly takes longer than docker's usual
+    /// answer, such as a `docker stop` that waits out the containers' grace
+    /// periods. The usual deadline still covers docker's own work, so a hung
+    /// engine is caught no later than `extra` after it would be anyway.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn run_tolerating_longer(
+        &self,
+        args: &[String],
+        tolerated: impl Fn(&str) -> bool,
+        extra: Duration,
+    ) -> Result<String, Error> {
         let mut call = CallRecord::begin(&self.metrics, args);
-        let result = self.execute(args, tolerated).await;
+        let result = self
+            .execute(args, tolerated, self.timeout.saturating_add(extra))
+            .await;
         call.finish(CallOutcome::of(&result));
         result
     }
@@ -132,6 +152,7 @@ impl DockerRunner {
         &self,
         args: &[String],
         tolerated: impl Fn(&str) -> bool,
+        deadline: Duration,
     ) -> Result<String, Error> {
         let program = self.program()?;
         log::debug!("running {} {}", program.display(), masked(args).join(" "));
@@ -158,10 +179,10 @@ impl DockerRunner {
                 stderr: err,
             })
         };
-        let output = tokio::time::timeout(self.timeout, finished)
+        let output = tokio::time::timeout(deadline, finished)
             .await
             .map_err(|_| Error::DockerTimeout {
-                seconds: self.timeout.as_secs(),
+                seconds: deadline.as_secs(),
             })?
             .map_err(|e| Error::DockerUnavailable(format!("waiting for docker: {e}")))?;
         // It exited by itself and closed its output: leave its group alone.
@@ -605,6 +626,27 @@ mod tests {
         assert!(tolerated.is_ok(), "{tolerated:?}");
         let mixed = runner.run_tolerating(&["mixed".into()], gone).await;
         assert!(matches!(mixed, Err(Error::DockerFailed(_))), "{mixed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_call_given_extra_time_may_outlast_the_usual_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = fake_runner(
+            dir.path(),
+            "sleep 1.5",
+            Duration::from_secs(1),
+            Arc::default(),
+        );
+        let args = ["stop".to_owned()];
+        let usual = runner.run(&args).await;
+        assert!(
+            matches!(usual, Err(Error::DockerTimeout { seconds: 1 })),
+            "{usual:?}"
+        );
+        let longer = runner
+            .run_tolerating_longer(&args, |_| false, Duration::from_secs(2))
+            .await;
+        assert!(longer.is_ok(), "{longer:?}");
     }
 
     #[tokio::test]

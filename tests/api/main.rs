@@ -22,5 +22,6 @@ mod restart;
 mod rollback;
 mod scale;
 mod service;
+mod stop;
 mod validation;
 mod workloads;

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::support::app::{backend_suite, AppOptions, Backend, TestApp};
-use crate::support::docker::{docker, unique_instance, Scratch};
+use crate::support::docker::{docker, unique_instance, Scratch, TEST_IMAGE};
 
 backend_suite!(
     every_workload_key_is_what_docker_runs,
@@ -179,7 +179,7 @@ async fn hostile_workload_values_are_refused_and_change_nothing() {
         ),
     ];
     for (extra, field) in cases {
-        let mut body = json!({"name": "web", "image": "docker-connector-test:1"});
+        let mut body = json!({"name": "web", "image": TEST_IMAGE});
         body.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
@@ -226,7 +226,7 @@ async fn host_paths_mount_only_from_allowed_directories() {
         format!("{}/../secret", path(&allowed)),
     ] {
         let reply = app
-            .create(json!({"name": "web", "image": "docker-connector-test:1",
+            .create(json!({"name": "web", "image": TEST_IMAGE,
                 "volumes": [{"source": refused, "target": "/site"}]}))
             .await;
         assert_eq!(reply.status, 400, "{refused}: {reply:?}");
@@ -259,7 +259,7 @@ async fn host_paths_mount_only_from_allowed_directories() {
 async fn host_paths_are_refused_by_default() {
     let app = TestApp::spawn().await;
     let reply = app
-        .create(json!({"name": "web", "image": "docker-connector-test:1",
+        .create(json!({"name": "web", "image": TEST_IMAGE,
             "volumes": [{"source": "/tmp", "target": "/host"}]}))
         .await;
     assert_eq!(reply.status, 400, "{reply:?}");

@@ -13,8 +13,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 /// The locally built image every test runs: a static busybox, so no registry
-/// is needed. Its default command sleeps.
-pub const TEST_IMAGE: &str = "docker-connector-test:1";
+/// is needed. Its default command is [`DEFAULT_COMMAND`]. (Version 2: version
+/// 1's plain sleep ignored SIGTERM.)
+pub const TEST_IMAGE: &str = "docker-connector-test:2";
+
+/// What [`TEST_IMAGE`] runs by default: a shell that waits on a sleep and
+/// exits at SIGTERM. The connector stops containers gracefully, and a plain
+/// `sleep` as PID 1 ignores SIGTERM (the kernel spares a namespace's init
+/// every signal it has no handler for), so each stop of it would wait out
+/// the whole grace period, 10 s unless the definition says otherwise.
+pub const DEFAULT_COMMAND: [&str; 3] = ["sh", "-c", "trap 'exit 0' TERM; sleep 86400 & wait"];
 
 /// A command of [`TEST_IMAGE`] that serves [`PAGE`] on port 8080.
 pub const HTTPD: &str = "httpd -f -p 8080 -h /www";
@@ -116,8 +124,9 @@ pub fn ensure_test_image() {
             .stdout(Stdio::piped())
             .spawn()
             .expect("tar runs");
+        let cmd = format!("CMD {}", serde_json::json!(DEFAULT_COMMAND));
         let status = Command::new("docker")
-            .args(["import", "--change", r#"CMD ["sleep", "86400"]"#, "--change", "ENV PATH=/bin", "-", TEST_IMAGE])
+            .args(["import", "--change", &cmd, "--change", "ENV PATH=/bin", "-", TEST_IMAGE])
             .stdin(tar.stdout.take().unwrap())
             .stdout(Stdio::null())
             .status()

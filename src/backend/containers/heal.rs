@@ -85,12 +85,7 @@ impl Scaler {
                 ));
             }
         }
-        let old_ids: Vec<String> = replaced
-            .iter()
-            .filter(|c| !c.is_being_removed())
-            .map(|c| c.id.clone())
-            .collect();
-        self.remove(service, &old_ids).await?;
+        self.remove(service, replaced.iter().copied()).await?;
         match kept.into_iter().next() {
             None => Ok(()),
             Some((_, e)) => Err(e),

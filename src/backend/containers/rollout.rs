@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
-use super::plan::{removable_ids, Filling, NameAllocator};
+use super::plan::{Filling, NameAllocator};
 use super::progress::Tracker;
 use super::scaler::{Caller, Scaler};
 use super::status::crash_loop;
@@ -130,16 +130,16 @@ impl Scaler {
         if start_error.is_none() && new_ids.iter().all(held) {
             let running = after.iter().filter(|c| c.is_running()).count();
             let spare = running.saturating_sub(desired as usize);
-            let old_ids: Vec<String> = outdated
+            // As `after` shows them: one may have stopped meanwhile.
+            let old: Vec<&Container> = outdated
                 .iter()
-                .filter(|old| after.iter().any(|c| c.id == old.id))
+                .filter_map(|old| after.iter().find(|c| c.id == old.id))
                 .take(spare)
-                .map(|c| c.id.clone())
                 .collect();
-            self.remove(service, &old_ids).await?;
+            let replaced = old.len();
+            self.remove(service, old).await?;
             log::info!(
-                "'{service}': replaced {} outdated container(s) with the current definition",
-                old_ids.len()
+                "'{service}': replaced {replaced} outdated container(s) with the current definition"
             );
             return Ok(());
         }
@@ -176,8 +176,7 @@ impl Scaler {
                     },
                 ),
         };
-        let failed_ids = removable_ids(failed);
-        self.remove(service, &failed_ids).await?;
+        self.remove(service, failed).await?;
         let condition = match health_deadline {
             Some(deadline) => format!("become healthy within {deadline:?}"),
             None => format!("keep running for {:?}", self.update.settle),

@@ -25,6 +25,10 @@ use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::store::{Store, StoredService};
 
+/// The grace period `docker stop` gives a container started without
+/// `--stop-timeout`.
+const DOCKER_STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// How often a start retries with another name after a clash.
 const NAME_ATTEMPTS: usize = 10;
 
@@ -134,11 +138,48 @@ impl Scaler {
         }
     }
 
-    /// Removes containers of `service` and records that they are gone.
-    pub(super) async fn remove(&self, service: &ServiceName, ids: &[String]) -> Result<(), Error> {
-        self.engine.remove(ids).await?;
-        self.inventory.record_removed(service, ids);
+    /// Removes these containers of `service` (all but those the engine is
+    /// removing already) and records that they are gone: those that run are
+    /// stopped gracefully first (see [`Engine::stop`]), so this returns once
+    /// they have exited, at most the longest grace period later.
+    pub(super) async fn remove<'a>(
+        &self,
+        service: &ServiceName,
+        containers: impl IntoIterator<Item = &'a Container>,
+    ) -> Result<(), Error> {
+        let containers: Vec<&Container> = containers.into_iter().collect();
+        let running: Vec<String> = containers
+            .iter()
+            .filter(|c| c.needs_stopping())
+            .map(|c| c.id.clone())
+            .collect();
+        let ids = removable_ids(containers);
+        self.engine
+            .stop(&running, self.longest_grace(service))
+            .await?;
+        self.engine.remove(&ids).await?;
+        self.inventory.record_removed(service, &ids);
         Ok(())
+    }
+
+    /// The longest grace period a container of `service` may have been
+    /// started with, for the deadline of stopping it. Each container keeps
+    /// the grace of the definition it was started from, and every definition
+    /// whose containers may still run is the current one or in the history.
+    /// Docker's own 10 s is the floor: a container started before the
+    /// connector passed `--stop-timeout`, or from a definition that has since
+    /// left the history, may have it. (One of the latter with a longer grace
+    /// would make the stop overrun its deadline and fail; docker finishes
+    /// the stop by itself, and the next attempt removes the container.)
+    fn longest_grace(&self, service: &ServiceName) -> Duration {
+        self.store
+            .service(service)
+            .iter()
+            .flat_map(|stored| std::iter::once(&stored.definition).chain(&stored.history))
+            .map(ServiceDefinition::stop_grace_period)
+            // `docker run` rounds a fraction of a second up.
+            .map(|grace| Duration::from_secs(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)))
+            .fold(DOCKER_STOP_GRACE, Duration::max)
     }
 
     /// Records `target` as the desired count of `service`, then makes
@@ -258,7 +299,11 @@ impl Scaler {
         caller: Caller,
     ) -> Result<ScaleReport, Error> {
         let plan = Plan::new(containers, filling, target as usize);
-        self.remove(service, &plan.remove).await?;
+        self.remove(
+            service,
+            containers.iter().filter(|c| plan.remove.contains(&c.id)),
+        )
+        .await?;
 
         let names = NameAllocator::new(format!("{}-{}-", self.instance, service), containers);
         let started: Vec<Result<String, Error>> = stream::iter(0..plan.start)
@@ -276,8 +321,7 @@ impl Scaler {
             None => self.inventory.containers(service).await?,
         };
         let dead: Vec<&Container> = after.iter().filter(|c| !filling.holds_a_place(c)).collect();
-        self.remove(service, &removable_ids(dead.iter().copied()))
-            .await?;
+        self.remove(service, dead).await?;
         let running: Vec<&Container> = after.iter().filter(|c| c.is_running()).collect();
         let report = ScaleReport {
             running_resources: running.len(),
@@ -374,8 +418,7 @@ impl Scaler {
         // Asked of docker, not the index: a delete is final, and a container
         // created a moment ago may not have reached the index yet.
         let containers = self.engine.list(service).await?;
-        let ids = removable_ids(&containers);
-        self.remove(service, &ids).await?;
+        self.remove(service, &containers).await?;
         self.store.remove(service).await?;
         // A service created later under this name starts afresh, even if a
         // request still waits on this lock and so keeps it in the table.
@@ -401,6 +444,8 @@ pub(super) mod tests {
         service_listings: std::sync::atomic::AtomicUsize,
         /// Every start fails with this docker error.
         failing_starts: Option<String>,
+        /// Each stop asked for: the ids, and the grace it allowed for.
+        stops: Mutex<Vec<(Vec<String>, Duration)>>,
     }
 
     /// An event stream on which nothing ever happens.
@@ -459,6 +504,22 @@ pub(super) mod tests {
                 .iter()
                 .map(|id| (id.clone(), PublishedPorts::new()))
                 .collect())
+        }
+
+        async fn stop(&self, ids: &[String], longest_grace: Duration) -> Result<(), Error> {
+            if ids.is_empty() {
+                return Ok(());
+            }
+            for c in self.containers.lock().unwrap().iter_mut() {
+                if ids.contains(&c.id) {
+                    c.state = ContainerState::Exited;
+                }
+            }
+            self.stops
+                .lock()
+                .unwrap()
+                .push((ids.to_vec(), longest_grace));
+            Ok(())
         }
 
         async fn remove(&self, ids: &[String]) -> Result<(), Error> {
@@ -697,5 +758,83 @@ pub(super) mod tests {
             "{why}"
         );
         assert!(why.contains("no such image"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn scale_down_stops_the_surplus_before_removing_it() {
+        let (scaler, engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
+        scaler.scale(&name("web"), count(3)).await.unwrap();
+        scaler.scale(&name("web"), count(1)).await.unwrap();
+        let stops = engine.stops.lock().unwrap().clone();
+        assert_eq!(stops.len(), 1, "{stops:?}");
+        let (stopped, grace) = &stops[0];
+        assert_eq!(stopped.len(), 2);
+        assert_eq!(*grace, DOCKER_STOP_GRACE);
+        let left: Vec<String> = engine
+            .containers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
+        assert_eq!(left.len(), 1);
+        assert!(stopped.iter().all(|id| !left.contains(id)), "{stopped:?}");
+    }
+
+    #[tokio::test]
+    async fn delete_stops_what_runs_and_only_removes_what_does_not() {
+        let (scaler, engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
+        let web = ServiceDefinition::from_create_body(&serde_json::json!({
+            "name": "web", "image": "app:1"
+        }))
+        .unwrap();
+        engine.containers.lock().unwrap().extend([
+            container("up", "running", web.config_hash(), 1),
+            container("down", "exited", web.config_hash(), 2),
+            container("frozen", "paused", web.config_hash(), 3),
+        ]);
+        scaler.delete(&name("web")).await.unwrap();
+        let stops = engine.stops.lock().unwrap().clone();
+        assert_eq!(stops, [(vec!["up".to_owned()], DOCKER_STOP_GRACE)]);
+        assert!(engine.containers.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stop_allows_for_the_longest_grace_of_any_definition_still_kept() {
+        let (scaler, engine, _dir) = scaler_with(FakeEngine::default(), &[]).await;
+        let defined = |grace: &str| {
+            ServiceDefinition::from_create_body(&serde_json::json!({
+                "name": "web", "image": "app:1", "stop_grace_period": grace
+            }))
+            .unwrap()
+        };
+        scaler.store.create(defined("45s")).await.unwrap();
+        scaler.scale(&name("web"), count(2)).await.unwrap();
+        // Its containers keep the 45 s they were started with.
+        scaler.store.replace(defined("1.5s")).await.unwrap();
+        scaler.scale(&name("web"), count(1)).await.unwrap();
+        scaler.store.replace(defined("1m")).await.unwrap();
+        scaler.delete(&name("web")).await.unwrap();
+        let graces: Vec<Duration> = engine
+            .stops
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, grace)| *grace)
+            .collect();
+        assert_eq!(graces, [Duration::from_secs(45), Duration::from_secs(60)]);
+
+        // Never below docker's own default, which older containers have;
+        // a fraction of a second rounded up, as `docker run` takes it.
+        for (grace, allowed) in [
+            ("1.5s", DOCKER_STOP_GRACE),
+            ("10.5s", Duration::from_secs(11)),
+        ] {
+            scaler.store.create(defined(grace)).await.unwrap();
+            scaler.scale(&name("web"), count(1)).await.unwrap();
+            scaler.delete(&name("web")).await.unwrap();
+            let last = engine.stops.lock().unwrap().last().unwrap().1;
+            assert_eq!(last, allowed, "{grace}");
+        }
     }
 }
