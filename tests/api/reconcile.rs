@@ -69,7 +69,7 @@ fn hash_of(id: &str) -> String {
 }
 
 /// Polls status until `done` holds for its body; returns that body.
-async fn status_until(
+pub(crate) async fn status_until(
     app: &TestApp,
     service: &str,
     limit: Duration,

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::app::{poll_until, AppOptions, TestApp};
+use crate::reconcile::status_until;
+use crate::support::app::{AppOptions, TestApp};
 use crate::support::docker::{docker, TEST_IMAGE};
 
 /// Short settle times keep rolls quick in tests; the default is 2 s.
@@ -17,26 +18,6 @@ fn rolling_options() -> AppOptions {
 async fn roll_back(app: &TestApp, service: &str) -> crate::support::app::Reply {
     app.send("POST", &format!("/service/{service}/rollback"), None)
         .await
-}
-
-/// Polls status until `done` holds for its body; returns that body.
-async fn status_until(
-    app: &TestApp,
-    service: &str,
-    limit: Duration,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let body = poll_until(limit, || async {
-        let body = app.status(service).await.body;
-        (done(&body), body)
-    })
-    .await;
-    assert!(
-        done(&body),
-        "status never got there within {limit:?}: {body:#}\nlog:\n{}",
-        app.log()
-    );
-    body
 }
 
 /// Whether every container of the status runs the current definition and
