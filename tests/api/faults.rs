@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::freshness::wait_until_live;
 use crate::support::app::{AppOptions, TestApp};
 use crate::support::docker::{unique_instance, TEST_IMAGE};
 use crate::support::figures::record_figures;
@@ -350,6 +351,9 @@ async fn the_connector_recovers_by_itself_when_docker_works_again() {
     )
     .await;
     app.create_service("web", json!({})).await;
+    // With the index live the scale reaches `docker run` without a listing
+    // first: the hung run must then be its only wait.
+    wait_until_live(&app, Duration::from_secs(10)).await;
 
     std::fs::write(&switch, "").unwrap();
     let started = Instant::now();

@@ -25,7 +25,7 @@ async fn index_is_live(app: &TestApp) -> bool {
 }
 
 /// Waits up to `limit` for the index to be live; panics otherwise.
-async fn wait_until_live(app: &TestApp, limit: Duration) {
+pub(crate) async fn wait_until_live(app: &TestApp, limit: Duration) {
     let started = Instant::now();
     while !index_is_live(app).await {
         assert!(

@@ -316,7 +316,13 @@ impl Scaler {
         // After a failed start, docker may hold a created-but-never-started
         // container whose event the index has not read yet: ask docker, so
         // that nothing the failure left behind escapes the clean-up below.
-        let after = match start_error {
+        // Not when docker is hung or gone: the listing would only fail too,
+        // after another full deadline, and the reconciler cleans up once
+        // docker answers again.
+        let after = match &start_error {
+            Some(e @ (Error::DockerTimeout { .. } | Error::DockerUnavailable(_))) => {
+                return Err(e.clone())
+            }
             Some(_) => self.engine.list(service).await?,
             None => self.inventory.containers(service).await?,
         };
