@@ -31,6 +31,7 @@ pub mod config;
 pub mod docker;
 pub mod domain;
 mod error;
+mod feed;
 mod health;
 mod inventory;
 pub mod logging;
