@@ -8,7 +8,7 @@
 //!   start, remove, follow changes); `cli`: that engine over the docker CLI.
 //! - `networks`: whether the networks a definition names exist.
 //! - `swarm`: Swarm services for the swarm backend (arguments; docker's
-//!   JSON in `swarm::json`).
+//!   JSON in `swarm::json`; every service's tasks at once in `swarm::tasks`).
 
 mod cli;
 mod container;
@@ -28,4 +28,6 @@ pub(crate) use labels::{LABEL_HEALTH_CHECK, LABEL_RESTART_POLICY, LABEL_SWARM_SE
 pub(crate) use networks::NetworkCheck;
 pub(crate) use runner::{DockerRunner, OutputStream};
 pub use swarm::swarm_service_name;
-pub(crate) use swarm::{Lookup, SwarmCli, SwarmService, SwarmSettings, Task, UpdateState};
+pub(crate) use swarm::{
+    ListedTask, Lookup, SwarmCli, SwarmService, SwarmSettings, Task, TaskState, UpdateState,
+};

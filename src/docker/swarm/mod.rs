@@ -1,9 +1,11 @@
 //! Swarm services through the docker CLI: `docker service create`, `update`,
 //! `ps`, `inspect` and `rm`, and which flags to pass; what they print is
-//! read in `json`. Swarm starts, heals and rolls the containers itself; the
-//! connector only hands it the service's spec and replica count.
+//! read in `json`; the tasks of all services at once, for the task
+//! watcher, in `tasks`. Swarm starts, heals and rolls the containers
+//! itself; the connector only hands it the service's spec and replica count.
 
 mod json;
+mod tasks;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -16,7 +18,8 @@ use crate::config::SwarmPublishMode;
 use crate::domain::{go_duration, BindPolicy, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use json::{parse_networks, parse_service, parse_task, ListedNetwork, SpecWorkload, SwarmInfo};
-pub(crate) use json::{SwarmService, Task, UpdateState};
+pub(crate) use json::{SwarmService, Task, TaskState, UpdateState};
+pub(crate) use tasks::ListedTask;
 
 /// Longest name Swarm accepts for a service (a DNS label).
 const MAX_SERVICE_NAME: usize = 63;

@@ -1,0 +1,193 @@
+//! The tasks of many services at once, for the swarm backend's task
+//! watcher: one `docker service ps` lists them all, cheaply enough to run
+//! every second, and only the tasks that changed are inspected in full.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::json::{parse_task, TaskState};
+use super::{SwarmCli, Task};
+use crate::docker::runner::arg;
+use crate::domain::ServiceName;
+use crate::error::Error;
+
+/// One task as `docker service ps` lists it: enough to tell that it
+/// changed, not what it runs or how it exited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedTask {
+    pub id: String,
+    pub service: ServiceName,
+    /// `<Swarm service>.<slot>`.
+    pub name: String,
+    /// `None` until Swarm has placed it.
+    pub node: Option<String>,
+    pub desired_state: TaskState,
+    pub state: TaskState,
+}
+
+/// A `docker service ps` line in the format [`SwarmCli::list_tasks`] asks
+/// for: id, name, node, desired state, and the current state with its age
+/// (`"Running 5 seconds ago"`).
+type ListedLine = (String, String, String, String, String);
+
+/// Reads a state as `docker service ps` prints it: capitalized, and the
+/// current state followed by how long ago it was reached.
+fn printed_state(printed: &str) -> TaskState {
+    let word = printed
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    serde_json::from_value(word.into()).unwrap_or(TaskState::Unknown)
+}
+
+/// Reads the tasks `docker service ps` listed, of the services whose Swarm
+/// names `services` maps to them; a task of another service (a Swarm
+/// service matched by id prefix) is left out.
+fn read_listing(
+    listing: &str,
+    services: &HashMap<String, ServiceName>,
+) -> Result<Vec<ListedTask>, Error> {
+    let mut listed = Vec::new();
+    for line in listing.lines().filter(|line| !line.trim().is_empty()) {
+        let (id, name, node, desired, current): ListedLine =
+            serde_json::from_str(line).map_err(|e| {
+                Error::DockerFailed(format!("unexpected `docker service ps` line {line:?}: {e}"))
+            })?;
+        let Some(service) = name
+            .rsplit_once('.')
+            .and_then(|(swarm_name, _slot)| services.get(swarm_name))
+        else {
+            continue;
+        };
+        listed.push(ListedTask {
+            id,
+            service: service.clone(),
+            name,
+            node: Some(node).filter(|node| !node.is_empty()),
+            desired_state: printed_state(&desired),
+            state: printed_state(&current),
+        });
+    }
+    Ok(listed)
+}
+
+#[derive(Deserialize)]
+struct TaskId {
+    #[serde(rename = "ID")]
+    id: String,
+}
+
+impl SwarmCli {
+    /// Every task Swarm holds of the Swarm services of `services`, their
+    /// history included, in one `docker service ps`. A service Swarm has
+    /// no service for yet has none.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn list_tasks(&self, services: &[ServiceName]) -> Result<Vec<ListedTask>, Error> {
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let by_swarm_name: HashMap<String, ServiceName> = services
+            .iter()
+            .map(|service| (self.service_name(service), service.clone()))
+            .collect();
+        let mut args = vec![
+            arg("service"),
+            arg("ps"),
+            arg("--no-trunc"),
+            arg("--format"),
+            arg("[{{json .ID}},{{json .Name}},{{json .Node}},{{json .DesiredState}},{{json .CurrentState}}]"),
+        ];
+        args.extend(by_swarm_name.keys().cloned());
+        // docker lists the tasks of the services it found, then fails
+        // naming each one it did not.
+        let listing = self
+            .runner
+            .run_tolerating(&args, |complaint| {
+                complaint.starts_with("no such service: ")
+            })
+            .await?;
+        read_listing(&listing, &by_swarm_name)
+    }
+
+    /// The tasks among `listed` read in full, in one `docker inspect`; one
+    /// Swarm dropped meanwhile is left out.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn inspect_tasks(&self, listed: &[&ListedTask]) -> Result<Vec<Task>, Error> {
+        let by_id: HashMap<&str, &ListedTask> = listed
+            .iter()
+            .map(|task| (task.id.as_str(), *task))
+            .collect();
+        let nodes: HashMap<String, String> = listed
+            .iter()
+            .filter_map(|task| Some((task.id.clone(), task.node.clone()?)))
+            .collect();
+        let inspected = self
+            .runner
+            .inspect_existing(
+                "task",
+                "{{json .}}",
+                by_id.keys().map(|id| (*id).to_owned()),
+            )
+            .await?;
+        let mut tasks = Vec::new();
+        for line in inspected.lines().filter(|line| !line.trim().is_empty()) {
+            let TaskId { id } = serde_json::from_str(line).map_err(|e| {
+                Error::DockerFailed(format!(
+                    "unexpected `docker inspect` output for a task: {e}"
+                ))
+            })?;
+            let Some(listed) = by_id.get(id.as_str()) else {
+                continue;
+            };
+            tasks.push(parse_task(
+                line,
+                &self.service_name(&listed.service),
+                &nodes,
+            )?);
+        }
+        Ok(tasks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_reads_into_tasks_of_the_services_asked_for() {
+        let web = ServiceName::parse("web").unwrap();
+        let services = HashMap::from([("prod-web-1a2b3c4d".to_owned(), web.clone())]);
+        let listing = concat!(
+            r#"["t1","prod-web-1a2b3c4d.1","vm","Running","Starting 2 seconds ago"]"#,
+            "\n",
+            r#"["t0","prod-web-1a2b3c4d.1","","Shutdown","Failed less than a second ago"]"#,
+            "\n",
+            r#"["x9","other.1","vm","Running","Running 3 hours ago"]"#,
+            "\n",
+            r#"["t2","prod-web-1a2b3c4d.2","vm","Remove","Teleported 1 second ago"]"#,
+            "\n",
+        );
+        let listed = read_listing(listing, &services).unwrap();
+        let seen: Vec<(&str, Option<&str>, TaskState, TaskState)> = listed
+            .iter()
+            .map(|t| (t.id.as_str(), t.node.as_deref(), t.desired_state, t.state))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("t1", Some("vm"), TaskState::Running, TaskState::Starting),
+                ("t0", None, TaskState::Shutdown, TaskState::Failed),
+                ("t2", Some("vm"), TaskState::Remove, TaskState::Unknown),
+            ]
+        );
+        assert!(listed.iter().all(|t| t.service == web));
+        assert_eq!(listed[0].name, "prod-web-1a2b3c4d.1");
+        assert!(read_listing("not json\n", &services).is_err());
+    }
+}
