@@ -142,6 +142,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
                 cli,
                 store.clone(),
                 Duration::from_secs(config.swarm_scale_timeout),
+                feed::Feed::new(feed::DEFAULT_RING_LEN),
             ));
             (swarm.clone(), Background::Swarm(swarm))
         }

@@ -9,6 +9,7 @@
 //! held while a scale waits for Swarm.
 
 mod status;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,8 +22,10 @@ use crate::backend::{Backend, Rollout, RolloutState, ScaleReport, ServiceStatus}
 use crate::docker::{Lookup, SwarmCli, SwarmService, Task};
 use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
 use crate::error::Error;
+use crate::feed::Feed;
 use crate::store::{Store, StoredService};
 use status::{newest_error, status_of};
+use watch::FeedWriter;
 
 /// How often a scale asks Swarm how many tasks run.
 const SCALE_POLL: Duration = Duration::from_millis(200);
@@ -61,10 +64,13 @@ pub struct SwarmBackend {
     /// has seen the update end. Only these are asked about, so the
     /// watcher's cost follows the updates in flight, not the services.
     watching: Mutex<HashMap<ServiceName, Instant>>,
+    /// Where the tasks' changes and the updates' progress and outcome are
+    /// told (see `watch`).
+    feed: FeedWriter,
 }
 
 impl SwarmBackend {
-    pub fn new(cli: SwarmCli, store: Arc<Store>, scale_timeout: Duration) -> Self {
+    pub fn new(cli: SwarmCli, store: Arc<Store>, scale_timeout: Duration, feed: Arc<Feed>) -> Self {
         SwarmBackend {
             cli,
             locks: ServiceLocks::new(store.clone()),
@@ -73,6 +79,7 @@ impl SwarmBackend {
             handed_over: Mutex::new(HashMap::new()),
             rollbacks: Mutex::new(HashMap::new()),
             watching: Mutex::new(HashMap::new()),
+            feed: FeedWriter::new(feed),
         }
     }
 
@@ -80,8 +87,10 @@ impl SwarmBackend {
     /// Swarm ends it, so that when Swarm rolls it back by itself the store
     /// follows at once (see [`SwarmBackend::follow_rollback`]), not only at
     /// the next status or scale. After a restart of the connector, updates
-    /// handed over before it are followed by those.
+    /// handed over before it are followed by those. Starts the task
+    /// watcher beside it (see `watch`).
     pub async fn follow_updates(self: Arc<Self>) {
+        tokio::spawn(self.clone().watch_tasks());
         loop {
             tokio::time::sleep(UPDATE_POLL).await;
             let watched: Vec<(ServiceName, Instant)> = self
@@ -107,9 +116,10 @@ impl SwarmBackend {
     }
 
     /// Whether the update of `service` handed over at `since` has ended,
-    /// its rollback (if Swarm rolled it back) followed by the store; a
-    /// service gone is done with too. Under the service's lock, so it
-    /// cannot follow a rollback across a PUT.
+    /// its rollback (if Swarm rolled it back) followed by the store and
+    /// its outcome told to the feed; a service gone is done with too.
+    /// Under the service's lock, so it cannot follow a rollback across a
+    /// PUT.
     async fn update_ended(&self, service: &ServiceName, since: Instant) -> bool {
         let _lock = self.locks.lock(service).await;
         let Some(stored) = self.store.service(service) else {
@@ -127,6 +137,7 @@ impl SwarmBackend {
             return false;
         }
         self.follow_rollback(service, stored, &current).await;
+        self.publish_outcome(service).await;
         true
     }
 
@@ -592,7 +603,7 @@ mod tests {
     fn backend(dir: &std::path::Path) -> SwarmBackend {
         let cli = SwarmCli::for_tests(crate::config::SwarmPublishMode::Host, false);
         let store = Arc::new(Store::open(&dir.join("services.json")).unwrap());
-        SwarmBackend::new(cli, store, Duration::from_secs(5))
+        SwarmBackend::new(cli, store, Duration::from_secs(5), Feed::new(8))
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn task_health(task: &Task, probed: bool) -> Option<Health> {
 
 /// Whether the definition with `hash` that `stored` knows (current or
 /// earlier) has a health probe.
-fn probed(stored: &StoredService, hash: &str) -> bool {
+pub(super) fn probed(stored: &StoredService, hash: &str) -> bool {
     std::iter::once(&stored.definition)
         .chain(&stored.history)
         .find(|definition| definition.config_hash() == hash)
