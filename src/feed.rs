@@ -93,6 +93,19 @@ struct Ring {
     by_service: HashMap<String, u64>,
 }
 
+impl Ring {
+    /// A deleted service keeps the index of its deletion, which wakes
+    /// whoever waits on it, while that event is in the ring; then it is
+    /// forgotten, so names that come and go do not pile up.
+    fn forget_if_deleted(&mut self, dropped: &FeedEvent) {
+        if dropped.kind == EventKind::ServiceDeleted
+            && self.by_service.get(&dropped.service) == Some(&dropped.id)
+        {
+            self.by_service.remove(&dropped.service);
+        }
+    }
+}
+
 /// The feed: one per connector.
 pub struct Feed {
     ring: Mutex<Ring>,
@@ -150,7 +163,9 @@ impl Feed {
             ring.latest += 1;
             let id = ring.latest;
             if ring.events.len() == self.capacity {
-                ring.events.pop_front();
+                if let Some(dropped) = ring.events.pop_front() {
+                    ring.forget_if_deleted(&dropped);
+                }
             }
             ring.events.push_back(Arc::new(FeedEvent {
                 id,
@@ -158,13 +173,7 @@ impl Feed {
                 service: service.to_owned(),
                 data: Value::Object(data),
             }));
-            if kind == EventKind::ServiceDeleted {
-                // A deleted service's index matters no more (its status is a
-                // 404), and a name created again starts above this id.
-                ring.by_service.remove(service);
-            } else {
-                ring.by_service.insert(service.to_owned(), id);
-            }
+            ring.by_service.insert(service.to_owned(), id);
             id
         };
         self.newest.send_replace(id);
@@ -224,6 +233,7 @@ impl Feed {
     }
 
     /// Whether any stream or blocking request watches now.
+    #[allow(dead_code)] // for the Swarm backend's task watcher, which lands next
     pub fn is_watched(&self) -> bool {
         self.watchers.load(Ordering::Relaxed) > 0
     }
@@ -343,8 +353,20 @@ mod tests {
         let web = feed.publish(EventKind::ServiceCreated, "web", Value::Null);
         feed.publish(EventKind::ServiceCreated, "db", Value::Null);
         assert_eq!(feed.service_index("web"), web);
-        feed.publish(EventKind::ServiceDeleted, "web", Value::Null);
-        assert_eq!(feed.service_index("web"), feed.start);
+        let deleted = feed.publish(EventKind::ServiceDeleted, "web", Value::Null);
+        assert_eq!(
+            feed.service_index("web"),
+            deleted,
+            "a deletion wakes waiters"
+        );
+        for _ in 0..8 {
+            feed.publish(EventKind::ServiceScaled, "db", Value::Null);
+        }
+        assert_eq!(
+            feed.service_index("web"),
+            feed.start,
+            "then it is forgotten"
+        );
     }
 
     #[tokio::test]
