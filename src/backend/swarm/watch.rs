@@ -47,8 +47,6 @@ pub(super) struct SeenTask {
     /// Whether its definition has a health check: Swarm then keeps it
     /// `starting` until the check passes.
     probed: bool,
-    /// Whether it runs the service's current definition.
-    current: bool,
     /// Its container's exit code, once it ended by itself.
     exit_code: Option<i64>,
     /// Whether Swarm ended it because its health check failed.
@@ -86,7 +84,6 @@ impl SeenTask {
             desired_state,
             state,
             probed: stored.is_some_and(|stored| probed(stored, &config_hash)),
-            current: stored.is_some_and(|stored| stored.definition.config_hash() == config_hash),
             config_hash,
             exit_code,
             unhealthy,
@@ -122,10 +119,11 @@ impl SeenTask {
 /// What happened to one task's container between two polls.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum ContainerChange {
-    /// `current`: it runs the service's current definition.
+    /// With its health as status shows it: `None` without a check.
     Started {
-        current: bool,
+        health: Option<Health>,
     },
+    /// Its check passed, or failed so that Swarm shut it down.
     Health(Health),
     Died {
         exit_code: Option<i64>,
@@ -149,15 +147,12 @@ pub(super) fn container_changes(
         && now.is_some_and(|task| task.exit_code.is_some());
     let mut changes = Vec::new();
     if let Some(task) = now.filter(|_| (!was_up && is_up) || ran_unseen) {
-        changes.push(ContainerChange::Started {
-            current: task.current,
-        });
-        if task.probed && is_up {
-            changes.push(ContainerChange::Health(match task.state {
-                TaskState::Starting => Health::Starting,
-                _ => Health::Healthy,
-            }));
-        }
+        let health = match task.state {
+            _ if !task.probed || !is_up => None,
+            TaskState::Starting => Some(Health::Starting),
+            _ => Some(Health::Healthy),
+        };
+        changes.push(ContainerChange::Started { health });
     } else if let (Some(before), Some(task)) = (before, now) {
         if task.probed && before.state == TaskState::Starting && task.state == TaskState::Running {
             changes.push(ContainerChange::Health(Health::Healthy));
@@ -204,22 +199,25 @@ fn sightings<'a>(
 }
 
 impl ContainerChange {
-    /// The feed event of this change of the task `id` named `name`.
-    fn event(self, id: &str, name: &str) -> (EventKind, Value) {
-        let task = json!({"id": id, "name": name});
+    /// The feed event of this change of the task `id`, with the fields the
+    /// containers backend gives a container's events.
+    fn event(self, id: &str, task: &SeenTask) -> (EventKind, Value) {
         let (kind, extra) = match self {
-            ContainerChange::Started { current } => {
-                (EventKind::ContainerStarted, json!({"current": current}))
+            ContainerChange::Started { health } => {
+                (EventKind::ContainerStarted, json!({"health": health}))
             }
             ContainerChange::Health(health) => {
                 (EventKind::ContainerHealth, json!({"health": health}))
             }
-            ContainerChange::Died { exit_code } => {
-                (EventKind::ContainerDied, json!({"exit_code": exit_code}))
-            }
+            // Swarm replaces a task that ended with a new one: its own
+            // container never comes back.
+            ContainerChange::Died { exit_code } => (
+                EventKind::ContainerDied,
+                json!({"exit_code": exit_code, "restarts_itself": false}),
+            ),
             ContainerChange::Removed => (EventKind::ContainerRemoved, json!({})),
         };
-        let mut fields = task;
+        let mut fields = json!({"id": id, "name": task.name, "config_hash": task.config_hash});
         if let (Some(fields), Value::Object(extra)) = (fields.as_object_mut(), extra) {
             fields.extend(extra);
         }
@@ -249,8 +247,9 @@ impl FeedWriter {
     }
 
     /// Tells what `status` of `service` changed of its problem, and of its
-    /// rollout's progress while it rolls.
-    fn status_read(&self, service: &ServiceName, status: &ServiceStatus) {
+    /// rollout's progress while it rolls the stored definition, whose
+    /// config hash is `hash`.
+    fn status_read(&self, service: &ServiceName, hash: &str, status: &ServiceStatus) {
         let told = self
             .problems
             .lock()
@@ -278,7 +277,7 @@ impl FeedWriter {
             self.feed.publish(
                 EventKind::RolloutProgress,
                 service.as_str(),
-                json!({"updated": counts.0, "outdated": counts.1}),
+                json!({"config_hash": hash, "updated": counts.0, "outdated": counts.1}),
             );
         }
     }
@@ -373,41 +372,58 @@ impl SwarmBackend {
                 touched.push(&task.service);
             }
             for change in container_changes(was, is) {
-                let (kind, fields) = change.event(id, &task.name);
+                let (kind, fields) = change.event(id, task);
                 self.feed.feed.publish(kind, task.service.as_str(), fields);
             }
         }
         for service in touched {
-            match self.status(service).await {
-                Ok(status) => self.feed.status_read(service, &status),
-                Err(e) => log::debug!("'{service}': cannot read its status after a change: {e}"),
-            }
+            self.reread_status(service).await;
         }
         Ok(now)
+    }
+
+    /// Reads the status of `service` to tell the feed what changed of its
+    /// problem and progress; `None` when it cannot be read.
+    async fn reread_status(&self, service: &ServiceName) -> Option<ServiceStatus> {
+        let status = match self.status(service).await {
+            Ok(status) => status,
+            Err(e) => {
+                log::debug!("'{service}': cannot read its status for the feed: {e}");
+                return None;
+            }
+        };
+        // Read after the status, which may have made the store follow a
+        // rollback of Swarm's.
+        let hash = self.store.get(service)?.config_hash().to_owned();
+        self.feed.status_read(service, &hash, &status);
+        Some(status)
     }
 
     /// Tells the feed how the update of `service` that Swarm just ended
     /// turned out, as status reports it once the store followed a
     /// rollback: `complete`, `rolled_back` (Swarm went back to the
     /// definition the store now holds), or `failed` (paused, or rolled back
-    /// without the store following). Told whether or not anyone watches:
-    /// a client that reconnects still finds it in the ring.
+    /// without the store following); with the config hash of the
+    /// definition the update handed over. Told whether or not anyone
+    /// watches: a client that reconnects still finds it in the ring.
     pub(super) async fn publish_outcome(&self, service: &ServiceName) {
-        let status = match self.status(service).await {
-            Ok(status) => status,
-            Err(e) => {
-                log::warn!("'{service}': cannot read how its update ended: {e}");
-                return;
-            }
+        let Some(status) = self.reread_status(service).await else {
+            log::warn!("'{service}': Swarm ended an update; how it went is not told");
+            return;
         };
-        self.feed.status_read(service, &status);
+        let handed_over = self
+            .handed_over
+            .lock()
+            .expect("the hand-over table is never poisoned")
+            .get(service)
+            .cloned();
         let rollout = status.rollout;
         match rollout.state {
             RolloutState::Complete | RolloutState::RolledBack | RolloutState::Failed => {
                 self.feed.feed.publish(
                     EventKind::RolloutOutcome,
                     service.as_str(),
-                    json!({"state": rollout.state, "error": rollout.error}),
+                    json!({"config_hash": handed_over, "state": rollout.state, "error": rollout.error}),
                 );
             }
             // Swarm ended an update, and already runs or awaits another.
@@ -434,7 +450,6 @@ mod tests {
             state,
             config_hash: "h".into(),
             probed: false,
-            current: true,
             exit_code: None,
             unhealthy: false,
         }
@@ -461,13 +476,13 @@ mod tests {
         assert_eq!(container_changes(None, Some(&pending)), []);
         assert_eq!(
             container_changes(Some(&pending), Some(&running)),
-            [Started { current: true }]
+            [Started { health: None }]
         );
         assert_eq!(container_changes(Some(&running), Some(&running)), []);
         // Without a health check, `starting` is the start itself.
         assert_eq!(
             container_changes(None, Some(&seen(Running, Starting))),
-            [Started { current: true }]
+            [Started { health: None }]
         );
         assert_eq!(
             container_changes(Some(&seen(Running, Starting)), Some(&running)),
@@ -481,10 +496,9 @@ mod tests {
         let running = checked(seen(Running, Running));
         assert_eq!(
             container_changes(Some(&checked(seen(Ready, Pending))), Some(&starting)),
-            [
-                Started { current: true },
-                ContainerChange::Health(Health::Starting)
-            ]
+            [Started {
+                health: Some(Health::Starting)
+            }]
         );
         assert_eq!(
             container_changes(Some(&starting), Some(&running)),
@@ -493,10 +507,9 @@ mod tests {
         // Both between two polls.
         assert_eq!(
             container_changes(None, Some(&running)),
-            [
-                Started { current: true },
-                ContainerChange::Health(Health::Healthy)
-            ]
+            [Started {
+                health: Some(Health::Healthy)
+            }]
         );
         let unhealthy = SeenTask {
             unhealthy: true,
@@ -531,7 +544,7 @@ mod tests {
         assert_eq!(
             container_changes(Some(&seen(Running, Pending)), Some(&history)),
             [
-                Started { current: true },
+                Started { health: None },
                 Died { exit_code: Some(3) },
                 Removed
             ]
@@ -540,7 +553,7 @@ mod tests {
         assert_eq!(
             container_changes(None, Some(&done)),
             [
-                Started { current: true },
+                Started { health: None },
                 Died { exit_code: Some(0) },
                 Removed
             ]
@@ -603,7 +616,7 @@ mod tests {
             status(None, RolloutState::Rolling, 0),
         ];
         for read in &reads {
-            writer.status_read(&web, read);
+            writer.status_read(&web, "h2", read);
         }
         let Batch::Events(events) = cursor.next().await else {
             panic!("a reset");
@@ -621,11 +634,20 @@ mod tests {
         assert_eq!(
             told,
             [
-                ("rollout.progress", json!({"updated": 0, "outdated": 2})),
+                (
+                    "rollout.progress",
+                    json!({"config_hash": "h2", "updated": 0, "outdated": 2})
+                ),
                 ("problem", json!({"problem": "no such image"})),
-                ("rollout.progress", json!({"updated": 1, "outdated": 1})),
+                (
+                    "rollout.progress",
+                    json!({"config_hash": "h2", "updated": 1, "outdated": 1})
+                ),
                 ("problem", json!({"problem": null})),
-                ("rollout.progress", json!({"updated": 0, "outdated": 2})),
+                (
+                    "rollout.progress",
+                    json!({"config_hash": "h2", "updated": 0, "outdated": 2})
+                ),
             ]
         );
     }
@@ -656,18 +678,20 @@ mod tests {
 
     #[test]
     fn container_events_carry_the_task_and_what_changed() {
-        let (kind, fields) = Died { exit_code: Some(3) }.event("t1", "prod-web.1");
+        let task = seen(Shutdown, Failed);
+        let (kind, fields) = Died { exit_code: Some(3) }.event("t1", &task);
         assert_eq!(kind, EventKind::ContainerDied);
         assert_eq!(
             fields,
-            json!({"id": "t1", "name": "prod-web.1", "exit_code": 3})
+            json!({"id": "t1", "name": "prod-web.1", "config_hash": "h",
+                   "exit_code": 3, "restarts_itself": false})
         );
-        let (kind, fields) = ContainerChange::Health(Health::Starting).event("t1", "prod-web.1");
+        let (kind, fields) = ContainerChange::Health(Health::Starting).event("t1", &task);
         assert_eq!(kind, EventKind::ContainerHealth);
         assert_eq!(fields["health"], "starting");
         assert_eq!(
-            Removed.event("t1", "prod-web.1").1,
-            json!({"id": "t1", "name": "prod-web.1"})
+            Removed.event("t1", &task).1,
+            json!({"id": "t1", "name": "prod-web.1", "config_hash": "h"})
         );
     }
 }
