@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -29,6 +29,19 @@ use crate::store::StoredService;
 
 /// How often the tasks are listed while someone watches.
 const TASK_POLL: Duration = Duration::from_secs(1);
+
+/// How often, while nobody watches, the watcher looks whether someone does
+/// (without asking docker): a stream opened just before a scale takes its
+/// first look at the tasks before Swarm has started any.
+const WATCHER_CHECK: Duration = Duration::from_millis(100);
+
+/// How long the tasks seen last are kept while nobody watches. A client
+/// that blocks on status asks again right after each answer: over such a
+/// gap the next poll tells what changed meanwhile, a moment late, instead
+/// of taking what it sees as the new starting point and telling nothing.
+/// After a longer one, what changed meanwhile is old news nobody waited
+/// for.
+const SEEN_KEPT: Duration = Duration::from_secs(5);
 
 /// What Swarm's task error says when it shut a task down because its
 /// health check failed (`task: non-zero exit (137): dockerexec: unhealthy
@@ -301,18 +314,22 @@ impl SwarmBackend {
     /// the tasks of every service and tells the feed what changed.
     pub(super) async fn watch_tasks(self: Arc<Self>) {
         let mut seen: Option<HashMap<String, SeenTask>> = None;
+        let mut unwatched_since: Option<Instant> = None;
         loop {
-            tokio::time::sleep(TASK_POLL).await;
             if !self.feed.feed.is_watched() {
-                // Nobody saw what happens meanwhile: the next watcher's
-                // first poll starts from what is then.
-                seen = None;
+                let since = *unwatched_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > SEEN_KEPT {
+                    seen = None;
+                }
+                tokio::time::sleep(WATCHER_CHECK).await;
                 continue;
             }
+            unwatched_since = None;
             match self.poll_tasks(seen.as_ref()).await {
                 Ok(now) => seen = Some(now),
                 Err(e) => log::debug!("cannot list the tasks of the Swarm services: {e}"),
             }
+            tokio::time::sleep(TASK_POLL).await;
         }
     }
 
