@@ -1,0 +1,244 @@
+//! A client of the connector's event stream (`GET /events`,
+//! `text/event-stream`): it reads the body chunk by chunk as it arrives and
+//! splits it into events, so a test can wait for the next one with a limit,
+//! tell a clean end of the stream from a broken connection, and count the
+//! keep-alive comments.
+//!
+//! Built on reqwest's `Response::chunk`, which needs none of reqwest's
+//! optional features. Each stream has a client, and so a connection, of its
+//! own: a test that stops reading one stream must not hold up another.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::app::{Reply, TestApp};
+
+/// One event as the stream sent it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: u64,
+    /// The `event:` field: `service.scaled`, `reset`, ...
+    pub kind: String,
+    pub data: Value,
+    /// The event's bytes on the wire, from its first field to the blank
+    /// line that ends it.
+    pub size: usize,
+    pub received: Instant,
+}
+
+impl Event {
+    /// The `service` its data names, if any.
+    pub fn service(&self) -> Option<&str> {
+        self.data["service"].as_str()
+    }
+}
+
+/// What the stream did next.
+#[derive(Debug)]
+pub enum Next {
+    Event(Event),
+    /// The server ended the body cleanly.
+    Ended,
+    /// The connection failed before the body's end.
+    Broken(String),
+    /// Nothing but keep-alive comments within the time given.
+    Quiet,
+}
+
+/// An open event stream.
+pub struct EventStream {
+    response: reqwest::Response,
+    /// Bytes received but not yet part of a whole event.
+    pending: Vec<u8>,
+    keep_alives: usize,
+    finished: bool,
+}
+
+impl EventStream {
+    /// `GET path` (`/events?service=web`) with `headers` (and the app's
+    /// token, if it has one), expecting a stream; panics if it answers
+    /// anything else.
+    pub async fn open(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> EventStream {
+        match Self::try_open(app, path, headers).await {
+            Ok(stream) => stream,
+            Err(reply) => panic!("GET {path} did not open a stream: {reply:?}"),
+        }
+    }
+
+    /// Like [`EventStream::open`], but an answer that is not a 200 event
+    /// stream is returned, its body read as JSON, for tests of refusals.
+    pub async fn try_open(
+        app: &TestApp,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<EventStream, Reply> {
+        let mut request = reqwest::Client::new()
+            .get(app.url(path))
+            .header("accept", "text/event-stream");
+        if let Some(token) = app.token() {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("the connector answers");
+        let is_stream = response
+            .headers()
+            .get("content-type")
+            .and_then(|t| t.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        if response.status() == 200 && is_stream {
+            return Ok(EventStream {
+                response,
+                pending: Vec::new(),
+                keep_alives: 0,
+                finished: false,
+            });
+        }
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Err(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Keep-alive comments (lines starting with `:`) received so far.
+    pub fn keep_alives(&self) -> usize {
+        self.keep_alives
+    }
+
+    /// The next event, waiting at most `within` for it.
+    pub async fn next(&mut self, within: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(event) = self.take_event() {
+                return Next::Event(event);
+            }
+            if self.finished {
+                return Next::Ended;
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return Next::Quiet,
+                Ok(Ok(Some(bytes))) => self.pending.extend_from_slice(&bytes),
+                Ok(Ok(None)) => self.finished = true,
+                Ok(Err(e)) => return Next::Broken(format!("{e:?}")),
+            }
+        }
+    }
+
+    /// The next event; panics, saying `what` was awaited, if the stream
+    /// ends, breaks or stays quiet for `within`.
+    pub async fn expect_event(&mut self, within: Duration, what: &str) -> Event {
+        match self.next(within).await {
+            Next::Event(event) => event,
+            Next::Broken(why) => panic!("waiting for {what}: the connection broke: {why}"),
+            other => panic!("waiting for {what}: {other:?} after up to {within:?}"),
+        }
+    }
+
+    /// Events until (and with) the first that `done` accepts; panics,
+    /// naming `what` and the events seen, if none does within `within`.
+    pub async fn until(
+        &mut self,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&Event) -> bool,
+    ) -> Vec<Event> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Next::Event(event) => {
+                    let last = done(&event);
+                    seen.push(event);
+                    if last {
+                        return seen;
+                    }
+                }
+                other => panic!(
+                    "waiting for {what}: {other:?} within {within:?}; seen meanwhile: {:#?}",
+                    summary(&seen)
+                ),
+            }
+        }
+    }
+
+    /// Splits the first whole event off the bytes received, skipping
+    /// comments and field-less blocks.
+    fn take_event(&mut self) -> Option<Event> {
+        loop {
+            let (block, size) = first_block(&self.pending)?;
+            let block = String::from_utf8(block.to_vec()).expect("an event stream is UTF-8");
+            self.pending.drain(..size);
+            let mut id = None;
+            let mut kind = None;
+            let mut data: Vec<&str> = Vec::new();
+            for line in block.lines() {
+                if line.starts_with(':') {
+                    self.keep_alives += 1;
+                    continue;
+                }
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "id" => id = Some(value.to_owned()),
+                    "event" => kind = Some(value.to_owned()),
+                    "data" => data.push(value),
+                    // A client ignores fields it does not know, such as retry.
+                    _ => {}
+                }
+            }
+            if id.is_none() && kind.is_none() && data.is_empty() {
+                continue;
+            }
+            assert_eq!(
+                data.len(),
+                1,
+                "an event's data is one line of JSON: {block:?}"
+            );
+            let id = id.unwrap_or_else(|| panic!("an event without an id: {block:?}"));
+            return Some(Event {
+                id: id
+                    .parse()
+                    .unwrap_or_else(|_| panic!("id {id:?} is not an integer: {block:?}")),
+                kind: kind.unwrap_or_else(|| panic!("an event without a type: {block:?}")),
+                data: serde_json::from_str(data[0])
+                    .unwrap_or_else(|e| panic!("data is not JSON ({e}): {block:?}")),
+                size,
+                received: Instant::now(),
+            });
+        }
+    }
+}
+
+/// The first block of `bytes` ended by a blank line (`\n\n` or
+/// `\r\n\r\n`), and how many bytes it takes with its ending.
+fn first_block(bytes: &[u8]) -> Option<(&[u8], usize)> {
+    let ends = |ending: &[u8]| {
+        bytes
+            .windows(ending.len())
+            .position(|w| w == ending)
+            .map(|at| (at, at + ending.len()))
+    };
+    let (end, size) = match (ends(b"\n\n"), ends(b"\r\n\r\n")) {
+        (Some(lf), Some(crlf)) => std::cmp::min_by_key(lf, crlf, |(at, _)| *at),
+        (Some(found), None) | (None, Some(found)) => found,
+        (None, None) => return None,
+    };
+    Some((&bytes[..end], size))
+}
+
+/// `id type service` of each event, for messages.
+pub fn summary(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| format!("{} {} {}", e.id, e.kind, e.data))
+        .collect()
+}
