@@ -10,6 +10,7 @@ mod cli;
 mod concurrency;
 mod contract;
 mod durability;
+mod events;
 mod faults;
 mod freshness;
 mod health;

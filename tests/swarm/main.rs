@@ -36,6 +36,10 @@ mod ports;
 #[path = "../api/workloads.rs"]
 mod api_workloads;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../api/events.rs"]
+mod events;
+
 mod lifecycle;
 mod workloads;
 
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
         ("ports", ports::suite()),
         ("health", health::suite()),
         ("api_workloads", api_workloads::suite()),
+        ("events", events::suite()),
         ("lifecycle", lifecycle::suite()),
         ("workloads", workloads::suite()),
     ];
