@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod contract;
+mod controller;
 mod durability;
 mod events;
 mod faults;

@@ -40,6 +40,10 @@ mod api_workloads;
 #[path = "../api/events.rs"]
 mod events;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../api/controller.rs"]
+mod controller;
+
 mod lifecycle;
 mod workloads;
 
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
         ("health", health::suite()),
         ("api_workloads", api_workloads::suite()),
         ("events", events::suite()),
+        ("controller", controller::suite()),
         ("lifecycle", lifecycle::suite()),
         ("workloads", workloads::suite()),
     ];
