@@ -543,8 +543,10 @@ async fn a_consumer_that_reads_nothing_is_dropped_with_reset_while_another_keeps
         })
         .collect();
 
-    // Enough: the stalled consumer's connection is full, and more than a
-    // ring's worth of events wait behind it.
+    // Enough: the stalled consumer's connection is full, the events it was
+    // handed but could not send are held (at most a ring's worth: a stream
+    // may take everything the ring holds at once), and more than a ring's
+    // worth wait behind them.
     let started = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -561,7 +563,7 @@ async fn a_consumer_that_reads_nothing_is_dropped_with_reset_while_another_keeps
         let received = arrivals.lock().unwrap().len();
         let bytes = bytes_read.load(Ordering::SeqCst);
         let average = bytes / received.max(1);
-        if received > 100 && received >= RING + 1 + connection_buffers() / average.max(1) {
+        if received > 100 && received >= 2 * RING + 1 + connection_buffers() / average.max(1) {
             break;
         }
         assert!(
