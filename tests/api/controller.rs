@@ -242,7 +242,7 @@ async fn the_status_index_is_the_id_of_the_services_last_event() {
         })
         .await;
     // db's event came later, but it is not about web.
-    assert_eq!(index_of(&app.status("web").await), web_created.id);
+    assert_eq!(index_of(&app.status("web").await), web_created.id());
     assert_eq!(app.put("web", version("2")).await.status, 200);
     let replaced = events
         .until(Duration::from_secs(5), "web's replacement", |e| {
@@ -251,7 +251,7 @@ async fn the_status_index_is_the_id_of_the_services_last_event() {
         .await
         .pop()
         .unwrap();
-    assert_eq!(index_of(&app.status("web").await), replaced.id);
+    assert_eq!(index_of(&app.status("web").await), replaced.id());
 }
 
 #[tokio::test]
@@ -600,7 +600,7 @@ pub async fn history_lists_changes_newest_first_with_reason_and_caller_and_survi
         );
         let outcome = change["outcome"].as_str().unwrap_or_default();
         assert!(
-            ["pending", "done", "rolled back"].contains(&outcome)
+            ["pending", "done", "rolled back", "superseded"].contains(&outcome)
                 || outcome.starts_with("failed: "),
             "{change}"
         );

@@ -17,7 +17,8 @@ use super::app::{Reply, TestApp};
 /// One event as the stream sent it.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub id: u64,
+    /// Absent only where the stream means no place in it: a `reset`.
+    id: Option<u64>,
     /// The `event:` field: `service.scaled`, `reset`, ...
     pub kind: String,
     pub data: Value,
@@ -28,6 +29,12 @@ pub struct Event {
 }
 
 impl Event {
+    /// Its id; panics if it has none.
+    pub fn id(&self) -> u64 {
+        self.id
+            .unwrap_or_else(|| panic!("an event without an id: {self:?}"))
+    }
+
     /// The `service` its data names, if any.
     pub fn service(&self) -> Option<&str> {
         self.data["service"].as_str()
@@ -203,11 +210,11 @@ impl EventStream {
                 1,
                 "an event's data is one line of JSON: {block:?}"
             );
-            let id = id.unwrap_or_else(|| panic!("an event without an id: {block:?}"));
             return Some(Event {
-                id: id
-                    .parse()
-                    .unwrap_or_else(|_| panic!("id {id:?} is not an integer: {block:?}")),
+                id: id.map(|id| {
+                    id.parse()
+                        .unwrap_or_else(|_| panic!("id {id:?} is not an integer: {block:?}"))
+                }),
                 kind: kind.unwrap_or_else(|| panic!("an event without a type: {block:?}")),
                 data: serde_json::from_str(data[0])
                     .unwrap_or_else(|e| panic!("data is not JSON ({e}): {block:?}")),
@@ -239,6 +246,6 @@ fn first_block(bytes: &[u8]) -> Option<(&[u8], usize)> {
 pub fn summary(events: &[Event]) -> Vec<String> {
     events
         .iter()
-        .map(|e| format!("{} {} {}", e.id, e.kind, e.data))
+        .map(|e| format!("{:?} {} {}", e.id, e.kind, e.data))
         .collect()
 }
