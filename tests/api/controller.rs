@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::support::app::{backend_suite, AppOptions, Backend, Reply, TestApp};
 use crate::support::docker::TEST_IMAGE;
-use crate::support::sse::EventStream;
+use crate::support::sse::{summary, EventStream, Next};
 
 backend_suite!(
     a_blocking_status_wakes_on_a_change_and_otherwise_answers_when_the_wait_runs_out,
@@ -244,14 +244,22 @@ async fn the_status_index_is_the_id_of_the_services_last_event() {
     // db's event came later, but it is not about web.
     assert_eq!(index_of(&app.status("web").await), web_created.id());
     assert_eq!(app.put("web", version("2")).await.status, 200);
-    let replaced = events
+    // The replacement, and whatever follows it about web (its rollout).
+    let mut about_web = events
         .until(Duration::from_secs(5), "web's replacement", |e| {
             e.kind == "service.replaced"
         })
-        .await
-        .pop()
-        .unwrap();
-    assert_eq!(index_of(&app.status("web").await), replaced.id());
+        .await;
+    while let Next::Event(event) = events.next(Duration::from_millis(500)).await {
+        about_web.push(event);
+    }
+    about_web.retain(|e| e.service() == Some("web"));
+    assert_eq!(
+        index_of(&app.status("web").await),
+        about_web.last().unwrap().id(),
+        "{:#?}",
+        summary(&about_web)
+    );
 }
 
 #[tokio::test]

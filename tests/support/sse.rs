@@ -56,10 +56,24 @@ pub enum Next {
 /// An open event stream.
 pub struct EventStream {
     response: reqwest::Response,
-    /// Bytes received but not yet part of a whole event.
+    /// Bytes received but not yet a whole line.
     pending: Vec<u8>,
-    keep_alives: usize,
+    /// The fields of the event whose lines are being read.
+    partial: Partial,
+    /// When each keep-alive comment arrived.
+    keep_alives: Vec<Instant>,
     finished: bool,
+}
+
+/// The fields of an event read so far: an event ends at a blank line.
+#[derive(Default)]
+struct Partial {
+    id: Option<String>,
+    kind: Option<String>,
+    data: Vec<String>,
+    /// Its lines so far, for messages.
+    text: String,
+    size: usize,
 }
 
 impl EventStream {
@@ -99,7 +113,8 @@ impl EventStream {
             return Ok(EventStream {
                 response,
                 pending: Vec::new(),
-                keep_alives: 0,
+                partial: Partial::default(),
+                keep_alives: Vec::new(),
                 finished: false,
             });
         }
@@ -115,9 +130,9 @@ impl EventStream {
         })
     }
 
-    /// Keep-alive comments (lines starting with `:`) received so far.
-    pub fn keep_alives(&self) -> usize {
-        self.keep_alives
+    /// When each keep-alive comment (a line starting with `:`) arrived.
+    pub fn keep_alives(&self) -> &[Instant] {
+        &self.keep_alives
     }
 
     /// The next event, waiting at most `within` for it.
@@ -177,69 +192,60 @@ impl EventStream {
         }
     }
 
-    /// Splits the first whole event off the bytes received, skipping
-    /// comments and field-less blocks.
+    /// Reads the whole lines received until one ends an event, which it
+    /// returns. Comment lines are keep-alives; a blank line ends an event
+    /// only if the event has a field.
     fn take_event(&mut self) -> Option<Event> {
-        loop {
-            let (block, size) = first_block(&self.pending)?;
-            let block = String::from_utf8(block.to_vec()).expect("an event stream is UTF-8");
-            self.pending.drain(..size);
-            let mut id = None;
-            let mut kind = None;
-            let mut data: Vec<&str> = Vec::new();
-            for line in block.lines() {
-                if line.starts_with(':') {
-                    self.keep_alives += 1;
-                    continue;
-                }
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let size = end + 1;
+            let line: Vec<u8> = self.pending.drain(..size).collect();
+            let line = String::from_utf8(line).expect("an event stream is UTF-8");
+            let line = line.trim_end_matches('\n').trim_end_matches('\r');
+            if line.starts_with(':') {
+                self.keep_alives.push(Instant::now());
+                continue;
+            }
+            self.partial.size += size;
+            if !line.is_empty() {
+                self.partial.text.push_str(line);
+                self.partial.text.push('\n');
                 let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                let value = value.strip_prefix(' ').unwrap_or(value);
+                let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
                 match field {
-                    "id" => id = Some(value.to_owned()),
-                    "event" => kind = Some(value.to_owned()),
-                    "data" => data.push(value),
+                    "id" => self.partial.id = Some(value),
+                    "event" => self.partial.kind = Some(value),
+                    "data" => self.partial.data.push(value),
                     // A client ignores fields it does not know, such as retry.
                     _ => {}
                 }
-            }
-            if id.is_none() && kind.is_none() && data.is_empty() {
                 continue;
             }
+            let partial = std::mem::take(&mut self.partial);
+            if partial.id.is_none() && partial.kind.is_none() && partial.data.is_empty() {
+                continue;
+            }
+            let text = partial.text;
             assert_eq!(
-                data.len(),
+                partial.data.len(),
                 1,
-                "an event's data is one line of JSON: {block:?}"
+                "an event's data is one line of JSON: {text:?}"
             );
             return Some(Event {
-                id: id.map(|id| {
+                id: partial.id.map(|id| {
                     id.parse()
-                        .unwrap_or_else(|_| panic!("id {id:?} is not an integer: {block:?}"))
+                        .unwrap_or_else(|_| panic!("id {id:?} is not an integer: {text:?}"))
                 }),
-                kind: kind.unwrap_or_else(|| panic!("an event without a type: {block:?}")),
-                data: serde_json::from_str(data[0])
-                    .unwrap_or_else(|e| panic!("data is not JSON ({e}): {block:?}")),
-                size,
+                kind: partial
+                    .kind
+                    .unwrap_or_else(|| panic!("an event without a type: {text:?}")),
+                data: serde_json::from_str(&partial.data[0])
+                    .unwrap_or_else(|e| panic!("data is not JSON ({e}): {text:?}")),
+                size: partial.size,
                 received: Instant::now(),
             });
         }
+        None
     }
-}
-
-/// The first block of `bytes` ended by a blank line (`\n\n` or
-/// `\r\n\r\n`), and how many bytes it takes with its ending.
-fn first_block(bytes: &[u8]) -> Option<(&[u8], usize)> {
-    let ends = |ending: &[u8]| {
-        bytes
-            .windows(ending.len())
-            .position(|w| w == ending)
-            .map(|at| (at, at + ending.len()))
-    };
-    let (end, size) = match (ends(b"\n\n"), ends(b"\r\n\r\n")) {
-        (Some(lf), Some(crlf)) => std::cmp::min_by_key(lf, crlf, |(at, _)| *at),
-        (Some(found), None) | (None, Some(found)) => found,
-        (None, None) => return None,
-    };
-    Some((&bytes[..end], size))
 }
 
 /// `id type service` of each event, for messages.
