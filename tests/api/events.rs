@@ -26,10 +26,6 @@ backend_suite!(
     sigterm_ends_open_streams_and_the_connector_exits_promptly,
 );
 
-/// How many events the connector keeps for reconnecting clients, and how
-/// far behind a client may fall before it is cut off (the spec's ring).
-const RING: usize = 4096;
-
 /// How long an event caused by an answered request may take to arrive.
 const PROMPT: Duration = Duration::from_secs(5);
 
@@ -463,18 +459,16 @@ pub async fn a_last_event_id_older_than_the_ring_gets_a_reset_and_the_stream_end
     }
 }
 
-/// The bytes a stalled consumer's connection may buffer on both ends before
-/// the server has to hold its events: the server's socket send buffer (at
-/// most the kernel's `tcp_wmem` maximum), and 2 MiB for the HTTP layers'
-/// buffers and the client's receive buffer, which never grows while its
-/// reader reads nothing.
-fn connection_buffers() -> usize {
-    let send_buffer_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
-        .ok()
-        .and_then(|text| text.split_whitespace().nth(2)?.parse().ok())
-        .unwrap_or(4 << 20);
-    send_buffer_max + (2 << 20)
-}
+/// The ring of the slow-consumer test: small, so that falling a ring
+/// behind takes few writes, but not so small that the reading consumer
+/// could fall that far behind while the test process waits for a CPU.
+const SMALL_RING: usize = 128;
+
+/// The bytes a stalled narrow connection ([`EventStream::open_narrow`]) may
+/// hold before the server has to keep its events: hyper's write buffer
+/// (about 400 KiB), the server's send buffer, which Linux sizes by the
+/// peer's 536-byte segments, and the client's 4 KiB receive buffer.
+const NARROW_CONNECTION_BUFFERS: usize = 1 << 20;
 
 /// What the reading consumer received, as it arrived.
 struct Arrival {
@@ -515,11 +509,12 @@ async fn a_consumer_that_reads_nothing_is_dropped_with_reset_while_another_keeps
     let app = TestApp::spawn_with(
         AppOptions::new()
             .without_reconciler()
-            .env("ROCKET_DATA_FILE", data_file.to_str().unwrap()),
+            .env("ROCKET_DATA_FILE", data_file.to_str().unwrap())
+            .env("ROCKET_EVENT_RING", &SMALL_RING.to_string()),
     )
     .await;
     app.create_service("web", json!({})).await;
-    let mut stalled = EventStream::open(&app, "/events", &[]).await;
+    let mut stalled = EventStream::open_narrow(&app, "/events").await;
     let mut reader = EventStream::open(&app, "/events", &[]).await;
 
     // The reading consumer, in a task of its own, notes what arrives when.
@@ -607,7 +602,9 @@ async fn a_consumer_that_reads_nothing_is_dropped_with_reset_while_another_keeps
         let received = arrivals.lock().unwrap().len();
         let bytes = bytes_read.load(Ordering::SeqCst);
         let average = bytes / received.max(1);
-        if received > 100 && received >= 2 * RING + 1 + connection_buffers() / average.max(1) {
+        if received > 100
+            && received >= 2 * SMALL_RING + 1 + NARROW_CONNECTION_BUFFERS / average.max(1)
+        {
             break;
         }
         assert!(

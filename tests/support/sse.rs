@@ -7,10 +7,14 @@
 //! Built on reqwest's `Response::chunk`, which needs none of reqwest's
 //! optional features. Each stream has a client, and so a connection, of its
 //! own: a test that stops reading one stream must not hold up another.
+//! [`EventStream::open_narrow`] reads over a connection of its own making
+//! instead, whose buffers are as small as the kernel allows.
 
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::app::{Reply, TestApp};
 
@@ -53,9 +57,41 @@ pub enum Next {
     Quiet,
 }
 
+/// Where a stream's bytes come from.
+enum Source {
+    /// An HTTP/1.1 response, read by reqwest (which undoes the chunking).
+    Response(reqwest::Response),
+    /// An HTTP/1.0 exchange over a socket of the test's own: the body is
+    /// every byte after the head, until the server closes.
+    Socket(tokio::net::TcpStream),
+}
+
+impl Source {
+    /// The next bytes of the body; `None` at its clean end.
+    async fn read(&mut self) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Source::Response(response) => match response.chunk().await {
+                Ok(chunk) => Ok(chunk.map(|bytes| bytes.to_vec())),
+                Err(e) => Err(format!("{e:?}")),
+            },
+            Source::Socket(socket) => {
+                let mut buffer = vec![0; 16 * 1024];
+                match socket.read(&mut buffer).await {
+                    Ok(0) => Ok(None),
+                    Ok(n) => {
+                        buffer.truncate(n);
+                        Ok(Some(buffer))
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
 /// An open event stream.
 pub struct EventStream {
-    response: reqwest::Response,
+    source: Source,
     /// Bytes received but not yet a whole line.
     pending: Vec<u8>,
     /// The fields of the event whose lines are being read.
@@ -110,13 +146,7 @@ impl EventStream {
             .and_then(|t| t.to_str().ok())
             .is_some_and(|t| t.starts_with("text/event-stream"));
         if response.status() == 200 && is_stream {
-            return Ok(EventStream {
-                response,
-                pending: Vec::new(),
-                partial: Partial::default(),
-                keep_alives: Vec::new(),
-                finished: false,
-            });
+            return Ok(EventStream::over(Source::Response(response), Vec::new()));
         }
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -128,6 +158,77 @@ impl EventStream {
             headers,
             body,
         })
+    }
+
+    /// `GET path` over a connection whose receive buffer and segment size
+    /// are the smallest the kernel takes, so that the server's send buffer
+    /// stays small too (Linux sizes it by the segments the peer accepts):
+    /// once the test stops reading, the server has to hold the events
+    /// after a few hundred kilobytes rather than several megabytes. Over
+    /// HTTP/1.0, so the body is not chunked. Panics unless it answers a
+    /// 200 event stream.
+    pub async fn open_narrow(app: &TestApp, path: &str) -> EventStream {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("a small receive buffer");
+        let segment: libc::c_int = 536;
+        // SAFETY: a valid socket and a pointer to an int of the size given.
+        let set = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_MAXSEG,
+                std::ptr::addr_of!(segment).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "TCP_MAXSEG: {}", std::io::Error::last_os_error());
+        let address = ([127, 0, 0, 1], app.port).into();
+        let mut stream = socket
+            .connect(address)
+            .await
+            .expect("the connector answers");
+        let token = app
+            .token()
+            .map(|token| format!("Authorization: Bearer {token}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\n{token}\r\n",
+            app.port
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut received = Vec::new();
+        let head_end = loop {
+            if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut buffer = [0; 4096];
+            let n = stream.read(&mut buffer).await.expect("an answer");
+            assert!(n > 0, "the connector closed before answering GET {path}");
+            received.extend_from_slice(&buffer[..n]);
+        };
+        let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
+        assert!(
+            head.starts_with("http/1.0 200") || head.starts_with("http/1.1 200"),
+            "GET {path} did not open a stream: {head}"
+        );
+        assert!(
+            head.contains("content-type: text/event-stream"),
+            "GET {path} did not open a stream: {head}"
+        );
+        let body = received.split_off(head_end);
+        EventStream::over(Source::Socket(stream), body)
+    }
+
+    fn over(source: Source, pending: Vec<u8>) -> EventStream {
+        EventStream {
+            source,
+            pending,
+            partial: Partial::default(),
+            keep_alives: Vec::new(),
+            finished: false,
+        }
     }
 
     /// When each keep-alive comment (a line starting with `:`) arrived.
@@ -145,11 +246,11 @@ impl EventStream {
             if self.finished {
                 return Next::Ended;
             }
-            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+            match tokio::time::timeout_at(deadline, self.source.read()).await {
                 Err(_) => return Next::Quiet,
                 Ok(Ok(Some(bytes))) => self.pending.extend_from_slice(&bytes),
                 Ok(Ok(None)) => self.finished = true,
-                Ok(Err(e)) => return Next::Broken(format!("{e:?}")),
+                Ok(Err(e)) => return Next::Broken(e),
             }
         }
     }
