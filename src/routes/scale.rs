@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rocket::data::Data;
 use rocket::serde::json::Json;
-use rocket::{Route, State};
+use rocket::{Route, Shutdown, State};
 
 use super::conditional::{Author, IfMatch, Tagged};
 use super::{known_name, read_json};
@@ -55,14 +55,16 @@ async fn scale(
 }
 
 /// Where the service stands; with `?index=N`, once it changed after `N`
-/// (or `wait` ran out). The index is read before the status, so an answer
-/// is never older than its index: a change that lands in between wakes the
-/// next blocking request at once rather than being missed.
+/// (or `wait` ran out, or the connector is shutting down: a blocked status
+/// must not hold the shutdown). The index is read before the status, so an
+/// answer is never older than its index: a change that lands in between
+/// wakes the next blocking request at once rather than being missed.
 #[rocket::get("/service/<name>/status?<index>&<wait>")]
 async fn status(
     backend: &State<Arc<dyn Backend>>,
     store: &State<Arc<Store>>,
     feed: &State<Arc<Feed>>,
+    mut shutdown: Shutdown,
     name: &str,
     index: Option<&str>,
     wait: Option<&str>,
@@ -73,8 +75,10 @@ async fn status(
         if !store.contains(&name) {
             return Err(Error::ServiceNotFound(name.to_string()));
         }
-        feed.wait_for_change(name.as_str(), blocking.index, blocking.wait)
-            .await;
+        rocket::tokio::select! {
+            _ = feed.wait_for_change(name.as_str(), blocking.index, blocking.wait) => {}
+            _ = &mut shutdown => {}
+        }
     }
     let index = feed.service_index(name.as_str());
     let revision = store
