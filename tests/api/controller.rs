@@ -224,6 +224,40 @@ async fn a_blocking_status_of_a_fresh_lifetime_wakes_on_its_first_change() {
 }
 
 #[tokio::test]
+async fn a_blocked_status_answers_at_once_when_the_connector_stops() {
+    // A status may wait ten minutes, and a stop waits for the requests in
+    // flight: the blocked one must answer rather than hold the stop.
+    let mut app = TestApp::spawn_with(AppOptions::new().without_reconciler()).await;
+    app.create_service("web", json!({})).await;
+    let index = index_of(&app.status("web").await);
+    let blocked = async {
+        let reply = app
+            .get(&format!("/service/web/status?index={index}&wait=10m"))
+            .await;
+        (reply, Instant::now())
+    };
+    let stop = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        app.send_sigterm();
+        Instant::now()
+    };
+    let ((reply, answered), signalled) = tokio::join!(blocked, stop);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(index_of(&reply), index, "{reply:?}");
+    assert!(
+        answered.saturating_duration_since(signalled) < Duration::from_secs(2),
+        "answered {:?} after SIGTERM",
+        answered.saturating_duration_since(signalled)
+    );
+    assert_eq!(app.wait_for_exit(), Some(0), "{}", app.log());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "the connector took {:?} to exit",
+        signalled.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn the_status_index_is_the_id_of_the_services_last_event() {
     let app = TestApp::spawn_with(AppOptions::new().without_reconciler()).await;
     let mut events = EventStream::open(&app, "/events", &[]).await;
