@@ -29,7 +29,6 @@ pub struct Event {
     /// The event's bytes on the wire, from its first field to the blank
     /// line that ends it.
     pub size: usize,
-    pub received: Instant,
 }
 
 impl Event {
@@ -342,7 +341,6 @@ impl EventStream {
                 data: serde_json::from_str(&partial.data[0])
                     .unwrap_or_else(|e| panic!("data is not JSON ({e}): {text:?}")),
                 size: partial.size,
-                received: Instant::now(),
             });
         }
         None
