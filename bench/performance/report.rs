@@ -112,6 +112,15 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// The nearest-rank percentile of `sorted` values; NaN for none.
+pub fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (fraction * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Verdict {
     Pass,
