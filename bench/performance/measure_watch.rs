@@ -165,7 +165,7 @@ fn measure_event_latency(
     });
     let path = format!("/events?service={WATCH_SERVICE}");
     let mut stream = EventStream::open(connector.port(), &path, STREAM_TIMEOUT)
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        .unwrap_or_else(|e| panic!("the stream of {WATCH_SERVICE}'s events: {e}"));
     // No timeout: the stream may be quiet for long; the recorder ends it by
     // shutting the socket down.
     stream
