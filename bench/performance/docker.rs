@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use docker_connector::docker::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
 
@@ -172,14 +172,21 @@ pub struct DockerEvent {
 /// `docker events` of the containers of `instance`, as the connector itself
 /// follows them: the raw CLI's own delay from the engine to a reader. The
 /// process runs until it is killed; the events come as their lines are read.
+/// It asks for the events since its own start, so that none is lost while
+/// it subscribes.
 ///
 /// # Panics
 ///
 /// If docker cannot be run.
 pub fn follow_docker_events(instance: &str) -> (Child, impl Iterator<Item = DockerEvent>) {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let mut process = Command::new("docker")
         .args([
             "events",
+            "--since",
+            &format!("{}.{:09}", since.as_secs(), since.subsec_nanos()),
             "--format",
             "{{json .}}",
             "--filter",
