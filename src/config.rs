@@ -78,6 +78,9 @@ pub(crate) struct AppConfig {
     /// empty (the default) refuses every host path, since mounting one is
     /// root on the host for whoever may define services.
     pub allowed_bind_paths: Vec<PathBuf>,
+    /// How many events `GET /events` keeps for clients that reconnect
+    /// with `Last-Event-ID`; one that missed more is told to reset.
+    pub event_ring: usize,
 }
 
 /// The value of `backend`.
@@ -131,6 +134,7 @@ impl Default for AppConfig {
             swarm_resolve_image: true,
             swarm_scale_timeout: 60,
             allowed_bind_paths: Vec::new(),
+            event_ring: crate::feed::DEFAULT_RING_LEN,
         }
     }
 }
@@ -162,6 +166,9 @@ impl AppConfig {
             return Err(
                 "configuration: swarm_scale_timeout must be between 1 and 3600 seconds".into(),
             );
+        }
+        if !(16..=1_000_000).contains(&config.event_ring) {
+            return Err("configuration: event_ring must be between 16 and 1000000 events".into());
         }
         if let Some(token) = &config.auth_token {
             token.check().map_err(|e| format!("configuration: {e}"))?;

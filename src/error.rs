@@ -24,6 +24,16 @@ pub enum Error {
     ServiceNotFound(String),
     /// A service with that name already exists.
     ServiceExists(String),
+    /// A scale, or a definition, whose count is outside what the service
+    /// allows: below 0, above `max_replicas`, or outside its `scaling`
+    /// bounds. Well formed, but at odds with the service as it stands.
+    OutOfBounds { field: String, reason: String },
+    /// An `If-Match` that the service's revision no longer meets (`None`:
+    /// the service does not exist); nothing was changed.
+    PreconditionFailed {
+        service: String,
+        revision: Option<u64>,
+    },
     /// A rollback of a service that has no earlier definition to go back to.
     NothingToRollBack(String),
     /// A Swarm service has the name the connector would give a service's,
@@ -72,6 +82,14 @@ impl Error {
         }
     }
 
+    /// A count outside what the service allows, named by `field`.
+    pub fn out_of_bounds(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::OutOfBounds {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// The status code each kind of failure is answered with.
     pub fn status(&self) -> Status {
         match self {
@@ -79,8 +97,10 @@ impl Error {
             Error::BodyTooLarge { .. } => Status::PayloadTooLarge,
             Error::ServiceNotFound(_) => Status::NotFound,
             Error::ServiceExists(_)
+            | Error::OutOfBounds { .. }
             | Error::NothingToRollBack(_)
             | Error::ForeignSwarmService { .. } => Status::Conflict,
+            Error::PreconditionFailed { .. } => Status::PreconditionFailed,
             Error::DockerUnavailable(_) => Status::ServiceUnavailable,
             Error::DockerTimeout { .. }
             | Error::NotConverged { .. }
@@ -104,6 +124,25 @@ impl std::fmt::Display for Error {
             }
             Error::ServiceNotFound(name) => write!(f, "service '{name}' does not exist"),
             Error::ServiceExists(name) => write!(f, "service '{name}' already exists"),
+            Error::OutOfBounds { field, reason } => {
+                write!(f, "{field}: {reason}; nothing was changed")
+            }
+            Error::PreconditionFailed {
+                service,
+                revision: Some(revision),
+            } => write!(
+                f,
+                "If-Match: service '{service}' is at revision \"{revision}\" (its ETag) now, \
+                 which the header does not name; nothing was changed: read it again and retry"
+            ),
+            Error::PreconditionFailed {
+                service,
+                revision: None,
+            } => write!(
+                f,
+                "If-Match: service '{service}' does not exist, so no entity tag matches; \
+                 nothing was changed"
+            ),
             Error::NothingToRollBack(name) => write!(
                 f,
                 "service '{name}' has no earlier definition to roll back to: it was never \
@@ -231,6 +270,10 @@ impl<'r> Responder<'r, 'static> for Error {
             Error::ServiceExists(name) => {
                 reply.with_header(Header::new("Location", format!("/service/{name}")))
             }
+            Error::PreconditionFailed {
+                revision: Some(revision),
+                ..
+            } => reply.with_header(Header::new("ETag", crate::domain::entity_tag(*revision))),
             // RFC 6750: the scheme to use, and whether the token was wrong.
             Error::AccessDenied(AuthFailure::Missing) => reply.with_header(Header::new(
                 "WWW-Authenticate",

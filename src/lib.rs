@@ -31,6 +31,7 @@ pub mod config;
 pub mod docker;
 pub mod domain;
 mod error;
+mod feed;
 mod health;
 mod inventory;
 pub mod logging;
@@ -53,6 +54,7 @@ use backend::Backend;
 use config::{AppConfig, BackendKind};
 use docker::{DockerCli, DockerRunner, Engine, NetworkCheck, SwarmCli, SwarmSettings};
 use domain::BindPolicy;
+use feed::Feed;
 use health::HealthCheck;
 use inventory::Inventory;
 use metrics::Metrics;
@@ -77,7 +79,8 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
     let config = AppConfig::from_figment(&figment)?;
     let access = AccessPolicy::new(config.auth_token.as_ref());
     auth::check_exposure(server.address, &access, config.allow_unauthenticated)?;
-    let store = Arc::new(Store::open(&config.data_file)?);
+    let feed = Feed::new(config.event_ring);
+    let store = Arc::new(Store::open(&config.data_file, feed.clone())?);
     let metrics = Arc::new(Metrics::new());
     let runner = DockerRunner::new(
         &config.docker,
@@ -96,7 +99,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         engine.clone(),
         Duration::from_secs(config.docker_timeout.min(HEALTH_DEADLINE_SECONDS)),
     );
-    let inventory = Inventory::new(engine.clone());
+    let inventory = Inventory::new(engine.clone(), feed.clone());
     let update = UpdatePolicy {
         parallelism: config.update_parallelism,
         settle: Duration::from_secs_f64(config.update_settle),
@@ -107,6 +110,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
                 engine,
                 inventory.clone(),
                 store.clone(),
+                feed.clone(),
                 config.instance.clone(),
                 config.scale_concurrency,
             );
@@ -163,6 +167,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
     );
     Ok(rocket::custom(figment)
         .manage(store)
+        .manage(feed)
         .manage(backend)
         .manage(config)
         .manage(access)

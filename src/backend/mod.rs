@@ -16,21 +16,28 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::docker::{Health, PublishedPorts};
-use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
+use crate::domain::{Precondition, ScaleRequest, ServiceDefinition, ServiceName};
 use crate::error::Error;
+use crate::store::{Origin, Store, DONE};
 
 /// Runs the defined services: what scale, status, PUT and DELETE do beyond
 /// the store.
 #[async_trait]
 pub trait Backend: Send + Sync {
-    /// Records `target` as the desired count of `service` and brings it there.
+    /// Records the count `request` asks for as the desired count of
+    /// `service` (under the service's lock, so concurrent deltas add up),
+    /// if the service meets `precondition`, and brings it there. The
+    /// store's history records it, with its outcome once known.
     ///
     /// # Errors
-    /// [`Error::ServiceNotFound`], [`Error::Storage`], or the docker failure.
+    /// [`Error::ServiceNotFound`], [`Error::PreconditionFailed`],
+    /// [`Error::OutOfBounds`], [`Error::Storage`], or the docker failure.
     async fn scale(
         &self,
         service: &ServiceName,
-        target: ReplicaCount,
+        request: &ScaleRequest,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
     ) -> Result<ScaleReport, Error>;
 
     /// Waits until `target` containers of `service` are healthy (running
@@ -55,11 +62,19 @@ pub trait Backend: Send + Sync {
     /// [`Error::ServiceNotFound`], or the docker failure.
     async fn status(&self, service: &ServiceName) -> Result<ServiceStatus, Error>;
 
-    /// Removes everything `service` runs, then its definition.
+    /// Removes everything `service` runs, then its definition; if the
+    /// service meets `precondition` when the delete begins (a PUT that
+    /// lands while it runs is deleted with it, as without `If-Match`).
     ///
     /// # Errors
-    /// [`Error::ServiceNotFound`], the docker failure, or [`Error::Storage`].
-    async fn delete(&self, service: &ServiceName) -> Result<(), Error>;
+    /// [`Error::ServiceNotFound`], [`Error::PreconditionFailed`], the
+    /// docker failure, or [`Error::Storage`].
+    async fn delete(
+        &self,
+        service: &ServiceName,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
+    ) -> Result<(), Error>;
 
     /// A PUT stored `definition` over an earlier one; `runs_differently`
     /// says whether its config hash changed. Rolls it out, or arranges for
@@ -75,13 +90,36 @@ pub trait Backend: Send + Sync {
 
     /// `POST /service/<name>/rollback`: makes the previous definition of
     /// `service` current again, in the store, rolls it out as a PUT of it
-    /// would, and answers it.
+    /// would, and answers it with the service's revision.
     ///
     /// # Errors
-    /// [`Error::ServiceNotFound`], [`Error::NothingToRollBack`],
-    /// [`Error::Storage`], or the docker failure of handing it over (the
-    /// earlier definition then stays current in the store, as after a PUT).
-    async fn roll_back(&self, service: &ServiceName) -> Result<ServiceDefinition, Error>;
+    /// [`Error::ServiceNotFound`], [`Error::PreconditionFailed`],
+    /// [`Error::NothingToRollBack`], [`Error::Storage`], or the docker
+    /// failure of handing it over (the earlier definition then stays
+    /// current in the store, as after a PUT).
+    async fn roll_back(
+        &self,
+        service: &ServiceName,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
+    ) -> Result<(ServiceDefinition, u64), Error>;
+}
+
+/// Records in the history how a scale that changed the count turned out;
+/// a failure to write that is logged, not answered: the scale itself stands.
+pub(crate) async fn settle_scale<T>(
+    store: &Store,
+    service: &ServiceName,
+    revision: u64,
+    result: &Result<T, Error>,
+) {
+    let outcome = match result {
+        Ok(_) => DONE.to_owned(),
+        Err(e) => format!("failed: {e}"),
+    };
+    if let Err(e) = store.settle(service, revision, &outcome).await {
+        log::error!("'{service}': cannot record how the scale went: {e}");
+    }
 }
 
 /// What a scale reports.
@@ -89,6 +127,10 @@ pub trait Backend: Send + Sync {
 pub struct ScaleReport {
     pub running_resources: usize,
     pub desired_resources: u32,
+    /// The service's revision once the count was recorded: the answer's
+    /// `ETag`, not part of its body.
+    #[serde(skip)]
+    pub revision: u64,
 }
 
 /// Where a service stands, as `GET /service/<name>/status` reports it.

@@ -12,14 +12,16 @@ use super::json_type::json_type;
 use super::mounts::{BindPolicy, Mount, MountKind};
 use super::networks::parse_networks;
 use super::resources::Resources;
+use super::scaling::ScalingBounds;
 use super::user_labels::UserLabels;
 use super::{Command, Environment, ImageRef, PortSpec, Ports, ServiceName};
 use crate::error::Error;
 
 /// The fields a definition body may have; anything else is refused so that a
 /// typo such as `enviroment` is never silently dropped. The first five are
-/// the Genisys contract's; the rest say how a workload runs.
-const FIELDS: [&str; 11] = [
+/// the Genisys contract's; the rest say how a workload runs, except
+/// `scaling`, which bounds the desired count and runs nothing.
+const FIELDS: [&str; 12] = [
     "name",
     "image",
     "command",
@@ -31,6 +33,7 @@ const FIELDS: [&str; 11] = [
     "networks",
     "volumes",
     "labels",
+    "scaling",
 ];
 
 /// The time between SIGTERM and SIGKILL when a definition does not say:
@@ -179,6 +182,11 @@ impl ServiceDefinition {
         self.workload.labels.iter().flat_map(UserLabels::iter)
     }
 
+    /// The bounds of the desired count, if the definition sets any.
+    pub fn scaling(&self) -> Option<&ScalingBounds> {
+        self.workload.scaling.as_ref()
+    }
+
     /// Checks every host path the definition mounts against `policy`.
     /// Parsing alone cannot: definitions read back from the data file are
     /// checked when their containers start instead.
@@ -271,6 +279,8 @@ struct Workload {
     networks: Vec<String>,
     volumes: Vec<Mount>,
     labels: Option<UserLabels>,
+    /// Not part of the config hash: bounds change no container.
+    scaling: Option<ScalingBounds>,
     given: Map<String, Value>,
 }
 
@@ -298,6 +308,7 @@ impl Workload {
                 .transpose()?
                 .unwrap_or_default(),
             labels: present("labels").map(UserLabels::parse).transpose()?,
+            scaling: present("scaling").map(ScalingBounds::parse).transpose()?,
             given: FIELDS[5..]
                 .iter()
                 .filter_map(|key| Some(((*key).to_owned(), present(key)?.clone())))

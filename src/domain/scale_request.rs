@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::duration::parse_duration;
-use super::ReplicaCount;
+use super::json_type::json_type;
+use super::{ReplicaCount, ScalingBounds};
 use crate::error::Error;
 
 /// How long `?wait=healthy` waits when no `timeout` is given: docker's
@@ -63,10 +64,27 @@ impl HealthWait {
     }
 }
 
-/// A validated scale body: `{"number": N}` and nothing else.
+/// The longest `reason` a scale may give: a line in a history, not a log.
+pub const LONGEST_REASON: usize = 200;
+
+/// How a scale changes the desired count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountChange {
+    /// `{"number": n}`: to `n`.
+    To(ReplicaCount),
+    /// `{"delta": d}`: by `d`, from the count recorded when the scale
+    /// holds the service's lock, so concurrent deltas add up.
+    By(i64),
+}
+
+/// A validated scale body: `{"number": N}` or `{"delta": D}`, and an
+/// optional `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScaleRequest {
-    target: ReplicaCount,
+    change: CountChange,
+    reason: Option<String>,
+    /// The configured `max_replicas`, which a delta must not cross.
+    max: u32,
 }
 
 impl ScaleRequest {
@@ -74,26 +92,144 @@ impl ScaleRequest {
     ///
     /// # Errors
     /// [`Error::MalformedBody`] unless the body is an object;
-    /// [`Error::Invalid`] naming an unknown key or `number`.
+    /// [`Error::Invalid`] naming an unknown key, `number`, `delta` or
+    /// `reason`.
     pub fn from_body(body: &Value, max: u32) -> Result<Self, Error> {
         let Value::Object(fields) = body else {
             return Err(Error::MalformedBody(
                 "must be a JSON object like {\"number\": 3}".into(),
             ));
         };
-        if let Some(unknown) = fields.keys().find(|key| key.as_str() != "number") {
+        if let Some(unknown) = fields
+            .keys()
+            .find(|key| !["number", "delta", "reason"].contains(&key.as_str()))
+        {
             return Err(Error::invalid(
                 unknown.as_str(),
-                "unknown field; the only field is number",
+                "unknown field; the fields are number or delta, and reason",
             ));
         }
-        let target = ReplicaCount::parse(fields.get("number"), max)?;
-        Ok(ScaleRequest { target })
+        let change = match (fields.get("number"), fields.get("delta")) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "delta",
+                    "give either number (the count) or delta (a change of it), not both",
+                ))
+            }
+            (None, Some(delta)) => CountChange::By(parse_delta(delta, max)?),
+            (number, None) => CountChange::To(ReplicaCount::parse(number, max)?),
+        };
+        let reason = fields.get("reason").map(parse_reason).transpose()?;
+        Ok(ScaleRequest {
+            change,
+            reason,
+            max,
+        })
     }
 
-    /// The count asked for.
-    pub fn target(self) -> ReplicaCount {
-        self.target
+    /// A request for exactly `target`, without a reason.
+    #[cfg(test)]
+    pub fn to(target: u32) -> Self {
+        ScaleRequest {
+            change: CountChange::To(ReplicaCount::parse(Some(&target.into()), u32::MAX).unwrap()),
+            reason: None,
+            max: u32::MAX,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn change(&self) -> CountChange {
+        self.change
+    }
+
+    /// Why the client scales, as it said.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// The count this request asks for when `current` is recorded and the
+    /// definition has `bounds`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] naming `number` or `delta` when the count
+    /// would leave 0 to `max_replicas` or the bounds.
+    pub fn target(&self, current: u32, bounds: Option<&ScalingBounds>) -> Result<u32, Error> {
+        let max = self.max;
+        let (field, target) = match self.change {
+            CountChange::To(count) => ("number", count.get()),
+            CountChange::By(delta) => {
+                let target = i64::from(current) + delta;
+                let target = u32::try_from(target)
+                    .ok()
+                    .filter(|&target| target <= max)
+                    .ok_or_else(|| {
+                        Error::out_of_bounds(
+                            "delta",
+                            format!(
+                                "{delta:+} would take the desired count from {current} to \
+                                 {target}, outside 0 to max_replicas ({max})"
+                            ),
+                        )
+                    })?;
+                ("delta", target)
+            }
+        };
+        if let Some(broken) = bounds.and_then(|bounds| bounds.check(target).err()) {
+            return Err(Error::out_of_bounds(
+                field,
+                format!("a desired count of {target} is {broken} of the service's definition"),
+            ));
+        }
+        Ok(target)
+    }
+}
+
+/// `delta`: a JSON integer, or a string of digits with an optional sign
+/// (httpie's `delta=-1` sends `"-1"`), of at most `max` either way.
+fn parse_delta(raw: &Value, max: u32) -> Result<i64, Error> {
+    let out_of_range =
+        || Error::invalid("delta", format!("must be an integer from -{max} to {max}"));
+    let delta = match raw {
+        Value::Number(n) => n.as_i64().ok_or_else(out_of_range)?,
+        Value::String(s) => {
+            let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::invalid(
+                    "delta",
+                    format!("{s:?} is not an integer such as 2 or -1"),
+                ));
+            }
+            s.parse::<i64>().map_err(|_| out_of_range())?
+        }
+        other => {
+            return Err(Error::invalid(
+                "delta",
+                format!("must be an integer, not {}", json_type(other)),
+            ))
+        }
+    };
+    if delta.unsigned_abs() > u64::from(max) {
+        return Err(out_of_range());
+    }
+    Ok(delta)
+}
+
+/// `reason`: one line of at most [`LONGEST_REASON`] characters.
+fn parse_reason(raw: &Value) -> Result<String, Error> {
+    match raw {
+        Value::String(text) if text.chars().count() > LONGEST_REASON => Err(Error::invalid(
+            "reason",
+            format!("is longer than {LONGEST_REASON} characters"),
+        )),
+        Value::String(text) if text.chars().any(char::is_control) => Err(Error::invalid(
+            "reason",
+            "may not hold control characters such as newlines",
+        )),
+        Value::String(text) => Ok(text.clone()),
+        other => Err(Error::invalid(
+            "reason",
+            format!("must be a string, not {}", json_type(other)),
+        )),
     }
 }
 
@@ -105,7 +241,7 @@ mod tests {
     #[test]
     fn takes_a_number_and_refuses_anything_else_naming_the_key() {
         let ok = ScaleRequest::from_body(&json!({"number": "3"}), 10).unwrap();
-        assert_eq!(ok.target().get(), 3);
+        assert_eq!(ok.target(7, None).unwrap(), 3);
         let extra = ScaleRequest::from_body(&json!({"number": 1, "force": true}), 10);
         assert!(matches!(extra, Err(Error::Invalid { ref field, .. }) if field == "force"));
         let missing = ScaleRequest::from_body(&json!({}), 10);
@@ -114,6 +250,48 @@ mod tests {
             ScaleRequest::from_body(&json!([3]), 10),
             Err(Error::MalformedBody(_))
         ));
+    }
+
+    #[test]
+    fn a_delta_adds_to_the_current_count_within_every_bound() {
+        let parse = |body: Value| ScaleRequest::from_body(&body, 10);
+        let up = parse(json!({"delta": 2, "reason": "queue is long"})).unwrap();
+        assert_eq!(up.reason(), Some("queue is long"));
+        assert_eq!(up.target(3, None).unwrap(), 5);
+        let down = parse(json!({"delta": "-1"})).unwrap();
+        assert_eq!(down.change(), CountChange::By(-1));
+        let field = |result: Result<u32, Error>| match result {
+            Err(Error::OutOfBounds { field, reason }) => (field, reason),
+            other => panic!("{other:?}"),
+        };
+        let (name, why) = field(down.target(0, None));
+        assert_eq!(name, "delta");
+        assert!(why.contains("from 0 to -1"), "{why}");
+        assert_eq!(field(up.target(9, None)).0, "delta");
+        let bounds = ScalingBounds::parse(&json!({"min": 1, "max": 4})).unwrap();
+        let (name, why) = field(up.target(3, Some(&bounds)));
+        assert_eq!(name, "delta");
+        assert!(why.contains("above scaling.max (4)"), "{why}");
+        let to_zero = parse(json!({"number": 0})).unwrap();
+        let (name, why) = field(to_zero.target(2, Some(&bounds)));
+        assert_eq!(name, "number");
+        assert!(why.contains("below scaling.min (1)"), "{why}");
+        for (body, name) in [
+            (json!({"number": 1, "delta": 1}), "delta"),
+            (json!({"delta": 11}), "delta"),
+            (json!({"delta": "1.5"}), "delta"),
+            (json!({"delta": "+"}), "delta"),
+            (json!({"delta": true}), "delta"),
+            (json!({"delta": 1, "reason": 5}), "reason"),
+            (json!({"delta": 1, "reason": "a\nb"}), "reason"),
+            (json!({"delta": 1, "reason": "x".repeat(201)}), "reason"),
+        ] {
+            let refused = parse(body.clone());
+            assert!(
+                matches!(refused, Err(Error::Invalid { ref field, .. }) if field == name),
+                "{body}: {refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -18,9 +18,14 @@ use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
-use crate::docker::{Container, Engine, EventStream, EventTime, PublishedPorts};
+use serde_json::json;
+
+use crate::docker::{
+    Container, ContainerEvent, Engine, EventStream, EventTime, PublishedPorts, Transition,
+};
 use crate::domain::ServiceName;
 use crate::error::Error;
+use crate::feed::{EventKind, Feed};
 use index::ContainerIndex;
 pub(crate) use index::IndexSummary;
 
@@ -65,11 +70,14 @@ pub struct Inventory {
     /// index, so the reconciler can act on them; one
     /// waiter (the reconciler), and a wake-up while it is busy is kept.
     changed: tokio::sync::Notify,
+    /// Where the containers' changes go for watchers, as docker tells them.
+    feed: Arc<Feed>,
 }
 
 impl Inventory {
-    pub fn new(engine: Arc<dyn Engine>) -> Arc<Self> {
+    pub fn new(engine: Arc<dyn Engine>, feed: Arc<Feed>) -> Arc<Self> {
         Arc::new(Inventory {
+            feed,
             engine,
             index: ContainerIndex::new(),
             listing: Mutex::new(None),
@@ -308,6 +316,7 @@ impl Inventory {
                         *since = event.time;
                         self.index.apply(&event);
                         self.changed.notify_one();
+                        self.publish(&event);
                     }
                     Err(reason) => return reason,
                 },
@@ -337,6 +346,42 @@ impl Inventory {
                 }
             }
         }
+    }
+}
+
+impl Inventory {
+    /// Tells watchers what docker said of a container: its start, its
+    /// death, its removal or a new health verdict. The rest (created,
+    /// killed, paused, renamed) changes nothing a status shows by itself.
+    fn publish(&self, event: &ContainerEvent) {
+        let container = &event.container;
+        let (kind, detail) = match &event.transition {
+            Transition::Started => (
+                EventKind::ContainerStarted,
+                json!({"health": container.health}),
+            ),
+            Transition::Died => (
+                EventKind::ContainerDied,
+                json!({"exit_code": container.last_exit_code,
+                       "restarts_itself": event.restarts_itself}),
+            ),
+            Transition::Destroyed => (EventKind::ContainerRemoved, json!({})),
+            Transition::HealthChanged(health) => {
+                (EventKind::ContainerHealth, json!({"health": health}))
+            }
+            Transition::Created | Transition::Killed | Transition::Paused | Transition::Renamed => {
+                return
+            }
+        };
+        let mut fields = json!({
+            "id": container.id,
+            "name": container.name,
+            "config_hash": container.config_hash,
+        });
+        if let (Some(fields), Some(detail)) = (fields.as_object_mut(), detail.as_object()) {
+            fields.extend(detail.clone());
+        }
+        self.feed.publish(kind, &container.service, fields);
     }
 }
 

@@ -2,6 +2,8 @@
 //! request bodies, the access gate and the request log.
 
 mod body;
+mod conditional;
+mod events;
 mod gate;
 mod meta;
 mod request_log;
@@ -23,6 +25,7 @@ pub(crate) fn routes() -> Vec<Route> {
     let mut all = gate::routes();
     all.extend(service::routes());
     all.extend(scale::routes());
+    all.extend(events::routes());
     all.extend(meta::routes());
     all
 }

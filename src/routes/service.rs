@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use rocket::data::Data;
 use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::status::{Created, Custom, NoContent};
 use rocket::serde::json::Json;
 use rocket::{Route, State};
 
+use super::conditional::{Author, IfMatch, Tagged};
 use super::{known_name, read_json};
 use crate::backend::Backend;
 use crate::docker::NetworkCheck;
@@ -34,34 +36,55 @@ fn list(store: &State<Arc<Store>>) -> Json<BTreeMap<String, ServiceDefinition>> 
 #[rocket::post("/service", data = "<body>")]
 async fn create(
     store: &State<Arc<Store>>,
-    binds: &State<BindPolicy>,
-    networks: &State<NetworkCheck>,
+    admission: Admission<'_>,
+    author: Author,
     body: Data<'_>,
-) -> Result<Created<Json<ServiceDefinition>>, Error> {
+) -> Result<Tagged<Created<Json<ServiceDefinition>>>, Error> {
     let definition = ServiceDefinition::from_create_body(&read_json(body).await?)?;
-    admit(&definition, binds, networks).await?;
+    admission.admit(&definition).await?;
     let location = format!("/service/{}", definition.name());
-    store.create(definition.clone()).await?;
-    Ok(Created::new(location).body(Json(definition)))
+    let revision = store
+        .create(definition.clone(), &author.origin(None))
+        .await?;
+    Ok(Tagged::new(
+        Created::new(location).body(Json(definition)),
+        revision,
+    ))
 }
 
 /// What a valid definition must also pass before it is stored: its host
 /// paths against `allowed_bind_paths`, and its networks against docker.
-async fn admit(
-    definition: &ServiceDefinition,
-    binds: &BindPolicy,
-    networks: &NetworkCheck,
-) -> Result<(), Error> {
-    definition.check_host_paths(binds)?;
-    networks.check(definition).await
+struct Admission<'r> {
+    binds: &'r BindPolicy,
+    networks: &'r NetworkCheck,
+}
+
+impl Admission<'_> {
+    async fn admit(&self, definition: &ServiceDefinition) -> Result<(), Error> {
+        definition.check_host_paths(self.binds)?;
+        self.networks.check(definition).await
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Admission<'r> {
+    type Error = ();
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
+        let rocket = request.rocket();
+        match (rocket.state::<BindPolicy>(), rocket.state::<NetworkCheck>()) {
+            (Some(binds), Some(networks)) => Outcome::Success(Admission { binds, networks }),
+            _ => Outcome::Error((Status::InternalServerError, ())),
+        }
+    }
 }
 
 #[rocket::get("/service/<name>")]
-fn show(store: &State<Arc<Store>>, name: &str) -> Result<Json<ServiceDefinition>, Error> {
+fn show(store: &State<Arc<Store>>, name: &str) -> Result<Tagged<Json<ServiceDefinition>>, Error> {
     let name = known_name(name)?;
     store
-        .get(&name)
-        .map(Json)
+        .service(&name)
+        .map(|stored| Tagged::new(Json(stored.definition), stored.revision))
         .ok_or_else(|| Error::ServiceNotFound(name.to_string()))
 }
 
@@ -69,15 +92,23 @@ fn show(store: &State<Arc<Store>>, name: &str) -> Result<Json<ServiceDefinition>
 async fn replace(
     store: &State<Arc<Store>>,
     backend: &State<Arc<dyn Backend>>,
-    binds: &State<BindPolicy>,
-    networks: &State<NetworkCheck>,
+    admission: Admission<'_>,
+    author: Author,
+    if_match: IfMatch,
     name: &str,
     body: Data<'_>,
-) -> Result<Custom<Json<ServiceDefinition>>, Error> {
+) -> Result<Tagged<Custom<Json<ServiceDefinition>>>, Error> {
     let name = ServiceName::parse(name)?;
     let definition = ServiceDefinition::from_replace_body(name, &read_json(body).await?)?;
-    admit(&definition, binds, networks).await?;
-    let replaced = store.replace(definition.clone()).await?;
+    let precondition = if_match.precondition()?;
+    admission.admit(&definition).await?;
+    let (replaced, revision) = store
+        .replace(
+            definition.clone(),
+            &author.origin(None),
+            precondition.as_ref(),
+        )
+        .await?;
     // A PUT that replaced a definition is handed to the backend, which
     // rolls it out or answers the docker failure (the definition stays
     // stored either way).
@@ -90,7 +121,7 @@ async fn replace(
             Status::Ok
         }
     };
-    Ok(Custom(status, Json(definition)))
+    Ok(Tagged::new(Custom(status, Json(definition)), revision))
 }
 
 /// Makes the previous definition current again and rolls it out; answers
@@ -98,12 +129,29 @@ async fn replace(
 #[rocket::post("/service/<name>/rollback")]
 async fn rollback(
     backend: &State<Arc<dyn Backend>>,
+    author: Author,
+    if_match: IfMatch,
     name: &str,
-) -> Result<Json<ServiceDefinition>, Error> {
-    backend.roll_back(&known_name(name)?).await.map(Json)
+) -> Result<Tagged<Json<ServiceDefinition>>, Error> {
+    let name = known_name(name)?;
+    let precondition = if_match.precondition()?;
+    let (definition, revision) = backend
+        .roll_back(&name, &author.origin(None), precondition.as_ref())
+        .await?;
+    Ok(Tagged::new(Json(definition), revision))
 }
 
 #[rocket::delete("/service/<name>")]
-async fn delete(backend: &State<Arc<dyn Backend>>, name: &str) -> Result<NoContent, Error> {
-    backend.delete(&known_name(name)?).await.map(|()| NoContent)
+async fn delete(
+    backend: &State<Arc<dyn Backend>>,
+    author: Author,
+    if_match: IfMatch,
+    name: &str,
+) -> Result<NoContent, Error> {
+    let name = known_name(name)?;
+    let precondition = if_match.precondition()?;
+    backend
+        .delete(&name, &author.origin(None), precondition.as_ref())
+        .await
+        .map(|()| NoContent)
 }

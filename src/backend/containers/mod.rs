@@ -10,8 +10,10 @@
 //! - `rollout`: rolling a definition change, start-first.
 //! - `rollback`: going back to the previous definition, asked or by itself.
 //! - `status`: the status report (read-only).
+//! - `announce`: rollouts and problems, told to the feed.
 //! - `reconciler`: the background loop and the pass it runs per service.
 
+mod announce;
 mod heal;
 mod plan;
 mod progress;
@@ -26,8 +28,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::backend::{Backend, ScaleReport, ServiceStatus};
-use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
+use crate::domain::{Precondition, ScaleRequest, ServiceDefinition, ServiceName};
 use crate::error::Error;
+use crate::store::Origin;
 pub(crate) use reconciler::Reconciler;
 pub(crate) use scaler::{Scaler, UpdatePolicy};
 
@@ -43,9 +46,13 @@ impl Backend for ContainersBackend {
     async fn scale(
         &self,
         service: &ServiceName,
-        target: ReplicaCount,
+        request: &ScaleRequest,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
     ) -> Result<ScaleReport, Error> {
-        self.scaler.scale(service, target).await
+        self.scaler
+            .scale(service, request, origin, precondition)
+            .await
     }
 
     async fn wait_healthy(
@@ -61,8 +68,13 @@ impl Backend for ContainersBackend {
         self.scaler.status(service).await
     }
 
-    async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
-        self.scaler.delete(service).await
+    async fn delete(
+        &self,
+        service: &ServiceName,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
+    ) -> Result<(), Error> {
+        self.scaler.delete(service, origin, precondition).await
     }
 
     /// A changed definition is rolled out in the background, at once: what
@@ -76,15 +88,26 @@ impl Backend for ContainersBackend {
         if runs_differently {
             self.scaler.definition_replaced(definition.name());
             self.reconciler.wake();
+            self.scaler
+                .announce_rollout(definition.name(), definition.config_hash())
+                .await;
         }
         Ok(())
     }
 
     /// The store goes back to the previous definition; the reconciler
     /// rolls it as after a PUT.
-    async fn roll_back(&self, service: &ServiceName) -> Result<ServiceDefinition, Error> {
-        let definition = self.scaler.roll_back(service).await?;
+    async fn roll_back(
+        &self,
+        service: &ServiceName,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
+    ) -> Result<(ServiceDefinition, u64), Error> {
+        let rolled_back = self.scaler.roll_back(service, origin, precondition).await?;
         self.reconciler.wake();
-        Ok(definition)
+        self.scaler
+            .announce_rollout(service, rolled_back.0.config_hash())
+            .await;
+        Ok(rolled_back)
     }
 }

@@ -74,6 +74,9 @@ pub(super) struct Progress {
     /// current, until a PUT or a rollback clears the progress. In memory
     /// only: after a restart the store alone tells what is current.
     pub(super) rolled_back: Option<(String, String)>,
+    /// The problem the feed was last told of, so that it hears of each
+    /// change once.
+    pub(super) announced_problem: Option<String>,
 }
 
 /// A service's [`Progress`], kept beside its lock.

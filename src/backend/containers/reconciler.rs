@@ -170,6 +170,7 @@ impl Scaler {
         // A service deleted meanwhile is not worth a warning.
         let (held, stored) = self.lock(service).await?;
         let result = self.reconcile_locked(service, &held, &stored).await;
+        self.announce_problem(service, &held);
         if let Err(e) = &result {
             log::warn!("reconciling '{service}': {e}");
         }

@@ -7,10 +7,11 @@
 
 use super::progress::Tracker;
 use super::scaler::Scaler;
+use crate::backend::RolloutState;
 use crate::docker::Container;
-use crate::domain::{ServiceDefinition, ServiceName};
+use crate::domain::{Precondition, ServiceDefinition, ServiceName};
 use crate::error::Error;
-use crate::store::StoredService;
+use crate::store::{Origin, StoredService};
 
 impl Scaler {
     /// `POST /service/<name>/rollback`: makes the previous definition
@@ -19,13 +20,18 @@ impl Scaler {
     /// does; the caller wakes the reconciler to roll it.
     ///
     /// # Errors
-    /// [`Error::ServiceNotFound`], [`Error::NothingToRollBack`],
-    /// [`Error::Storage`].
-    pub async fn roll_back(&self, service: &ServiceName) -> Result<ServiceDefinition, Error> {
-        let definition = self.store.roll_back(service).await?;
+    /// [`Error::ServiceNotFound`], [`Error::PreconditionFailed`],
+    /// [`Error::NothingToRollBack`], [`Error::Storage`].
+    pub async fn roll_back(
+        &self,
+        service: &ServiceName,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
+    ) -> Result<(ServiceDefinition, u64), Error> {
+        let rolled_back = self.store.roll_back(service, origin, precondition).await?;
         self.definition_replaced(service);
         log::info!("'{service}': rolled back to its previous definition on request");
-        Ok(definition)
+        Ok(rolled_back)
     }
 
     /// After a roll of `stored`'s current definition failed with `failure`
@@ -61,7 +67,11 @@ impl Scaler {
             return Err(failure);
         }
         let to = filling.start.config_hash();
-        match self.store.roll_back_from(service, from, to).await {
+        let origin = Origin {
+            caller: "connector".to_owned(),
+            reason: Some(format!("automatic rollback: {failure}")),
+        };
+        match self.store.roll_back_from(service, from, to, &origin).await {
             Ok(true) => {}
             Ok(false) => return Err(failure),
             Err(e) => {
@@ -74,6 +84,7 @@ impl Scaler {
              {failure}"
         );
         log::warn!("'{service}': {why}");
+        self.announce_outcome(service, from, RolloutState::RolledBack, Some(&why));
         let mut progress = progress.get();
         progress.roll.succeeded();
         progress.failed_roll = None;
@@ -110,8 +121,24 @@ mod tests {
     async fn a_failed_roll_goes_back_to_what_the_old_containers_run_and_only_once() {
         // Stored: app:1 (created), then app:2 and app:3 put; app:1 runs.
         let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
-        scaler.store.replace(version("app:2")).await.unwrap();
-        scaler.store.replace(version("app:3")).await.unwrap();
+        scaler
+            .store
+            .replace(
+                version("app:2"),
+                &crate::store::Origin::connector("test"),
+                None,
+            )
+            .await
+            .unwrap();
+        scaler
+            .store
+            .replace(
+                version("app:3"),
+                &crate::store::Origin::connector("test"),
+                None,
+            )
+            .await
+            .unwrap();
         let stored = scaler.store.service(&web()).unwrap();
         let one = version("app:1");
         let old = [
@@ -153,7 +180,15 @@ mod tests {
     #[tokio::test]
     async fn without_an_earlier_definition_running_a_failed_roll_stays_failed() {
         let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
-        scaler.store.replace(version("app:2")).await.unwrap();
+        scaler
+            .store
+            .replace(
+                version("app:2"),
+                &crate::store::Origin::connector("test"),
+                None,
+            )
+            .await
+            .unwrap();
         let stored = scaler.store.service(&web()).unwrap();
         // The old containers run a definition the history no longer holds.
         let old = [container("a", "running", "forgotten", 1)];
@@ -172,12 +207,28 @@ mod tests {
     #[tokio::test]
     async fn a_put_that_came_meanwhile_is_not_undone() {
         let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
-        scaler.store.replace(version("app:2")).await.unwrap();
+        scaler
+            .store
+            .replace(
+                version("app:2"),
+                &crate::store::Origin::connector("test"),
+                None,
+            )
+            .await
+            .unwrap();
         let stored = scaler.store.service(&web()).unwrap();
         let old = [container("a", "running", version("app:1").config_hash(), 1)];
         let progress = Tracker::default();
         failed(&progress, &stored);
-        scaler.store.replace(version("app:3")).await.unwrap();
+        scaler
+            .store
+            .replace(
+                version("app:3"),
+                &crate::store::Origin::connector("test"),
+                None,
+            )
+            .await
+            .unwrap();
         let failure = Error::DockerFailed("it exits".into());
         assert!(scaler
             .roll_back_by_itself(&web(), &progress, &stored, &old, failure)

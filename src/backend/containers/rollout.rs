@@ -13,6 +13,7 @@ use super::plan::{Filling, NameAllocator};
 use super::progress::Tracker;
 use super::scaler::{Caller, Scaler};
 use super::status::crash_loop;
+use crate::backend::RolloutState;
 use crate::docker::{Container, Health};
 use crate::domain::{HealthProbe, ServiceDefinition, ServiceName};
 use crate::error::Error;
@@ -40,9 +41,14 @@ impl Scaler {
             .filter(|c| c.holds_a_place() && c.config_hash != hash)
             .collect();
         if outdated.is_empty() {
-            let mut progress = progress.get();
-            progress.roll.succeeded();
-            progress.failed_roll = None;
+            {
+                let mut progress = progress.get();
+                progress.roll.succeeded();
+                progress.failed_roll = None;
+            }
+            // A roll that ended without a batch (a PUT back to what runs)
+            // or before a restart is settled here.
+            self.finish_rollout(service, hash).await;
             return Ok(());
         }
         if progress.get().roll.waiting() {
@@ -77,10 +83,23 @@ impl Scaler {
         }
         match result {
             Err(failure) => {
-                self.roll_back_by_itself(service, progress, stored, containers, failure)
-                    .await
+                let why = failure.to_string();
+                let outcome = self
+                    .roll_back_by_itself(service, progress, stored, containers, failure)
+                    .await;
+                match &outcome {
+                    // Announced by the rollback, which knows where it went.
+                    Ok(()) => {}
+                    Err(_) => {
+                        self.announce_outcome(service, hash, RolloutState::Failed, Some(&why))
+                    }
+                }
+                outcome
             }
-            done => done,
+            Ok(()) => {
+                self.announce_rollout(service, hash).await;
+                Ok(())
+            }
         }
     }
 

@@ -18,12 +18,13 @@ use futures::stream::{self, StreamExt};
 use super::plan::{removable_ids, unix_now, Filling, NameAllocator, Plan};
 use super::progress::{Progress, Tracker};
 use crate::backend::locks::{ServiceHold, ServiceLocks};
-use crate::backend::ScaleReport;
+use crate::backend::{settle_scale, ScaleReport};
 use crate::docker::{Container, ContainerState, Engine, Health, StartOutcome};
-use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
+use crate::domain::{Precondition, ScaleRequest, ServiceDefinition, ServiceName};
 use crate::error::Error;
+use crate::feed::Feed;
 use crate::inventory::Inventory;
-use crate::store::{Store, StoredService};
+use crate::store::{Origin, Store, StoredService};
 
 /// The grace period `docker stop` gives a container started without
 /// `--stop-timeout`.
@@ -57,6 +58,8 @@ pub struct Scaler {
     pub(super) engine: Arc<dyn Engine>,
     pub(super) inventory: Arc<Inventory>,
     pub(super) store: Arc<Store>,
+    /// Where rollouts and problems are announced.
+    pub(super) feed: Arc<Feed>,
     pub(super) instance: String,
     pub(super) concurrency: usize,
     pub(super) update: UpdatePolicy,
@@ -76,12 +79,14 @@ impl Scaler {
         engine: Arc<dyn Engine>,
         inventory: Arc<Inventory>,
         store: Arc<Store>,
+        feed: Arc<Feed>,
         instance: String,
         concurrency: usize,
     ) -> Self {
         Scaler {
             engine,
             inventory,
+            feed,
             locks: ServiceLocks::new(store.clone()),
             store,
             instance,
@@ -124,7 +129,11 @@ impl Scaler {
     /// and the reconciler may roll at once.
     pub fn definition_replaced(&self, service: &ServiceName) {
         if let Some(tracker) = self.locks.peek(service) {
-            *tracker.get() = Progress::default();
+            let mut progress = tracker.get();
+            // What watchers were told stays true until announced otherwise.
+            let announced = progress.announced_problem.take();
+            *progress = Progress::default();
+            progress.announced_problem = announced;
         }
     }
 
@@ -188,7 +197,8 @@ impl Scaler {
     /// always acts.
     ///
     /// # Errors
-    /// [`Error::ServiceNotFound`]; [`Error::Storage`] (nothing was changed
+    /// [`Error::ServiceNotFound`]; [`Error::PreconditionFailed`] and
+    /// [`Error::OutOfBounds`] (nothing was changed); [`Error::Storage`] (nothing was changed
     /// then, unless only the final directory sync failed: the store then
     /// serves the new count, and the reconciler works towards it); the
     /// docker failure, or [`Error::DockerFailed`] when the count that runs
@@ -197,23 +207,33 @@ impl Scaler {
     pub async fn scale(
         &self,
         service: &ServiceName,
-        target: ReplicaCount,
+        request: &ScaleRequest,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
     ) -> Result<ScaleReport, Error> {
         let (held, stored) = self.lock(service).await?;
-        self.store.set_desired(service, target.get()).await?;
-        let containers = self.inventory.containers(service).await?;
-        let filling = self.filling(&stored, &held, &containers);
-        let result = self
-            .fix_count(
-                service,
-                &containers,
-                &filling,
-                target.get(),
-                Caller::Request,
-            )
-            .await;
-        self.record_count(&held, &filling, &containers, &result);
-        result
+        let scaled = self
+            .store
+            .scale(service, request, origin, precondition)
+            .await?;
+        let result = async {
+            let containers = self.inventory.containers(service).await?;
+            let filling = self.filling(&stored, &held, &containers);
+            let result = self
+                .fix_count(service, &containers, &filling, scaled.to, Caller::Request)
+                .await;
+            self.record_count(&held, &filling, &containers, &result);
+            result
+        }
+        .await;
+        self.announce_problem(service, &held);
+        if scaled.changed() {
+            settle_scale(&self.store, service, scaled.revision, &result).await;
+        }
+        result.map(|report| ScaleReport {
+            revision: scaled.revision,
+            ..report
+        })
     }
 
     /// Records how fixing the count went. A failure to start the current
@@ -332,6 +352,8 @@ impl Scaler {
         let report = ScaleReport {
             running_resources: running.len(),
             desired_resources: target,
+            // The scale that asked knows the revision; a pass has none.
+            revision: 0,
         };
         let mismatch = |cause: String| {
             Error::DockerFailed(format!(
@@ -418,14 +440,21 @@ impl Scaler {
     /// half-deleted is hidden.
     ///
     /// # Errors
-    /// [`Error::ServiceNotFound`], the docker failure, or [`Error::Storage`].
-    pub async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
+    /// [`Error::ServiceNotFound`], [`Error::PreconditionFailed`], the
+    /// docker failure, or [`Error::Storage`].
+    pub async fn delete(
+        &self,
+        service: &ServiceName,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
+    ) -> Result<(), Error> {
         let (held, _) = self.lock(service).await?;
+        self.store.check(service, precondition)?;
         // Asked of docker, not the index: a delete is final, and a container
         // created a moment ago may not have reached the index yet.
         let containers = self.engine.list(service).await?;
         self.remove(service, &containers).await?;
-        self.store.remove(service).await?;
+        self.store.remove(service, origin).await?;
         // A service created later under this name starts afresh, even if a
         // request still waits on this lock and so keeps it in the table.
         *held.get() = Progress::default();
@@ -550,21 +579,27 @@ pub(super) mod tests {
         services: &[&str],
     ) -> (Scaler, Arc<FakeEngine>, Arc<Inventory>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("s.json")).unwrap());
+        let store =
+            Arc::new(Store::open(&dir.path().join("s.json"), crate::feed::Feed::new(64)).unwrap());
         for name in services {
             let body = serde_json::json!({"name": name, "image": "app:1"});
             store
-                .create(ServiceDefinition::from_create_body(&body).unwrap())
+                .create(
+                    ServiceDefinition::from_create_body(&body).unwrap(),
+                    &crate::store::Origin::connector("test"),
+                )
                 .await
                 .unwrap();
         }
         let engine = Arc::new(engine);
-        let inventory = Inventory::new(engine.clone());
+        let feed = crate::feed::Feed::new(64);
+        let inventory = Inventory::new(engine.clone(), feed.clone());
         (
             Scaler::new(
                 engine.clone(),
                 inventory.clone(),
                 store,
+                feed,
                 "default".into(),
                 4,
             ),
@@ -587,9 +622,15 @@ pub(super) mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let up = scaler.scale(&name("web"), count(3)).await.unwrap();
+        let up = scaler
+            .scale(&name("web"), &count(3), &Origin::connector("test"), None)
+            .await
+            .unwrap();
         assert_eq!(up.running_resources, 3);
-        let down = scaler.scale(&name("web"), count(1)).await.unwrap();
+        let down = scaler
+            .scale(&name("web"), &count(1), &Origin::connector("test"), None)
+            .await
+            .unwrap();
         assert_eq!(down.running_resources, 1);
         let status = scaler.status(&name("web")).await.unwrap();
         assert_eq!(status.running_resources, 1);
@@ -608,8 +649,8 @@ pub(super) mod tests {
         ServiceName::parse(raw).unwrap()
     }
 
-    fn count(n: u32) -> ReplicaCount {
-        ReplicaCount::parse(Some(&serde_json::json!(n)), 100).unwrap()
+    fn count(n: u32) -> ScaleRequest {
+        ScaleRequest::to(n)
     }
 
     #[tokio::test]
@@ -619,7 +660,10 @@ pub(super) mod tests {
             ..FakeEngine::default()
         };
         let (scaler, engine, _dir) = scaler_with(engine, &["web"]).await;
-        let report = scaler.scale(&name("web"), count(2)).await.unwrap();
+        let report = scaler
+            .scale(&name("web"), &count(2), &Origin::connector("test"), None)
+            .await
+            .unwrap();
         assert_eq!(report.running_resources, 2);
         let mut names: Vec<String> = engine
             .containers
@@ -637,14 +681,22 @@ pub(super) mod tests {
         let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
         for ghost in ["a", "b", "c"] {
             assert!(matches!(
-                scaler.scale(&name(ghost), count(1)).await,
+                scaler
+                    .scale(&name(ghost), &count(1), &Origin::connector("test"), None)
+                    .await,
                 Err(Error::ServiceNotFound(_))
             ));
         }
         assert_eq!(scaler.locks.len(), 0);
-        scaler.scale(&name("web"), count(1)).await.unwrap();
+        scaler
+            .scale(&name("web"), &count(1), &Origin::connector("test"), None)
+            .await
+            .unwrap();
         assert_eq!(scaler.locks.len(), 1);
-        scaler.delete(&name("web")).await.unwrap();
+        scaler
+            .delete(&name("web"), &Origin::connector("test"), None)
+            .await
+            .unwrap();
         assert_eq!(scaler.locks.len(), 0);
     }
 
@@ -656,12 +708,20 @@ pub(super) mod tests {
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let scaler = scaler.clone();
-                tokio::spawn(async move { scaler.scale(&name("web"), count(1)).await })
+                tokio::spawn(async move {
+                    scaler
+                        .scale(&name("web"), &count(1), &Origin::connector("test"), None)
+                        .await
+                })
             })
             .collect();
         // Let the waiters queue on the lock, then delete behind them.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        scaler.store.remove(&name("web")).await.unwrap();
+        scaler
+            .store
+            .remove(&name("web"), &crate::store::Origin::connector("test"))
+            .await
+            .unwrap();
         drop(held);
         for waiter in waiters {
             assert!(matches!(
@@ -769,8 +829,14 @@ pub(super) mod tests {
     #[tokio::test]
     async fn scale_down_stops_the_surplus_before_removing_it() {
         let (scaler, engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
-        scaler.scale(&name("web"), count(3)).await.unwrap();
-        scaler.scale(&name("web"), count(1)).await.unwrap();
+        scaler
+            .scale(&name("web"), &count(3), &Origin::connector("test"), None)
+            .await
+            .unwrap();
+        scaler
+            .scale(&name("web"), &count(1), &Origin::connector("test"), None)
+            .await
+            .unwrap();
         let stops = engine.stops.lock().unwrap().clone();
         assert_eq!(stops.len(), 1, "{stops:?}");
         let (stopped, grace) = &stops[0];
@@ -799,7 +865,10 @@ pub(super) mod tests {
             container("down", "exited", web.config_hash(), 2),
             container("frozen", "paused", web.config_hash(), 3),
         ]);
-        scaler.delete(&name("web")).await.unwrap();
+        scaler
+            .delete(&name("web"), &Origin::connector("test"), None)
+            .await
+            .unwrap();
         let stops = engine.stops.lock().unwrap().clone();
         assert_eq!(stops, [(vec!["up".to_owned()], DOCKER_STOP_GRACE)]);
         assert!(engine.containers.lock().unwrap().is_empty());
@@ -814,13 +883,42 @@ pub(super) mod tests {
             }))
             .unwrap()
         };
-        scaler.store.create(defined("45s")).await.unwrap();
-        scaler.scale(&name("web"), count(2)).await.unwrap();
+        scaler
+            .store
+            .create(defined("45s"), &crate::store::Origin::connector("test"))
+            .await
+            .unwrap();
+        scaler
+            .scale(&name("web"), &count(2), &Origin::connector("test"), None)
+            .await
+            .unwrap();
         // Its containers keep the 45 s they were started with.
-        scaler.store.replace(defined("1.5s")).await.unwrap();
-        scaler.scale(&name("web"), count(1)).await.unwrap();
-        scaler.store.replace(defined("1m")).await.unwrap();
-        scaler.delete(&name("web")).await.unwrap();
+        scaler
+            .store
+            .replace(
+                defined("1.5s"),
+                &crate::store::Origin::connector("test"),
+                None,
+            )
+            .await
+            .unwrap();
+        scaler
+            .scale(&name("web"), &count(1), &Origin::connector("test"), None)
+            .await
+            .unwrap();
+        scaler
+            .store
+            .replace(
+                defined("1m"),
+                &crate::store::Origin::connector("test"),
+                None,
+            )
+            .await
+            .unwrap();
+        scaler
+            .delete(&name("web"), &Origin::connector("test"), None)
+            .await
+            .unwrap();
         let graces: Vec<Duration> = engine
             .stops
             .lock()
@@ -836,9 +934,19 @@ pub(super) mod tests {
             ("1.5s", DOCKER_STOP_GRACE),
             ("10.5s", Duration::from_secs(11)),
         ] {
-            scaler.store.create(defined(grace)).await.unwrap();
-            scaler.scale(&name("web"), count(1)).await.unwrap();
-            scaler.delete(&name("web")).await.unwrap();
+            scaler
+                .store
+                .create(defined(grace), &crate::store::Origin::connector("test"))
+                .await
+                .unwrap();
+            scaler
+                .scale(&name("web"), &count(1), &Origin::connector("test"), None)
+                .await
+                .unwrap();
+            scaler
+                .delete(&name("web"), &Origin::connector("test"), None)
+                .await
+                .unwrap();
             let last = engine.stops.lock().unwrap().last().unwrap().1;
             assert_eq!(last, allowed, "{grace}");
         }

@@ -142,11 +142,11 @@ impl Scaler {
     ) -> Result<ScaleReport, Error> {
         let deadline = Instant::now() + timeout;
         loop {
-            let desired = self
+            let stored = self
                 .store
                 .service(service)
-                .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?
-                .desired;
+                .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
+            let desired = stored.desired;
             let containers = self.inventory.snapshot(service).await?;
             let running = containers.iter().filter(|c| c.is_running()).count();
             let healthy = containers.iter().filter(|c| c.is_healthy()).count();
@@ -155,6 +155,7 @@ impl Scaler {
                 return Ok(ScaleReport {
                     running_resources: running,
                     desired_resources: superseded.unwrap_or(target),
+                    revision: stored.revision,
                 });
             }
             if Instant::now() >= deadline {

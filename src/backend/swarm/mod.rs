@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::backend::locks::ServiceLocks;
-use crate::backend::{Backend, Rollout, RolloutState, ScaleReport, ServiceStatus};
+use crate::backend::{settle_scale, Backend, Rollout, RolloutState, ScaleReport, ServiceStatus};
 use crate::docker::{Lookup, SwarmCli, SwarmService, Task};
-use crate::domain::{ReplicaCount, ServiceDefinition, ServiceName};
+use crate::domain::{Precondition, ScaleRequest, ServiceDefinition, ServiceName};
 use crate::error::Error;
-use crate::store::{Store, StoredService};
+use crate::store::{Origin, Scaled, Store, StoredService};
 use status::{newest_error, status_of};
 
 /// How often a scale asks Swarm how many tasks run.
@@ -210,9 +210,13 @@ impl SwarmBackend {
                 }
             }
         }
+        let origin = Origin {
+            caller: "swarm".to_owned(),
+            reason: Some("Swarm rolled the update back".to_owned()),
+        };
         match self
             .store
-            .roll_back_from(service, from, &current.config_hash)
+            .roll_back_from(service, from, &current.config_hash, &origin)
             .await
         {
             Ok(true) => {
@@ -270,15 +274,22 @@ impl SwarmBackend {
     /// Records `replicas` as the desired count and hands it to Swarm, once
     /// Swarm is not rolling tasks (see [`SwarmService::rolling`]); waits
     /// for that, without the lock, up to the scale timeout.
-    async fn set_replicas(&self, service: &ServiceName, replicas: u32) -> Result<(), Error> {
+    async fn set_replicas(
+        &self,
+        service: &ServiceName,
+        request: &ScaleRequest,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
+    ) -> Result<Scaled, Error> {
         let deadline = Instant::now() + self.scale_timeout;
         loop {
             let applied = {
                 let _lock = self.locks.lock(service).await;
-                self.try_set_replicas(service, replicas).await?
+                self.try_set_replicas(service, request, origin, precondition)
+                    .await?
             };
-            if applied {
-                return Ok(());
+            if let Some(scaled) = applied {
+                return Ok(scaled);
             }
             if Instant::now() >= deadline {
                 return Err(Error::SwarmBusy {
@@ -296,25 +307,35 @@ impl SwarmBackend {
     /// runs another one and did not roll this one back (a PUT retries
     /// that, not every scale): a rollback restores the whole earlier spec,
     /// and this way the new count is part of it.
-    async fn try_set_replicas(&self, service: &ServiceName, replicas: u32) -> Result<bool, Error> {
+    async fn try_set_replicas(
+        &self,
+        service: &ServiceName,
+        request: &ScaleRequest,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
+    ) -> Result<Option<Scaled>, Error> {
         let stored = self
             .store
             .service(service)
             .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
         let current = self.cli.inspect(service).await?;
         if current.as_ref().is_some_and(SwarmService::rolling) {
-            return Ok(false);
+            return Ok(None);
         }
         let stored = match &current {
             Some(current) => self.follow_rollback(service, stored, current).await,
             None => stored,
         };
         let definition = &stored.definition;
-        self.store.set_desired(service, replicas).await?;
+        let scaled = self
+            .store
+            .scale(service, request, origin, precondition)
+            .await?;
+        let replicas = scaled.to;
         let Some(current) = current else {
             self.cli.create(definition, replicas).await?;
             self.record_handed_over(definition);
-            return Ok(true);
+            return Ok(Some(scaled));
         };
         if current.replicas != replicas {
             self.cli.update(&current, None, Some(replicas)).await?;
@@ -326,7 +347,7 @@ impl SwarmBackend {
             self.record_handed_over(definition);
             self.watch_update(service);
         }
-        Ok(true)
+        Ok(Some(scaled))
     }
 
     /// Polls Swarm until `target` tasks of `service` run, for at most the
@@ -336,12 +357,12 @@ impl SwarmBackend {
     async fn wait_for(&self, service: &ServiceName, target: u32) -> Result<ScaleReport, Error> {
         let deadline = Instant::now() + self.scale_timeout;
         loop {
-            let desired = self
+            let (desired, revision) = self
                 .store
                 .all()
                 .get(service)
-                .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?
-                .desired;
+                .map(|stored| (stored.desired, stored.revision))
+                .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
             let running = match self.cli.running_tasks(service).await {
                 Ok(running) => running,
                 Err(e) => {
@@ -362,6 +383,7 @@ impl SwarmBackend {
                 return Ok(ScaleReport {
                     running_resources: running,
                     desired_resources: superseded.unwrap_or(target),
+                    revision,
                 });
             }
             if Instant::now() >= deadline {
@@ -414,10 +436,21 @@ impl Backend for SwarmBackend {
     async fn scale(
         &self,
         service: &ServiceName,
-        target: ReplicaCount,
+        request: &ScaleRequest,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
     ) -> Result<ScaleReport, Error> {
-        self.set_replicas(service, target.get()).await?;
-        self.wait_for(service, target.get()).await
+        let scaled = self
+            .set_replicas(service, request, origin, precondition)
+            .await?;
+        let result = self.wait_for(service, scaled.to).await;
+        if scaled.changed() {
+            settle_scale(&self.store, service, scaled.revision, &result).await;
+        }
+        result.map(|report| ScaleReport {
+            revision: scaled.revision,
+            ..report
+        })
     }
 
     /// Swarm keeps a task with a health check `starting` until it passes:
@@ -430,17 +463,18 @@ impl Backend for SwarmBackend {
     ) -> Result<ScaleReport, Error> {
         let deadline = Instant::now() + timeout;
         loop {
-            let desired = self
+            let stored = self
                 .store
                 .service(service)
-                .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?
-                .desired;
+                .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
+            let desired = stored.desired;
             let running = self.cli.running_tasks(service).await?;
             let superseded = desired.filter(|&desired| desired != target);
             if running == target as usize || superseded.is_some() {
                 return Ok(ScaleReport {
                     running_resources: running,
                     desired_resources: superseded.unwrap_or(target),
+                    revision: stored.revision,
                 });
             }
             if Instant::now() >= deadline {
@@ -521,8 +555,14 @@ impl Backend for SwarmBackend {
     /// another count, which is all a `docker service rollback` would undo);
     /// not at all when Swarm already runs it (it rolled back by itself) or
     /// has no service yet (the first scale creates it from the store).
-    async fn roll_back(&self, service: &ServiceName) -> Result<ServiceDefinition, Error> {
+    async fn roll_back(
+        &self,
+        service: &ServiceName,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
+    ) -> Result<(ServiceDefinition, u64), Error> {
         let _lock = self.locks.lock(service).await;
+        self.store.check(service, precondition)?;
         let from = self
             .store
             .service(service)
@@ -533,7 +573,7 @@ impl Backend for SwarmBackend {
         // Asked before the store changes: a Swarm service that is not ours,
         // or a docker that does not answer, leaves everything as it was.
         let current = self.cli.inspect(service).await?;
-        let definition = self.store.roll_back(service).await?;
+        let (definition, revision) = self.store.roll_back(service, origin, precondition).await?;
         self.forget_rollback(service);
         let from = from.definition;
         let handed = async {
@@ -556,20 +596,23 @@ impl Backend for SwarmBackend {
         self.record_handed_over(&definition);
         self.watch_update(service);
         log::info!("'{service}': rolled back to its previous definition on request");
-        Ok(definition)
+        Ok((definition, revision))
     }
 
-    async fn delete(&self, service: &ServiceName) -> Result<(), Error> {
+    async fn delete(
+        &self,
+        service: &ServiceName,
+        origin: &Origin,
+        precondition: Option<&Precondition>,
+    ) -> Result<(), Error> {
         let _lock = self.locks.lock(service).await;
-        if !self.store.contains(service) {
-            return Err(Error::ServiceNotFound(service.to_string()));
-        }
+        self.store.check(service, precondition)?;
         // A Swarm service of that name that is not ours ran nothing of
         // this service: the definition goes, the service stays.
         if let Lookup::Ours(current) = self.cli.look_up(service).await? {
             self.cli.remove(&current).await?;
         }
-        self.store.remove(service).await?;
+        self.store.remove(service, origin).await?;
         self.handed_over
             .lock()
             .expect("the hand-over table is never poisoned")
@@ -591,7 +634,8 @@ mod tests {
 
     fn backend(dir: &std::path::Path) -> SwarmBackend {
         let cli = SwarmCli::for_tests(crate::config::SwarmPublishMode::Host, false);
-        let store = Arc::new(Store::open(&dir.join("services.json")).unwrap());
+        let store =
+            Arc::new(Store::open(&dir.join("services.json"), crate::feed::Feed::new(64)).unwrap());
         SwarmBackend::new(cli, store, Duration::from_secs(5))
     }
 

@@ -212,6 +212,8 @@ pub(super) mod tests {
             .unwrap(),
             desired: Some(desired),
             history: Vec::new(),
+            revision: 1,
+            changes: Vec::new(),
         }
     }
 

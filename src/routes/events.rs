@@ -1,0 +1,92 @@
+//! `GET /events`, the change feed as server-sent events, and
+//! `GET /service/<name>/history`, the changes a service keeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocket::response::stream::{Event, EventStream};
+use rocket::serde::json::Json;
+use rocket::{Route, Shutdown, State};
+use serde_json::{json, Value};
+
+use super::conditional::{LastEventId, Tagged};
+use super::known_name;
+use crate::domain::ServiceName;
+use crate::error::Error;
+use crate::feed::{Batch, Feed};
+use crate::store::Store;
+
+/// How often an idle stream sends a comment line, so that proxies and
+/// load balancers (which often close a connection idle for 30 to 60 s)
+/// keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub fn routes() -> Vec<Route> {
+    rocket::routes![events, history]
+}
+
+/// Streams every change after `Last-Event-ID` (or from now), of one
+/// service with `?service=`. A client that missed more than the ring
+/// holds gets one `reset` event, and the stream ends: it must read the
+/// state afresh and reconnect without `Last-Event-ID`. Streams end when
+/// the connector shuts down.
+#[rocket::get("/events?<service>")]
+fn events(
+    feed: &State<Arc<Feed>>,
+    last_event_id: LastEventId,
+    service: Option<&str>,
+    mut shutdown: Shutdown,
+) -> Result<EventStream![Event + 'static], Error> {
+    let only = service
+        .map(|name| {
+            ServiceName::parse(name).map_err(|e| match e {
+                Error::Invalid { reason, .. } => Error::invalid("service", reason),
+                other => other,
+            })
+        })
+        .transpose()?
+        .map(|name| name.to_string());
+    let mut cursor = feed.watch(last_event_id.id()?);
+    let stream = EventStream! {
+        loop {
+            let batch = rocket::tokio::select! {
+                batch = cursor.next() => batch,
+                _ = &mut shutdown => break,
+            };
+            let events = match batch {
+                Batch::Events(events) => events,
+                Batch::Reset => {
+                    yield Event::json(&json!({
+                        "reason": "events this stream had not sent are no longer kept: \
+                                   read the state again, then reconnect without Last-Event-ID",
+                    }))
+                    .event("reset");
+                    break;
+                }
+            };
+            for event in events {
+                if only.as_ref().is_some_and(|name| *name != event.service) {
+                    continue;
+                }
+                yield Event::data(event.data.to_string())
+                    .id(event.id.to_string())
+                    .event(event.kind.name());
+            }
+        }
+    };
+    Ok(stream.heartbeat(KEEP_ALIVE))
+}
+
+/// The changes of a service's definition and desired count, newest
+/// first: who, why, when, and how each turned out.
+#[rocket::get("/service/<name>/history")]
+fn history(store: &State<Arc<Store>>, name: &str) -> Result<Tagged<Json<Value>>, Error> {
+    let name = known_name(name)?;
+    let stored = store
+        .service(&name)
+        .ok_or_else(|| Error::ServiceNotFound(name.to_string()))?;
+    Ok(Tagged::new(
+        Json(json!({"service": name.as_str(), "changes": stored.changes})),
+        stored.revision,
+    ))
+}
