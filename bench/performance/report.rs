@@ -262,15 +262,15 @@ pub fn build_table(results: &Results) -> Table {
     table
 }
 
-/// p50 and p99 of one side of some latencies, and how many there are.
-struct Spread {
-    p50: f64,
-    p99: f64,
-    count: usize,
+/// p50 and p99 of some latencies, and how many there are.
+pub struct Spread {
+    pub p50: f64,
+    pub p99: f64,
+    pub count: usize,
 }
 
 impl Spread {
-    fn of(values: impl Iterator<Item = f64>) -> Spread {
+    pub fn of(values: impl Iterator<Item = f64>) -> Spread {
         let mut sorted: Vec<f64> = values.collect();
         sorted.sort_by(f64::total_cmp);
         Spread {
@@ -280,7 +280,8 @@ impl Spread {
         }
     }
 
-    fn text(&self) -> String {
+    /// "p50 / p99"
+    pub fn text(&self) -> String {
         format!(
             "{} / {}",
             format_seconds(self.p50),
@@ -293,7 +294,8 @@ fn add_watch_rows(table: &mut Table, watch: &WatchFigures) {
     add_latency_rows(
         table,
         &format!(
-            "watch: docker event → event stream read ({} kills' start, die, destroy)",
+            "watch: docker event → stream read ({} events of {} kills)",
+            watch.stream.len(),
             watch.kills
         ),
         &watch.stream,
@@ -345,7 +347,7 @@ fn add_latency_rows(table: &mut Table, what: &str, latencies: &[Latency], expect
         format!(", {missed} of {expected} never came")
     };
     table.add(Row::new(
-        &format!("{what}, added over docker events' read of the same event, p50 / p99"),
+        &format!("{what}, added to docker events' read of each, p50 / p99"),
         format!("{}{missed_note}", added.text()),
         "p99 ≤ 5 ms, none missed",
         Verdict::of(missed == 0 && expected > 0 && added.p99 <= WATCH_ADDED_P99_LIMIT),
