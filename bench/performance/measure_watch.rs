@@ -447,6 +447,7 @@ fn measure_open_streams(
     let pending: Vec<io::Result<PendingStream>> = (0..plan.watch_streams)
         .map(|_| PendingStream::request(port, "/events", STREAM_TIMEOUT))
         .collect();
+    let sent_in = opened_at.elapsed();
     let mut streams = Vec::new();
     for stream in pending {
         match stream.and_then(PendingStream::read_head) {
@@ -456,10 +457,12 @@ fn measure_open_streams(
     }
     let rss_opened = read_memory(connector.pid()).rss_mib;
     progress(format_args!(
-        "watch: {} of {} streams open after {}; connector RSS {rss_before_mib:.1} → {rss_opened:.1} MiB",
+        "watch: {} of {} streams open after {} (requests sent in {}); connector RSS \
+         {rss_before_mib:.1} → {rss_opened:.1} MiB",
         streams.len(),
         plan.watch_streams,
-        format_seconds(opened_at.elapsed().as_secs_f64())
+        format_seconds(opened_at.elapsed().as_secs_f64()),
+        format_seconds(sent_in.as_secs_f64())
     ));
     let label = format!("{} streams open", streams.len());
     let with = load(&label);
