@@ -52,6 +52,34 @@ fn usage_error(message: &str) -> Invocation {
     Invocation::Exit(ExitCode::from(2))
 }
 
+/// Raises the soft limit on open files to the hard one (at most 2^20):
+/// every client watching `GET /events` or a blocking status holds a
+/// connection, and the usual soft limit of 1024 would refuse the
+/// thousand-and-first. The hard limit is what the administrator allows
+/// (systemd's default is 524288); Go's runtime does the same at start.
+fn raise_open_file_limit() {
+    const CEILING: libc::rlim_t = 1 << 20;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`, which
+    // lives across both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = limit.rlim_max.min(CEILING);
+        if limit.rlim_cur < wanted {
+            let before = limit.rlim_cur;
+            limit.rlim_cur = wanted;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                log::debug!("open file limit raised from {before} to {wanted}");
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let config_file = match parse_args(std::env::args().skip(1)) {
         Invocation::Run { config_file } => config_file,
@@ -65,6 +93,7 @@ fn main() -> ExitCode {
     if let Err(e) = logging::init(log_level, log_format) {
         eprintln!("docker-connector: cannot set up logging: {e}");
     }
+    raise_open_file_limit();
     let server = match docker_connector::rocket(figment) {
         Ok(server) => server,
         Err(message) => {

@@ -574,9 +574,19 @@ async fn racing_posts_of_one_name_create_it_once_and_store_the_winners_body() {
     );
     // The file was written before the 201, and no loser wrote after it.
     let file: Value = serde_json::from_slice(&std::fs::read(app.data_file()).unwrap()).unwrap();
+    let stored = &file["services"]["race"];
     assert_eq!(
-        file["services"],
-        json!({ "race": {"definition": expected, "desired": 0, "history": []} })
+        file["services"].as_object().map(|services| services.len()),
+        Some(1)
+    );
+    assert_eq!(
+        (&stored["definition"], &stored["desired"], &stored["history"]),
+        (&expected, &json!(0), &json!([]))
+    );
+    assert_eq!(
+        stored["changes"].as_array().map(Vec::len),
+        Some(1),
+        "one creation in the history: {stored}"
     );
     record_figures(
         "concurrency-post-race",

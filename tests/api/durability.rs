@@ -214,8 +214,12 @@ fn services_on_disk(path: &Path) -> Map<String, Value> {
         .map(|o| o.keys().map(String::as_str).collect())
         .unwrap_or_default();
     keys.sort_unstable();
-    assert_eq!(keys, ["format_version", "services"], "{document}");
-    assert_eq!(document["format_version"].as_u64(), Some(2), "{document}");
+    assert_eq!(
+        keys,
+        ["format_version", "revision", "services"],
+        "{document}"
+    );
+    assert_eq!(document["format_version"].as_u64(), Some(3), "{document}");
     let services = document["services"]
         .as_object()
         .unwrap_or_else(|| panic!("\"services\" is not an object: {document}"));

@@ -235,3 +235,48 @@ async fn every_httpie_example_in_the_readme_gives_the_documented_answer() {
         "the walkthrough ends with no container"
     );
 }
+
+/// The README's `$ curl -sN ...` line that follows the event stream, with
+/// the `event:` names it shows, in order.
+fn stream_example(readme: &str) -> (String, Vec<String>) {
+    let mut lines = readme.lines();
+    let command = lines
+        .by_ref()
+        .find_map(|line| line.strip_prefix("$ curl -sN "))
+        .expect("the README shows the event stream with curl -sN");
+    let shown = lines
+        .take_while(|line| !line.starts_with("```"))
+        .filter_map(|line| line.strip_prefix("event:"))
+        .map(str::to_owned)
+        .collect();
+    (command.trim_matches('\'').to_owned(), shown)
+}
+
+#[tokio::test]
+async fn the_readme_event_stream_example_shows_those_events() {
+    let app = TestApp::spawn().await;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let (url, shown) = stream_example(&readme);
+    assert!(!shown.is_empty(), "the README shows no event");
+    let url = url.replace("127.0.0.1:7051", &format!("127.0.0.1:{}", app.port));
+    app.create_service("api", serde_json::json!({})).await;
+    // curl ends the stream itself, after long enough for the scale below.
+    let curl = tokio::process::Command::new("curl")
+        .args(["-sN", "--max-time", "8", &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl is needed for the README's stream example");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let scaled = app.scale("api", serde_json::json!(1)).await;
+    assert_eq!(scaled.status, 200, "{scaled:?}");
+    let output = curl.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let seen: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("event:"))
+        .collect();
+    assert_eq!(seen, shown, "curl printed:\n{text}");
+    assert_eq!(app.scale("api", serde_json::json!(0)).await.status, 200);
+    assert_eq!(app.delete("api").await.status, 204);
+}
