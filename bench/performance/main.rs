@@ -30,7 +30,7 @@
 //!   1,000 event streams open, against the same load without them.
 //!
 //! ```sh
-//! cargo bench --bench performance              # the full run, about 7 minutes
+//! cargo bench --bench performance              # the full run, about 8 minutes
 //! cargo bench --bench performance -- --quick   # a short smoke run for CI
 //! cargo bench --bench performance -- --only scale,health   # some sections
 //! ```

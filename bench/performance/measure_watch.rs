@@ -7,7 +7,11 @@
 //! The events come from containers killed behind the connector's back
 //! (`docker kill`): each kill brings a `die`, then, as the connector
 //! replaces the container, a `destroy` and a `start`, the three docker
-//! actions the stream reports as `container.*` events.
+//! actions the stream reports as `container.*` events. The `die` wakes the
+//! connector's reconciler, which at once runs docker CLI processes to
+//! replace the container; on a small machine they compete with the
+//! delivery of that same `die` for the CPUs. That is part of what the
+//! connector adds, so it is measured as it comes, not avoided.
 
 use std::collections::HashSet;
 use std::io;

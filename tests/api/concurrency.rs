@@ -580,7 +580,11 @@ async fn racing_posts_of_one_name_create_it_once_and_store_the_winners_body() {
         Some(1)
     );
     assert_eq!(
-        (&stored["definition"], &stored["desired"], &stored["history"]),
+        (
+            &stored["definition"],
+            &stored["desired"],
+            &stored["history"]
+        ),
         (&expected, &json!(0), &json!([]))
     );
     assert_eq!(
