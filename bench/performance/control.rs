@@ -145,11 +145,18 @@ impl Connector {
 
     /// The status of `service`; panics unless it answers 200 with JSON.
     pub fn status(&self, service: &str) -> Value {
+        let answer = self.status_answer(service);
+        serde_json::from_slice(&answer.body)
+            .unwrap_or_else(|e| panic!("GET /service/{service}/status: {e}: {}", answer.text()))
+    }
+
+    /// The whole status answer of `service`, headers read; panics unless
+    /// it is a 200.
+    pub fn status_answer(&self, service: &str) -> HttpAnswer {
         let path = format!("/service/{service}/status");
         let answer = self.call("GET", &path, None);
         assert_eq!(answer.status, 200, "GET {path}: {}", answer.text());
-        serde_json::from_slice(&answer.body)
-            .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", answer.text()))
+        answer
     }
 
     pub fn delete_service(&self, service: &str) {

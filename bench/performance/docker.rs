@@ -1,10 +1,11 @@
 //! The raw docker CLI side: the baseline that does by hand what the
-//! connector does (start, remove, list containers), and the cleanup of
-//! every container the bench labelled.
+//! connector does (start, remove, list containers, follow their events),
+//! and the cleanup of every container the bench labelled.
 
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use docker_connector::docker::{LABEL_CONFIG_HASH, LABEL_INSTANCE, LABEL_SERVICE};
 
@@ -153,4 +154,65 @@ pub fn time_docker_ps(instance: &str, service: &str, calls: usize) -> f64 {
         started.elapsed().as_secs_f64()
     });
     median(durations.collect())
+}
+
+/// One container event as `docker events --format '{{json .}}'` printed it.
+#[derive(Clone)]
+pub struct DockerEvent {
+    pub container: String,
+    /// Its `Action`: `start`, `die`, `destroy`, `kill`...
+    pub action: String,
+    /// When the engine says it happened (`timeNano`), in nanoseconds since
+    /// the epoch.
+    pub time_nanos: i128,
+    /// When the bench read its line.
+    pub read_at: SystemTime,
+}
+
+/// `docker events` of the containers of `instance`, as the connector itself
+/// follows them: the raw CLI's own delay from the engine to a reader. The
+/// process runs until it is killed; the events come as their lines are read.
+/// It asks for the events since its own start, so that none is lost while
+/// it subscribes.
+///
+/// # Panics
+///
+/// If docker cannot be run.
+pub fn follow_docker_events(instance: &str) -> (Child, impl Iterator<Item = DockerEvent>) {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut process = Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            &format!("{}.{:09}", since.as_secs(), since.subsec_nanos()),
+            "--format",
+            "{{json .}}",
+            "--filter",
+            "type=container",
+            "--filter",
+            &instance_filter(instance),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker events starts");
+    let stdout = process.stdout.take().expect("stdout is piped");
+    let events = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| parse_docker_event(&line, SystemTime::now()));
+    (process, events)
+}
+
+fn parse_docker_event(line: &str, read_at: SystemTime) -> Option<DockerEvent> {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(DockerEvent {
+        container: event["Actor"]["ID"].as_str()?.to_owned(),
+        action: event["Action"].as_str()?.to_owned(),
+        time_nanos: event["timeNano"].as_i64()?.into(),
+        read_at,
+    })
 }

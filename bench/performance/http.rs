@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client over kept-alive connections: every request
-//! the bench makes to the connector goes through it.
+//! the bench makes to the connector goes through it, but for the event
+//! stream's, whose endless body `event_stream` reads after the same head.
 //!
 //! Why not reqwest, a dev-dependency already: the status rows measure the
 //! connector's own cost per request (p50 in tens of microseconds, tens of
@@ -18,10 +19,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// One answer: its status code and its whole body.
+/// One answer: its status code, its whole body, and the index a status
+/// answer carries.
 pub struct HttpAnswer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// Its `X-Connector-Index` header (issue 17): what a blocking status
+    /// request names to wait for the next change.
+    pub connector_index: Option<u64>,
 }
 
 impl HttpAnswer {
@@ -54,19 +59,25 @@ pub fn request_bytes(port: u16, method: &str, path: &str, body: Option<&str>) ->
     bytes
 }
 
+/// A connection to the connector on 127.0.0.1, without Nagle's delay,
+/// whose reads fail after `timeout`.
+pub fn connect(port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(timeout))?;
+    Ok(stream)
+}
+
 /// One kept-alive connection; `line` is reused for every header line read.
 pub struct HttpConnection {
     reader: BufReader<TcpStream>,
-    pub line: Vec<u8>,
+    line: Vec<u8>,
 }
 
 impl HttpConnection {
     pub fn open(port: u16, timeout: Duration) -> io::Result<HttpConnection> {
-        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
         Ok(HttpConnection {
-            reader: BufReader::new(stream),
+            reader: BufReader::new(connect(port, timeout)?),
             line: Vec::new(),
         })
     }
@@ -75,61 +86,90 @@ impl HttpConnection {
     /// ready for the next.
     pub fn exchange(&mut self, request: &[u8]) -> io::Result<HttpAnswer> {
         self.reader.get_mut().write_all(request)?;
-        let status = self.read_status_line()?;
-        let length = self.read_headers()?;
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body)?;
-        Ok(HttpAnswer { status, body })
-    }
-
-    fn read_line(&mut self) -> io::Result<&[u8]> {
-        self.line.clear();
-        if self.reader.read_until(b'\n', &mut self.line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        let head = read_head(&mut self.reader, &mut self.line)?;
+        if head.chunked {
+            // The connector's answers are small JSON with a known size;
+            // only its event stream is chunked, and `event_stream` reads it.
+            return Err(invalid_answer("unexpected Transfer-Encoding".to_owned()));
         }
-        Ok(self.line.trim_ascii_end())
+        let mut body = vec![0; head.content_length];
+        self.reader.read_exact(&mut body)?;
+        Ok(HttpAnswer {
+            status: head.status,
+            body,
+            connector_index: head.connector_index,
+        })
     }
+}
 
-    fn read_status_line(&mut self) -> io::Result<u16> {
-        let line = self.read_line()?;
-        std::str::from_utf8(line)
-            .ok()
-            .and_then(|line| line.split(' ').nth(1))
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| {
-                invalid_answer(format!("status line {:?}", String::from_utf8_lossy(line)))
-            })
-    }
+/// What the head of an answer says that the bench reads.
+pub struct AnswerHead {
+    pub status: u16,
+    /// 0 when no Content-Length came.
+    pub content_length: usize,
+    /// `Transfer-Encoding: chunked`: a body of unknown length, such as an
+    /// event stream.
+    pub chunked: bool,
+    pub connector_index: Option<u64>,
+}
 
-    /// Reads the header lines up to the blank one; returns the body's length.
-    fn read_headers(&mut self) -> io::Result<usize> {
-        let mut length = 0;
-        loop {
-            let line = self.read_line()?;
-            if line.is_empty() {
-                return Ok(length);
-            }
-            let Some(colon) = line.iter().position(|&byte| byte == b':') else {
-                return Err(invalid_answer(format!(
-                    "header {:?}",
-                    String::from_utf8_lossy(line)
-                )));
-            };
-            let (name, value) = (&line[..colon], &line[colon + 1..]);
-            if name.eq_ignore_ascii_case(b"content-length") {
-                length = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|value| value.trim().parse().ok())
-                    .ok_or_else(|| invalid_answer("Content-Length".to_owned()))?;
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                // The connector's answers are small JSON with a known size.
-                return Err(invalid_answer("unexpected Transfer-Encoding".to_owned()));
-            }
+/// Reads a status line and the header lines up to the blank one; `line` is
+/// a buffer reused for every line.
+pub fn read_head(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<AnswerHead> {
+    let status = parse_status_line(read_line(reader, line)?)?;
+    let mut head = AnswerHead {
+        status,
+        content_length: 0,
+        chunked: false,
+        connector_index: None,
+    };
+    loop {
+        let line = read_line(reader, line)?;
+        if line.is_empty() {
+            return Ok(head);
+        }
+        let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+            return Err(invalid_answer(format!(
+                "header {:?}",
+                String::from_utf8_lossy(line)
+            )));
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            head.content_length = parse_number(value, "Content-Length")?;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            head.chunked = value.eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"x-connector-index") {
+            head.connector_index = Some(parse_number(value, "X-Connector-Index")?);
         }
     }
 }
 
-fn invalid_answer(what: String) -> io::Error {
+/// One line without its line end; an error at the end of the stream.
+pub fn read_line<'a>(reader: &mut impl BufRead, line: &'a mut Vec<u8>) -> io::Result<&'a [u8]> {
+    line.clear();
+    if reader.read_until(b'\n', line)? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(line.trim_ascii_end())
+}
+
+fn parse_status_line(line: &[u8]) -> io::Result<u16> {
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| invalid_answer(format!("status line {:?}", String::from_utf8_lossy(line))))
+}
+
+fn parse_number<T: std::str::FromStr>(value: &[u8], header: &str) -> io::Result<T> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| invalid_answer(format!("{header} {:?}", String::from_utf8_lossy(value))))
+}
+
+pub fn invalid_answer(what: String) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!("malformed answer: {what}"),

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::http::{request_bytes, HttpAnswer, HttpConnection};
-use crate::report::{format_rate, format_seconds};
+use crate::report::{format_rate, format_seconds, percentile};
 
 /// A status request slower than this counts as an error rather than a latency.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -164,25 +164,17 @@ fn summarize_load(outcomes: Vec<ConnectionOutcome>, elapsed: Duration) -> LoadRo
         mismatches += outcome.mismatches;
         first_problem = first_problem.or(outcome.first_problem);
     }
-    latencies.sort_unstable();
+    let mut seconds: Vec<f64> = latencies.iter().map(Duration::as_secs_f64).collect();
+    seconds.sort_by(f64::total_cmp);
     LoadRound {
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
-        throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
-        answered: latencies.len(),
+        p50: percentile(&seconds, 0.50),
+        p99: percentile(&seconds, 0.99),
+        throughput: seconds.len() as f64 / elapsed.as_secs_f64(),
+        answered: seconds.len(),
         errors,
         mismatches,
         first_problem,
     }
-}
-
-/// The nearest-rank percentile of sorted latencies, in seconds.
-fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (fraction * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64()
 }
 
 /// One progress line for a round of load.

@@ -22,18 +22,23 @@
 //!   containers, so the asked-for service is the same size in both;
 //! * health: status p50 of a service of 20 containers with a health check
 //!   against one without, the host carrying the same health checks in both;
-//! * memory: the connector's resident set after all that load.
+//! * memory: the connector's resident set after all that load;
+//! * watch (issue 17): how soon a docker event reaches a client of the
+//!   connector's event stream and a status request blocked on its index,
+//!   each against the bench's own `docker events` reading the same event;
+//!   and the connector's memory and status p99 over 64 connections with
+//!   1,000 event streams open, against the same load without them.
 //!
 //! ```sh
-//! cargo bench --bench performance              # the full run, about 7 minutes
+//! cargo bench --bench performance              # the full run, about 8 minutes
 //! cargo bench --bench performance -- --quick   # a short smoke run for CI
 //! cargo bench --bench performance -- --only scale,health   # some sections
 //! ```
 //!
 //! `--only` takes the sections `startup`, `scale`, `status`, `freshness`
 //! (which runs on the status section's service, so brings it along),
-//! `health` and `growth` (which includes memory); the table then has only
-//! their rows.
+//! `health`, `growth` (which includes memory) and `watch`; the table then
+//! has only their rows.
 //!
 //! It needs a Docker engine and a static busybox, from which the tests' image
 //! is built (`tests/support/docker.rs`). The machine description and a markdown
@@ -48,6 +53,8 @@
 //! modules does one job:
 //!
 //! * `http`: the small keep-alive HTTP/1.1 client every request goes through;
+//! * `event_stream`: a client of the connector's event stream, reading its
+//!   chunked body event by event;
 //! * `control`: the connector process, started by the launcher the tests
 //!   share (`tests/support/connector.rs`), and its control calls (create,
 //!   scale, delete), which clean up its containers on drop;
@@ -55,7 +62,8 @@
 //! * `load`: status requests back to back over kept connections, and what
 //!   one round of them saw;
 //! * `measure_startup_scale`, `measure_status`, `measure_freshness`,
-//!   `measure_health`, `measure_growth`: one family of measurements each;
+//!   `measure_health`, `measure_growth`, `measure_watch`: one family of
+//!   measurements each;
 //! * `machine`: what /proc says about the host and the connector's memory;
 //! * `report`: medians, rows, verdicts and the table.
 
@@ -72,6 +80,7 @@ mod connector;
 
 mod control;
 mod docker;
+mod event_stream;
 mod http;
 mod load;
 mod machine;
@@ -80,6 +89,7 @@ mod measure_growth;
 mod measure_health;
 mod measure_startup_scale;
 mod measure_status;
+mod measure_watch;
 mod report;
 
 use std::path::Path;
@@ -97,6 +107,7 @@ use measure_growth::measure_growth;
 use measure_health::measure_health;
 use measure_startup_scale::{measure_scale, measure_startup};
 use measure_status::measure_status;
+use measure_watch::measure_watch;
 use report::{build_table, rounds_note, Results};
 
 /// The service whose status is loaded, then used by the freshness rounds,
@@ -187,6 +198,10 @@ fn main() -> ExitCode {
         }
         false => (None, None),
     };
+    // Last: its thousand streams would weigh on the memory row otherwise.
+    let watch = plan
+        .runs(Section::Watch)
+        .then(|| measure_watch(&plan, &connector));
     drop(connector);
     report_leftovers(&[&instance, &raw_instance, &ballast_instance]);
 
@@ -198,6 +213,7 @@ fn main() -> ExitCode {
         health,
         growth,
         memory,
+        watch,
     };
     let table = build_table(&results);
     println!();
@@ -232,16 +248,18 @@ enum Section {
     Freshness,
     Health,
     Growth,
+    Watch,
 }
 
 impl Section {
-    const ALL: [Section; 6] = [
+    const ALL: [Section; 7] = [
         Section::Startup,
         Section::Scale,
         Section::Status,
         Section::Freshness,
         Section::Health,
         Section::Growth,
+        Section::Watch,
     ];
 
     fn parse(name: &str) -> Option<Section> {
@@ -265,6 +283,12 @@ struct Plan {
     freshness_rounds: usize,
     growth_replicas: u64,
     health_replicas: u64,
+    /// Containers killed behind the connector's back, each timed from its
+    /// docker events to the stream and to a blocked status request.
+    watch_kills: usize,
+    /// Event streams held open while the connector's memory and status
+    /// latency are measured.
+    watch_streams: usize,
 }
 
 impl Plan {
@@ -313,6 +337,8 @@ impl Plan {
                 freshness_rounds: 3,
                 growth_replicas: 2,
                 health_replicas: 4,
+                watch_kills: 5,
+                watch_streams: 100,
             }
         } else {
             Plan {
@@ -327,6 +353,8 @@ impl Plan {
                 freshness_rounds: 10,
                 growth_replicas: 10,
                 health_replicas: 20,
+                watch_kills: 30,
+                watch_streams: 1000,
             }
         }
     }

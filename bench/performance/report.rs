@@ -9,6 +9,7 @@ use crate::measure_growth::{GrowthFigures, GROWTH_PROBES, GROWTH_SERVICES};
 use crate::measure_health::HealthFigures;
 use crate::measure_startup_scale::{ScaleFigures, UpDown};
 use crate::measure_status::StatusFigures;
+use crate::measure_watch::{Latency, StreamsFigures, WatchFigures};
 use crate::{Plan, Section, BUSY_CONNECTIONS};
 
 // The issue's targets; the table marks each row against one.
@@ -24,6 +25,10 @@ const FLAT_RATIO_LIMIT: f64 = 1.5;
 const RSS_LIMIT_MIB: f64 = 20.0;
 /// Status of a service with health checks at most this times that without.
 const HEALTH_RATIO_LIMIT: f64 = 1.2;
+/// What the connector may add to docker's own delivery of an event, to a
+/// stream's reader or to a blocked status request, at p99.
+const WATCH_ADDED_P99_LIMIT: f64 = 0.005;
+const STREAMS_RSS_LIMIT_MIB: f64 = 40.0;
 
 /// Every figure of the run, as the measurements return them; `None` for a
 /// section `--only` left out.
@@ -35,6 +40,7 @@ pub struct Results {
     pub health: Option<HealthFigures>,
     pub growth: Option<GrowthFigures>,
     pub memory: Option<Memory>,
+    pub watch: Option<WatchFigures>,
 }
 
 impl Results {
@@ -56,7 +62,11 @@ impl Results {
                 .chain(&growth.large.busy)
                 .chain(&growth.large.idle)
         });
-        status.chain(health).chain(growth)
+        let watch = self
+            .watch
+            .iter()
+            .flat_map(|watch| watch.streams.without.iter().chain(&watch.streams.with));
+        status.chain(health).chain(growth).chain(watch)
     }
 
     /// Status requests that got no answer or an answer other than 200.
@@ -65,8 +75,13 @@ impl Results {
     }
 
     pub fn problems(&self) -> Vec<&str> {
+        let watch = self
+            .watch
+            .iter()
+            .flat_map(|watch| watch.problems.iter().map(String::as_str));
         self.load_rounds()
             .filter_map(|round| round.first_problem.as_deref())
+            .chain(watch)
             .collect()
     }
 }
@@ -110,6 +125,15 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     } else {
         (values[middle - 1] + values[middle]) / 2.0
     }
+}
+
+/// The nearest-rank percentile of `sorted` values; NaN for none.
+pub fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (fraction * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -232,7 +256,155 @@ pub fn build_table(results: &Results) -> Table {
             Verdict::of(memory.rss_mib <= RSS_LIMIT_MIB),
         ));
     }
+    if let Some(watch) = &results.watch {
+        add_watch_rows(&mut table, watch);
+    }
     table
+}
+
+/// p50 and p99 of some latencies, and how many there are.
+pub struct Spread {
+    pub p50: f64,
+    pub p99: f64,
+    pub count: usize,
+}
+
+impl Spread {
+    pub fn of(values: impl Iterator<Item = f64>) -> Spread {
+        let mut sorted: Vec<f64> = values.collect();
+        sorted.sort_by(f64::total_cmp);
+        Spread {
+            p50: percentile(&sorted, 0.50),
+            p99: percentile(&sorted, 0.99),
+            count: sorted.len(),
+        }
+    }
+
+    /// "p50 / p99"
+    pub fn text(&self) -> String {
+        format!(
+            "{} / {}",
+            format_seconds(self.p50),
+            format_seconds(self.p99)
+        )
+    }
+}
+
+fn add_watch_rows(table: &mut Table, watch: &WatchFigures) {
+    add_latency_rows(
+        table,
+        &format!(
+            "watch: docker event → stream read ({} events of {} kills)",
+            watch.stream.len(),
+            watch.kills
+        ),
+        &watch.stream,
+        watch.stream.len(),
+    );
+    add_latency_rows(
+        table,
+        &format!(
+            "watch: docker event → blocked status answer ({} kills)",
+            watch.kills
+        ),
+        &watch.blocked,
+        watch.kills,
+    );
+    add_streams_rows(table, &watch.streams);
+}
+
+/// Two rows for one way of watching: the absolute latencies from docker's
+/// own time of each event, next to the bench's `docker events` read of the
+/// same events (informative), and the verdict on the part the connector
+/// adds. The verdict is on the per-event difference between the two reads,
+/// not on the absolute figure: the connector learns of an event through
+/// the same `docker events` CLI, so docker's own delivery (the engine, the
+/// CLI, a pipe, a scheduler on 2 shared CPUs) sits under both reads and
+/// varies from run to run; what is left after subtracting it, event by
+/// event, is what the connector does: read the line, update its index, hand
+/// the event to its clients and write it to a socket. Each event, or each
+/// blocked request, that never came counts as a miss.
+fn add_latency_rows(table: &mut Table, what: &str, latencies: &[Latency], expected: usize) {
+    let ours = Spread::of(latencies.iter().filter_map(|l| l.ours));
+    let raw = Spread::of(latencies.iter().map(|l| l.raw));
+    let added = Spread::of(latencies.iter().filter_map(Latency::added));
+    let missed = expected - ours.count;
+    table.add(
+        Row::new(
+            &format!("{what}, p50 / p99"),
+            ours.text(),
+            "–",
+            Verdict::Info,
+        )
+        .against(
+            format!("{} (docker events)", raw.text()),
+            ours.p99 / raw.p99,
+        ),
+    );
+    let missed_note = if missed == 0 {
+        String::new()
+    } else {
+        format!(", {missed} of {expected} never came")
+    };
+    table.add(Row::new(
+        &format!("{what}, added to docker events' read of each, p50 / p99"),
+        format!("{}{missed_note}", added.text()),
+        "p99 ≤ 5 ms, none missed",
+        Verdict::of(missed == 0 && expected > 0 && added.p99 <= WATCH_ADDED_P99_LIMIT),
+    ));
+}
+
+fn add_streams_rows(table: &mut Table, streams: &StreamsFigures) {
+    let opened_note = if streams.opened == streams.asked {
+        String::new()
+    } else {
+        format!(", only {} of {} opened", streams.opened, streams.asked)
+    };
+    table.add(Row::new(
+        &format!(
+            "watch: RSS with {} event streams open (before them)",
+            streams.asked
+        ),
+        format!(
+            "{:.1} MiB ({:.1} MiB){opened_note}",
+            streams.rss_open_mib, streams.rss_before_mib
+        ),
+        "≤ 40 MiB",
+        Verdict::of(
+            streams.opened == streams.asked && streams.rss_open_mib <= STREAMS_RSS_LIMIT_MIB,
+        ),
+    ));
+    let (without, with) = (
+        LoadMedians::of(&streams.without),
+        LoadMedians::of(&streams.with),
+    );
+    let mut p99 = Row::new(
+        &format!(
+            "watch: status p99, {BUSY_CONNECTIONS} connections, without → with {} streams open",
+            streams.opened
+        ),
+        format!(
+            "{} → {}",
+            format_seconds(without.p99),
+            format_seconds(with.p99)
+        ),
+        "with ≤ 10 ms",
+        Verdict::of(
+            streams.opened == streams.asked && with.all_right() && with.p99 <= BUSY_P99_LIMIT,
+        ),
+    );
+    p99.ratio = format_ratio(with.p99 / without.p99);
+    table.add(p99);
+    table.add(Row::new(
+        "watch: open streams that showed a kill after the load",
+        format!("{} of {}", streams.delivered, streams.opened),
+        "all",
+        Verdict::of(streams.opened > 0 && streams.delivered == streams.opened),
+    ));
+    table.add(wrong_answers_row(
+        "watch: wrong answers",
+        &[&without, &with],
+    ));
 }
 
 fn add_health_rows(table: &mut Table, health: &HealthFigures) {
@@ -469,10 +641,30 @@ pub fn rounds_note(plan: &Plan) -> String {
             rounds(plan.status_rounds)
         ));
     }
-    let mut note = format!("Each figure is the median of: {}.", medians.join("; "));
+    let mut notes = Vec::new();
+    if !medians.is_empty() {
+        notes.push(format!(
+            "Each figure is the median of: {}.",
+            medians.join("; ")
+        ));
+    }
+    if plan.runs(Section::Watch) {
+        notes.push(format!(
+            "Watch: latencies are percentiles over every event of {} kills behind the connector's \
+             back (each: docker's die, destroy and start) from docker's own event time, read by \
+             the bench's `docker events` and by a stream on ?service= or one status request \
+             blocked on the index before the kill; the added part is their difference per event. \
+             Status p99 with and without {} open streams: the median of {} each \
+             ({BUSY_CONNECTIONS} connections for {:?}), the rounds without streams first.",
+            plan.watch_kills,
+            plan.watch_streams,
+            rounds(plan.status_rounds),
+            plan.busy_duration
+        ));
+    }
     if plan.runs(Section::Health) {
-        note.push_str(&format!(
-            "\nHealth rule: the status latency of a service of {} containers with a health check \
+        notes.push(format!(
+            "Health rule: the status latency of a service of {} containers with a health check \
              (every second) at most {HEALTH_RATIO_LIMIT} × that of a service of as many without, \
              with as many checked containers on the host (the first beside ballast containers of \
              another instance with the same check).",
@@ -480,8 +672,8 @@ pub fn rounds_note(plan: &Plan) -> String {
         ));
     }
     if plan.runs(Section::Growth) {
-        note.push_str(&format!(
-            "\nFlat rule: the status latency of a service with {} containers, while the instance \
+        notes.push(format!(
+            "Flat rule: the status latency of a service with {} containers, while the instance \
              holds {} containers across {GROWTH_SERVICES} services, at most {FLAT_RATIO_LIMIT} × that \
              while the instance holds only that service's {}, with as many containers on the host \
              (the small case beside ballast containers of another instance).",
@@ -490,7 +682,7 @@ pub fn rounds_note(plan: &Plan) -> String {
             plan.growth_replicas * GROWTH_PROBES as u64,
         ));
     }
-    note
+    notes.join("\n")
 }
 
 /// "1 round", "3 rounds".

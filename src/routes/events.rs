@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rocket::request::Request;
 use rocket::response::stream::{Event, EventStream};
+use rocket::response::{self, Responder};
 use rocket::serde::json::Json;
 use rocket::{Route, Shutdown, State};
 use serde_json::{json, Value};
@@ -15,6 +17,12 @@ use crate::domain::ServiceName;
 use crate::error::Error;
 use crate::feed::{Batch, Feed};
 use crate::store::Store;
+
+/// The most of a stream Rocket reads into one buffer before writing it:
+/// an event is a few hundred bytes, and each open stream keeps its buffer
+/// allocated while it waits, so Rocket's 4 KiB default would cost a
+/// thousand watchers 4 MB for nothing.
+const STREAM_CHUNK: usize = 512;
 
 /// How often an idle stream sends a comment line, so that proxies and
 /// load balancers (which often close a connection idle for 30 to 60 s)
@@ -36,7 +44,7 @@ fn events(
     last_event_id: LastEventId,
     service: Option<&str>,
     mut shutdown: Shutdown,
-) -> Result<EventStream![Event + 'static], Error> {
+) -> Result<SmallChunks<EventStream![Event + 'static]>, Error> {
     let only = service
         .map(|name| {
             ServiceName::parse(name).map_err(|e| match e {
@@ -74,7 +82,18 @@ fn events(
             }
         }
     };
-    Ok(stream.heartbeat(KEEP_ALIVE))
+    Ok(SmallChunks(stream.heartbeat(KEEP_ALIVE)))
+}
+
+/// A streamed answer written in chunks of at most [`STREAM_CHUNK`] bytes.
+struct SmallChunks<R>(R);
+
+impl<'r, 'o: 'r, R: Responder<'r, 'o>> Responder<'r, 'o> for SmallChunks<R> {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'o> {
+        let mut response = self.0.respond_to(request)?;
+        response.set_max_chunk_size(STREAM_CHUNK);
+        Ok(response)
+    }
 }
 
 /// The changes of a service's definition and desired count, newest

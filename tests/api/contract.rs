@@ -24,6 +24,7 @@ use crate::support::openapi::{
     answer_problems, document, documented_operations, operation, resolve, schema_problems,
     template_of, NoRepeatedKeys, DOCUMENT,
 };
+use crate::support::sse::EventStream;
 
 /// Methods tried on every documented path: an undocumented one must answer 405.
 const PROBED_METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
@@ -31,40 +32,43 @@ const PROBED_METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPT
 /// The statuses each operation can answer, from its handler and the error
 /// mapping in src/error.rs: 401 and 403 on everything but /health (the
 /// access gate: auth_token, and requests from web pages), 400
-/// and 413 where a body is read, 404 where a service is looked up, 409 where
-/// a name is taken (by a service, or on the swarm backend by a Swarm service
-/// that is not the connector's) and where a rollback has nothing to go back
-/// to, 500 where the definitions file is written,
-/// 502/503/504 where docker runs.
-const STATUSES: [(&str, &str, &[u16]); 11] = [
+/// and 413 where a body is read (400 also for a bad query or header), 404
+/// where a service is looked up, 409 where a name is taken (by a service, or
+/// on the swarm backend by a Swarm service that is not the connector's),
+/// where a rollback has nothing to go back to and where a count leaves its
+/// bounds, 412 where If-Match is honoured, 500 where the definitions file
+/// is written, 502/503/504 where docker runs.
+const STATUSES: [(&str, &str, &[u16]); 13] = [
     ("GET", "/service", &[200, 401, 403]),
     ("POST", "/service", &[201, 400, 401, 403, 409, 413, 500]),
     ("GET", "/service/{name}", &[200, 401, 403, 404]),
     (
         "PUT",
         "/service/{name}",
-        &[200, 201, 400, 401, 403, 409, 413, 500, 502, 503, 504],
+        &[200, 201, 400, 401, 403, 409, 412, 413, 500, 502, 503, 504],
     ),
     (
         "DELETE",
         "/service/{name}",
-        &[204, 401, 403, 404, 500, 502, 503, 504],
+        &[204, 400, 401, 403, 404, 412, 500, 502, 503, 504],
     ),
     (
         "POST",
         "/service/{name}/rollback",
-        &[200, 401, 403, 404, 409, 500, 502, 503, 504],
+        &[200, 400, 401, 403, 404, 409, 412, 500, 502, 503, 504],
     ),
     (
         "POST",
         "/service/{name}/scale",
-        &[200, 400, 401, 403, 404, 409, 413, 502, 503, 504],
+        &[200, 400, 401, 403, 404, 409, 412, 413, 502, 503, 504],
     ),
     (
         "GET",
         "/service/{name}/status",
-        &[200, 401, 403, 404, 409, 502, 503, 504],
+        &[200, 400, 401, 403, 404, 409, 502, 503, 504],
     ),
+    ("GET", "/service/{name}/history", &[200, 401, 403, 404]),
+    ("GET", "/events", &[200, 400, 401, 403]),
     ("GET", "/health", &[200, 503]),
     ("GET", "/metrics", &[200, 401, 403]),
     ("GET", "/openapi.json", &[200, 401, 403]),
@@ -123,6 +127,11 @@ async fn the_document_is_served_verbatim_and_lists_exactly_the_served_routes() {
     for (template, methods) in &by_path {
         let path = template.replace("{name}", "contract-probe");
         for method in PROBED_METHODS {
+            if path == "/events" && method == "GET" {
+                // A stream never ends: opening it shows it is routed.
+                EventStream::open(&app, &path, &[]).await;
+                continue;
+            }
             let body = matches!(method, "POST" | "PUT" | "PATCH").then(|| b"{}".to_vec());
             let reply = app.send(method, &path, body).await;
             if methods.contains(method) {
@@ -186,6 +195,14 @@ fn every_operation_documents_its_statuses_and_its_errors_use_the_error_schema() 
                     response["content"]["text/plain"]["schema"],
                     json!({"type": "string"}),
                     "{label} {status}: the Prometheus text format"
+                );
+                continue;
+            }
+            if path == "/events" && status == "200" {
+                assert_eq!(
+                    response["content"]["text/event-stream"]["schema"],
+                    json!({"type": "string"}),
+                    "{label} {status}: a server-sent event stream"
                 );
                 continue;
             }
@@ -491,6 +508,72 @@ pub async fn real_answers_fit_the_documented_statuses_headers_and_schemas(backen
         let replaced = json!({"image": TEST_IMAGE, "command": "sleep 5"});
         run.json(&app, "PUT", "/service/taken", replaced, 409).await;
     }
+    // Issue 17: blocking status, history, compare-and-set, bounds, events.
+    run.send(
+        &app,
+        "GET",
+        "/service/helloworld/status?index=1&wait=1s",
+        None,
+        200,
+    )
+    .await;
+    run.send(&app, "GET", "/service/helloworld/status?wait=1s", None, 400)
+        .await;
+    run.send(&app, "GET", "/service/helloworld/history", None, 200)
+        .await;
+    run.send(&app, "GET", "/service/nothing/history", None, 404)
+        .await;
+    let stale = [("if-match", "\"999999999\"")];
+    for (method, path, body) in [
+        ("PUT", "/service/second", Some(json!({"image": TEST_IMAGE}))),
+        ("DELETE", "/service/second", None),
+        ("POST", "/service/second/scale", Some(json!({"number": 0}))),
+        ("POST", "/service/helloworld/rollback", None),
+    ] {
+        let body = body.map(|b| b.to_string().into_bytes());
+        let reply = app.send_with_headers(method, path, &stale, body).await;
+        run.check(method, path, &reply, 412);
+    }
+    // An If-Match that is no entity tag of the connector's is a 400 even
+    // where no body is read.
+    let malformed = [("if-match", "W/\"1\"")];
+    for (method, path) in [
+        ("DELETE", "/service/second"),
+        ("POST", "/service/helloworld/rollback"),
+    ] {
+        let reply = app.send_with_headers(method, path, &malformed, None).await;
+        run.check(method, path, &reply, 400);
+    }
+    app.create_service("bounded", json!({"scaling": {"max": 1}}))
+        .await;
+    run.json(
+        &app,
+        "POST",
+        "/service/bounded/scale",
+        json!({"number": 2}),
+        409,
+    )
+    .await;
+    run.json(
+        &app,
+        "POST",
+        "/service/bounded/scale",
+        json!({"delta": -1}),
+        409,
+    )
+    .await;
+    let excluding = json!({"image": TEST_IMAGE, "scaling": {"min": 1}});
+    run.json(&app, "PUT", "/service/bounded", excluding, 409)
+        .await;
+    match EventStream::try_open(&app, "/events?service=-x", &[]).await {
+        Ok(_) => panic!("GET /events with an invalid service opened a stream"),
+        Err(reply) => run.check("GET", "/events?service=-x", &reply, 400),
+    }
+    // A stream never ends, so it is only opened: its status and media
+    // type are what EventStream checks.
+    EventStream::open(&app, "/events", &[]).await;
+    run.covered.insert("GET /events 200".to_owned());
+    run.answers += 1;
     run.send(&app, "DELETE", "/service/second", None, 204).await;
     run.send(&app, "DELETE", "/service/second", None, 404).await;
     run.send(&app, "GET", "/health", None, 200).await;
@@ -569,6 +652,7 @@ pub async fn real_answers_fit_the_documented_statuses_headers_and_schemas(backen
         ("DELETE", "/service/web"),
         ("GET", "/openapi.json"),
         ("GET", "/metrics"),
+        ("GET", "/events"),
     ] {
         let reply = guarded.send_with_headers(method, path, &[], None).await;
         run.check(method, path, &reply, 401);

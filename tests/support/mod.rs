@@ -9,6 +9,7 @@
 //! - `process`: processes as `/proc` shows them, and fake docker CLIs;
 //! - `openapi`: the OpenAPI document and the checks of values and answers
 //!   against it;
+//! - `sse`: a client of the connector's event stream (`GET /events`);
 //! - `figures`: figures for the summary `scripts/test` prints;
 //! - `rng`: reproducible randomness for the randomized tests.
 
@@ -20,3 +21,4 @@ pub mod figures;
 pub mod openapi;
 pub mod process;
 pub mod rng;
+pub mod sse;

@@ -44,8 +44,10 @@ pub fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
     found
 }
 
-/// The documented path template `path` falls under, if any.
+/// The documented path template `path` (its query, if any, aside) falls
+/// under, if any.
 pub fn template_of(doc: &Value, path: &str) -> Option<String> {
+    let path = path.split('?').next().unwrap_or(path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     doc["paths"]
         .as_object()

@@ -36,6 +36,14 @@ mod ports;
 #[path = "../api/workloads.rs"]
 mod api_workloads;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../api/events.rs"]
+mod events;
+
+#[allow(dead_code, unused_imports)]
+#[path = "../api/controller.rs"]
+mod controller;
+
 mod lifecycle;
 mod workloads;
 
@@ -133,6 +141,8 @@ fn main() -> ExitCode {
         ("ports", ports::suite()),
         ("health", health::suite()),
         ("api_workloads", api_workloads::suite()),
+        ("events", events::suite()),
+        ("controller", controller::suite()),
         ("lifecycle", lifecycle::suite()),
         ("workloads", workloads::suite()),
     ];

@@ -16,14 +16,12 @@ impl Scaler {
     /// After a definition change or a rolled batch: how many containers
     /// run the definition with `hash` and how many an older one; once none
     /// is outdated, the rollout is complete (settled in the history and
-    /// announced, once).
+    /// announced, once). From the live index only: a PUT must not wait for
+    /// a docker that hangs to say so, and without the index the next
+    /// reconcile pass settles it (see `roll_outdated`).
     pub(super) async fn announce_rollout(&self, service: &ServiceName, hash: &str) {
-        let containers = match self.inventory.containers(service).await {
-            Ok(containers) => containers,
-            Err(e) => {
-                log::debug!("'{service}': cannot tell how its rollout goes: {e}");
-                return;
-            }
+        let Some(containers) = self.inventory.indexed(service) else {
+            return;
         };
         let places = containers.iter().filter(|c| c.holds_a_place());
         let (updated, outdated) = places.fold((0, 0), |(updated, outdated), c| {
