@@ -281,7 +281,10 @@ impl FeedWriter {
             .progress
             .lock()
             .expect("the progress table is never poisoned");
-        if status.rollout.state != RolloutState::Rolling {
+        // As the containers backend tells it: while older tasks remain.
+        // Their last one gone, the outcome follows once Swarm ends the
+        // update.
+        if status.rollout.state != RolloutState::Rolling || status.rollout.outdated == 0 {
             progress.remove(service);
             return;
         }
@@ -400,8 +403,9 @@ impl SwarmBackend {
     }
 
     /// Reads the status of `service` to tell the feed what changed of its
-    /// problem and progress; `None` when it cannot be read.
-    async fn reread_status(&self, service: &ServiceName) -> Option<ServiceStatus> {
+    /// problem and progress; answers it with the config hash of the stored
+    /// definition, or `None` when it cannot be read.
+    async fn reread_status(&self, service: &ServiceName) -> Option<(ServiceStatus, String)> {
         let status = match self.status(service).await {
             Ok(status) => status,
             Err(e) => {
@@ -413,7 +417,7 @@ impl SwarmBackend {
         // rollback of Swarm's.
         let hash = self.store.get(service)?.config_hash().to_owned();
         self.feed.status_read(service, &hash, &status);
-        Some(status)
+        Some((status, hash))
     }
 
     /// Tells the feed how the update of `service` that Swarm just ended
@@ -421,10 +425,11 @@ impl SwarmBackend {
     /// rollback: `complete`, `rolled_back` (Swarm went back to the
     /// definition the store now holds), or `failed` (paused, or rolled back
     /// without the store following); with the config hash of the
-    /// definition the update handed over. Told whether or not anyone
-    /// watches: a client that reconnects still finds it in the ring.
+    /// definition the update handed over (the stored one's if that is not
+    /// known). Told whether or not anyone watches: a client that
+    /// reconnects still finds it in the ring.
     pub(super) async fn publish_outcome(&self, service: &ServiceName) {
-        let Some(status) = self.reread_status(service).await else {
+        let Some((status, stored_hash)) = self.reread_status(service).await else {
             log::warn!("'{service}': Swarm ended an update; how it went is not told");
             return;
         };
@@ -433,7 +438,8 @@ impl SwarmBackend {
             .lock()
             .expect("the hand-over table is never poisoned")
             .get(service)
-            .cloned();
+            .cloned()
+            .unwrap_or(stored_hash);
         let rollout = status.rollout;
         match rollout.state {
             RolloutState::Complete | RolloutState::RolledBack | RolloutState::Failed => {
@@ -628,6 +634,8 @@ mod tests {
             status(None, RolloutState::Rolling, 0),
             status(Some("no such image"), RolloutState::Rolling, 1),
             status(Some("no such image"), RolloutState::Rolling, 1),
+            // Swarm still updates, but no older task is left.
+            status(None, RolloutState::Rolling, 2),
             status(None, RolloutState::Complete, 2),
             // A later update starts from nothing told.
             status(None, RolloutState::Rolling, 0),
