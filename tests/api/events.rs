@@ -103,7 +103,7 @@ fn stream_problems(events: &[Event]) -> Vec<String> {
     problems
 }
 
-fn assert_stream_fits(events: &[Event]) {
+pub fn assert_stream_fits(events: &[Event]) {
     let problems = stream_problems(events);
     assert!(
         problems.is_empty(),

@@ -44,6 +44,7 @@ mod events;
 #[path = "../api/controller.rs"]
 mod controller;
 
+mod feed;
 mod lifecycle;
 mod workloads;
 
@@ -145,6 +146,7 @@ fn main() -> ExitCode {
         ("controller", controller::suite()),
         ("lifecycle", lifecycle::suite()),
         ("workloads", workloads::suite()),
+        ("feed", feed::suite()),
     ];
     let trials: Vec<Trial> = suites
         .into_iter()
