@@ -315,8 +315,10 @@ impl Inventory {
                     Ok(event) => {
                         *since = event.time;
                         self.index.apply(&event);
-                        self.changed.notify_one();
+                        // Watchers first: the reconciler may start docker
+                        // processes at once, and they would delay the news.
                         self.publish(&event);
+                        self.changed.notify_one();
                     }
                     Err(reason) => return reason,
                 },
