@@ -233,7 +233,6 @@ impl Feed {
     }
 
     /// Whether any stream or blocking request watches now.
-    #[allow(dead_code)] // for the Swarm backend's task watcher, which lands next
     pub fn is_watched(&self) -> bool {
         self.watchers.load(Ordering::Relaxed) > 0
     }
