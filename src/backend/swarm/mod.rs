@@ -23,7 +23,7 @@ use crate::docker::{Lookup, SwarmCli, SwarmService, Task};
 use crate::domain::{Precondition, ScaleRequest, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::feed::Feed;
-use crate::store::{Origin, Scaled, Store, StoredService};
+use crate::store::{Origin, Scaled, Store, StoredService, DONE};
 use status::{newest_error, status_of};
 use watch::FeedWriter;
 
@@ -424,7 +424,18 @@ impl SwarmBackend {
                 self.watch_update(service);
                 Ok(())
             }
-            _ => Ok(()),
+            // Nothing to roll: Swarm runs it already, or runs nothing yet
+            // (the first scale creates the service from it).
+            _ => {
+                let settled = self
+                    .store
+                    .settle_definition(service, stored.config_hash(), DONE)
+                    .await;
+                if let Err(e) = settled {
+                    log::error!("'{service}': cannot record that its definition runs: {e}");
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::docker::{Health, ListedTask, Task, TaskState};
 use crate::domain::ServiceName;
 use crate::error::Error;
 use crate::feed::{EventKind, Feed};
-use crate::store::StoredService;
+use crate::store::{StoredService, DONE};
 
 /// How often the tasks are listed while someone watches.
 const TASK_POLL: Duration = Duration::from_secs(1);
@@ -441,6 +441,23 @@ impl SwarmBackend {
             .cloned()
             .unwrap_or(stored_hash);
         let rollout = status.rollout;
+        // The history's entry for the definition; a rollback settled its
+        // own when the store followed it.
+        let settled = match (rollout.state, &rollout.error) {
+            (RolloutState::Complete, _) => Some(DONE.to_owned()),
+            (RolloutState::Failed, Some(why)) => Some(format!("failed: {why}")),
+            (RolloutState::Failed, None) => Some("failed".to_owned()),
+            _ => None,
+        };
+        if let Some(outcome) = settled {
+            if let Err(e) = self
+                .store
+                .settle_definition(service, &handed_over, &outcome)
+                .await
+            {
+                log::error!("'{service}': cannot record how its update went: {e}");
+            }
+        }
         match rollout.state {
             RolloutState::Complete | RolloutState::RolledBack | RolloutState::Failed => {
                 self.feed.feed.publish(
