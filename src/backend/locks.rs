@@ -148,10 +148,7 @@ mod tests {
         for service in services {
             let body = serde_json::json!({"name": service, "image": "app:1"});
             store
-                .create(
-                    ServiceDefinition::from_create_body(&body).unwrap(),
-                    &crate::store::Origin::connector("test"),
-                )
+                .create_for_test(ServiceDefinition::from_create_body(&body).unwrap())
                 .await
                 .unwrap();
         }

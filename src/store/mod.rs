@@ -685,6 +685,46 @@ impl Store {
     }
 }
 
+/// The writes the unit tests make: by the connector, without `If-Match`.
+#[cfg(test)]
+impl Store {
+    pub(crate) async fn create_for_test(
+        &self,
+        definition: ServiceDefinition,
+    ) -> Result<u64, Error> {
+        self.create(definition, &Origin::connector("test")).await
+    }
+
+    pub(crate) async fn replace_for_test(
+        &self,
+        definition: ServiceDefinition,
+    ) -> Result<(Replaced, u64), Error> {
+        self.replace(definition, &Origin::connector("test"), None)
+            .await
+    }
+
+    pub(crate) async fn roll_back_for_test(
+        &self,
+        name: &ServiceName,
+    ) -> Result<(ServiceDefinition, u64), Error> {
+        self.roll_back(name, &Origin::connector("test"), None).await
+    }
+
+    pub(crate) async fn scale_for_test(
+        &self,
+        name: &ServiceName,
+        count: u32,
+    ) -> Result<Scaled, Error> {
+        let request = ScaleRequest::to(count);
+        self.scale(name, &request, &Origin::connector("test"), None)
+            .await
+    }
+
+    pub(crate) async fn remove_for_test(&self, name: &ServiceName) -> Result<(), Error> {
+        self.remove(name, &Origin::connector("test")).await
+    }
+}
+
 fn render_file(revision: u64, services: &Services) -> Vec<u8> {
     let services: BTreeMap<&ServiceName, Value> = services
         .iter()
@@ -860,26 +900,16 @@ mod tests {
         let path = dir.path().join("nested/services.json");
         let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
         store
-            .create(
-                definition("web", "app:1"),
-                &crate::store::Origin::connector("test"),
-            )
+            .create_for_test(definition("web", "app:1"))
             .await
             .unwrap();
         store
-            .create(
-                definition("db", "db:1"),
-                &crate::store::Origin::connector("test"),
-            )
+            .create_for_test(definition("db", "db:1"))
             .await
             .unwrap();
         assert_eq!(
             store
-                .replace(
-                    definition("web", "app:2"),
-                    &crate::store::Origin::connector("test"),
-                    None
-                )
+                .replace_for_test(definition("web", "app:2"))
                 .await
                 .unwrap(),
             (
@@ -890,10 +920,7 @@ mod tests {
             )
         );
         store
-            .remove(
-                &ServiceName::parse("db").unwrap(),
-                &crate::store::Origin::connector("test"),
-            )
+            .remove_for_test(&ServiceName::parse("db").unwrap())
             .await
             .unwrap();
 
@@ -920,20 +947,14 @@ mod tests {
         let path = dir.path().join("services.json");
         let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
         store
-            .create(
-                definition("web", "app:1"),
-                &crate::store::Origin::connector("test"),
-            )
+            .create_for_test(definition("web", "app:1"))
             .await
             .unwrap();
         let before = fs::read(&path).unwrap();
         // A directory where the temporary file should go makes the write fail.
         fs::create_dir(dir.path().join(".services.json.tmp")).unwrap();
         let err = store
-            .create(
-                definition("db", "db:1"),
-                &crate::store::Origin::connector("test"),
-            )
+            .create_for_test(definition("db", "db:1"))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Storage(_)), "{err:?}");
@@ -968,52 +989,25 @@ mod tests {
         let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
         let web = ServiceName::parse("web").unwrap();
         store
-            .create(
-                definition("web", "app:1"),
-                &crate::store::Origin::connector("test"),
-            )
+            .create_for_test(definition("web", "app:1"))
             .await
             .unwrap();
         assert_eq!(store.service(&web).unwrap().desired, Some(0));
+        store.scale_for_test(&web, 3).await.unwrap();
         store
-            .scale(
-                &web,
-                &crate::domain::ScaleRequest::to(3),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(definition("web", "app:2"))
             .await
             .unwrap();
         store
-            .replace(
-                definition("web", "app:2"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(definition("web", "app:2"))
             .await
             .unwrap();
         store
-            .replace(
-                definition("web", "app:2"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(definition("web", "app:3"))
             .await
             .unwrap();
         store
-            .replace(
-                definition("web", "app:3"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
-            .await
-            .unwrap();
-        store
-            .replace(
-                definition("web", "app:1"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(definition("web", "app:1"))
             .await
             .unwrap();
         let reopened = Store::open(&path, crate::feed::Feed::new(64))
@@ -1032,11 +1026,7 @@ mod tests {
         for version in 4..12 {
             let image = format!("app:{version}");
             store
-                .replace(
-                    definition("web", &image),
-                    &crate::store::Origin::connector("test"),
-                    None,
-                )
+                .replace_for_test(definition("web", &image))
                 .await
                 .unwrap();
         }
@@ -1045,14 +1035,7 @@ mod tests {
         assert_eq!(kept[0].image().as_str(), "app:10");
         let ghost = ServiceName::parse("ghost").unwrap();
         assert!(matches!(
-            store
-                .scale(
-                    &ghost,
-                    &crate::domain::ScaleRequest::to(1),
-                    &crate::store::Origin::connector("test"),
-                    None
-                )
-                .await,
+            store.scale_for_test(&ghost, 1).await,
             Err(Error::ServiceNotFound(_))
         ));
     }
@@ -1064,42 +1047,20 @@ mod tests {
         let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
         let web = ServiceName::parse("web").unwrap();
         store
-            .create(
-                definition("web", "app:1"),
-                &crate::store::Origin::connector("test"),
-            )
+            .create_for_test(definition("web", "app:1"))
+            .await
+            .unwrap();
+        store.scale_for_test(&web, 2).await.unwrap();
+        store
+            .replace_for_test(definition("web", "app:2"))
             .await
             .unwrap();
         store
-            .scale(
-                &web,
-                &crate::domain::ScaleRequest::to(2),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
-            .await
-            .unwrap();
-        store
-            .replace(
-                definition("web", "app:2"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
-            .await
-            .unwrap();
-        store
-            .replace(
-                definition("web", "app:3"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(definition("web", "app:3"))
             .await
             .unwrap();
 
-        let now = store
-            .roll_back(&web, &crate::store::Origin::connector("test"), None)
-            .await
-            .unwrap();
+        let now = store.roll_back_for_test(&web).await.unwrap();
         assert_eq!(now.0.image().as_str(), "app:2");
         let images = |stored: &StoredService| {
             let history: Vec<String> = stored
@@ -1123,10 +1084,7 @@ mod tests {
         );
         assert_eq!(reopened.desired, Some(2), "a rollback keeps the count");
         // A second rollback undoes the first, like `docker service rollback`.
-        store
-            .roll_back(&web, &crate::store::Origin::connector("test"), None)
-            .await
-            .unwrap();
+        store.roll_back_for_test(&web).await.unwrap();
         assert_eq!(
             images(
                 &Store::open(&path, crate::feed::Feed::new(64))
@@ -1148,34 +1106,22 @@ mod tests {
         let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
         let web = ServiceName::parse("web").unwrap();
         store
-            .create(
-                definition("web", "app:1"),
-                &crate::store::Origin::connector("test"),
-            )
+            .create_for_test(definition("web", "app:1"))
             .await
             .unwrap();
         // The same definition again is no earlier one.
         store
-            .replace(
-                definition("web", "app:1"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(definition("web", "app:1"))
             .await
             .unwrap();
         let before = fs::read(&path).unwrap();
-        let err = store
-            .roll_back(&web, &crate::store::Origin::connector("test"), None)
-            .await
-            .unwrap_err();
+        let err = store.roll_back_for_test(&web).await.unwrap_err();
         assert!(matches!(err, Error::NothingToRollBack(_)), "{err:?}");
         assert_eq!(err.status(), rocket::http::Status::Conflict);
         assert_eq!(fs::read(&path).unwrap(), before);
         let ghost = ServiceName::parse("ghost").unwrap();
         assert!(matches!(
-            store
-                .roll_back(&ghost, &crate::store::Origin::connector("test"), None)
-                .await,
+            store.roll_back_for_test(&ghost).await,
             Err(Error::ServiceNotFound(_))
         ));
     }
@@ -1187,21 +1133,11 @@ mod tests {
         let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
         let web = ServiceName::parse("web").unwrap();
         let (one, two) = (definition("web", "app:1"), definition("web", "app:2"));
-        store
-            .create(one.clone(), &crate::store::Origin::connector("test"))
-            .await
-            .unwrap();
-        store
-            .replace(two.clone(), &crate::store::Origin::connector("test"), None)
-            .await
-            .unwrap();
+        store.create_for_test(one.clone()).await.unwrap();
+        store.replace_for_test(two.clone()).await.unwrap();
         // A PUT came after the failure was seen: the rollback is moot.
         store
-            .replace(
-                definition("web", "app:3"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(definition("web", "app:3"))
             .await
             .unwrap();
         let before = fs::read(&path).unwrap();

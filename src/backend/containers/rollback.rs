@@ -123,20 +123,12 @@ mod tests {
         let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
         scaler
             .store
-            .replace(
-                version("app:2"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(version("app:2"))
             .await
             .unwrap();
         scaler
             .store
-            .replace(
-                version("app:3"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(version("app:3"))
             .await
             .unwrap();
         let stored = scaler.store.service(&web()).unwrap();
@@ -182,11 +174,7 @@ mod tests {
         let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
         scaler
             .store
-            .replace(
-                version("app:2"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(version("app:2"))
             .await
             .unwrap();
         let stored = scaler.store.service(&web()).unwrap();
@@ -209,11 +197,7 @@ mod tests {
         let (scaler, _engine, _dir) = scaler_with(FakeEngine::default(), &["web"]).await;
         scaler
             .store
-            .replace(
-                version("app:2"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(version("app:2"))
             .await
             .unwrap();
         let stored = scaler.store.service(&web()).unwrap();
@@ -222,11 +206,7 @@ mod tests {
         failed(&progress, &stored);
         scaler
             .store
-            .replace(
-                version("app:3"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(version("app:3"))
             .await
             .unwrap();
         let failure = Error::DockerFailed("it exits".into());

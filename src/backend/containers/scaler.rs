@@ -584,10 +584,7 @@ pub(super) mod tests {
         for name in services {
             let body = serde_json::json!({"name": name, "image": "app:1"});
             store
-                .create(
-                    ServiceDefinition::from_create_body(&body).unwrap(),
-                    &crate::store::Origin::connector("test"),
-                )
+                .create_for_test(ServiceDefinition::from_create_body(&body).unwrap())
                 .await
                 .unwrap();
         }
@@ -717,11 +714,7 @@ pub(super) mod tests {
             .collect();
         // Let the waiters queue on the lock, then delete behind them.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        scaler
-            .store
-            .remove(&name("web"), &crate::store::Origin::connector("test"))
-            .await
-            .unwrap();
+        scaler.store.remove_for_test(&name("web")).await.unwrap();
         drop(held);
         for waiter in waiters {
             assert!(matches!(
@@ -883,11 +876,7 @@ pub(super) mod tests {
             }))
             .unwrap()
         };
-        scaler
-            .store
-            .create(defined("45s"), &crate::store::Origin::connector("test"))
-            .await
-            .unwrap();
+        scaler.store.create_for_test(defined("45s")).await.unwrap();
         scaler
             .scale(&name("web"), &count(2), &Origin::connector("test"), None)
             .await
@@ -895,26 +884,14 @@ pub(super) mod tests {
         // Its containers keep the 45 s they were started with.
         scaler
             .store
-            .replace(
-                defined("1.5s"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
+            .replace_for_test(defined("1.5s"))
             .await
             .unwrap();
         scaler
             .scale(&name("web"), &count(1), &Origin::connector("test"), None)
             .await
             .unwrap();
-        scaler
-            .store
-            .replace(
-                defined("1m"),
-                &crate::store::Origin::connector("test"),
-                None,
-            )
-            .await
-            .unwrap();
+        scaler.store.replace_for_test(defined("1m")).await.unwrap();
         scaler
             .delete(&name("web"), &Origin::connector("test"), None)
             .await
@@ -934,11 +911,7 @@ pub(super) mod tests {
             ("1.5s", DOCKER_STOP_GRACE),
             ("10.5s", Duration::from_secs(11)),
         ] {
-            scaler
-                .store
-                .create(defined(grace), &crate::store::Origin::connector("test"))
-                .await
-                .unwrap();
+            scaler.store.create_for_test(defined(grace)).await.unwrap();
             scaler
                 .scale(&name("web"), &count(1), &Origin::connector("test"), None)
                 .await
