@@ -65,16 +65,30 @@ pub struct Latency {
     pub raw: f64,
     /// To the read of the connector's client; `None` when it never came.
     pub ours: Option<f64>,
+    /// From the connector's publishing of it (its feed event's `time`) to
+    /// its client's read: the connector's own part, without docker's
+    /// delivery of the event to the connector.
+    pub own: Option<f64>,
 }
 
 impl Latency {
-    fn of(event: &DockerEvent, ours: Option<SystemTime>) -> Latency {
+    /// `read` is when the connector's client had it, `feed_event` the
+    /// stream event that carried it (or woke the blocked request).
+    fn of(
+        event: &DockerEvent,
+        read: Option<SystemTime>,
+        feed_event: Option<&StreamEvent>,
+    ) -> Latency {
         let since_event =
             |read_at: SystemTime| (nanos_since_epoch(read_at) - event.time_nanos) as f64 / 1e9;
+        let published = feed_event.and_then(published_at);
         Latency {
             action: event.action.clone(),
             raw: since_event(event.read_at),
-            ours: ours.map(since_event),
+            ours: read.map(since_event),
+            own: read.zip(published).map(|(read, published)| {
+                (nanos_since_epoch(read) - nanos_since_epoch(published)) as f64 / 1e9
+            }),
         }
     }
 
@@ -358,7 +372,7 @@ fn match_stream_events(kill: &Kill, problems: &mut Vec<String>) -> Vec<Latency> 
                     event.action, event.container
                 ));
             }
-            Some(Latency::of(event, shown.map(|e| e.read_at)))
+            Some(Latency::of(event, shown.map(|e| e.read_at), shown))
         })
         .collect()
 }
@@ -406,7 +420,14 @@ fn match_blocked_answer(kill: &Kill, problems: &mut Vec<String>) -> Option<Laten
             kill.index_before, kill.victim
         ));
     }
-    Some(Latency::of(cause, answered.ok()))
+    Some(Latency::of(cause, answered.ok(), Some(woke)))
+}
+
+/// When the connector published a feed event: its data's `time`, taken by
+/// the connector's clock, which is this host's.
+fn published_at(event: &StreamEvent) -> Option<SystemTime> {
+    let time = event.data.get("time")?.as_str()?;
+    humantime::parse_rfc3339(time).ok()
 }
 
 fn nanos_since_epoch(time: SystemTime) -> i128 {

@@ -317,7 +317,11 @@ impl Inventory {
                         self.index.apply(&event);
                         // Watchers first: the reconciler may start docker
                         // processes at once, and they would delay the news.
+                        // Woken last, it would run first (tokio runs the
+                        // task woken last next), so the follower yields
+                        // to the woken streams before waking it.
                         self.publish(&event);
+                        tokio::task::yield_now().await;
                         self.changed.notify_one();
                     }
                     Err(reason) => return reason,
