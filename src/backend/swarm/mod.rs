@@ -19,13 +19,18 @@ use async_trait::async_trait;
 
 use crate::backend::locks::ServiceLocks;
 use crate::backend::{settle_scale, Backend, Rollout, RolloutState, ScaleReport, ServiceStatus};
+use crate::docker::ListedTask;
 use crate::docker::{Lookup, SwarmCli, SwarmService, Task};
 use crate::domain::{Precondition, ScaleRequest, ServiceDefinition, ServiceName};
 use crate::error::Error;
+use crate::feed::EventKind;
 use crate::feed::Feed;
 use crate::store::{Origin, Scaled, Store, StoredService, DONE};
+use serde_json::json;
 use status::{newest_error, status_of};
-use watch::FeedWriter;
+use watch::{
+    container_changes, sightings, FeedWriter, SeenTask, SEEN_KEPT, TASK_POLL, WATCHER_CHECK,
+};
 
 /// How often a scale asks Swarm how many tasks run.
 const SCALE_POLL: Duration = Duration::from_millis(200);
@@ -645,6 +650,168 @@ impl Backend for SwarmBackend {
             .expect("the watch table is never poisoned")
             .remove(service);
         Ok(())
+    }
+}
+
+impl SwarmBackend {
+    /// Runs until the runtime stops: while someone watches the feed, polls
+    /// the tasks of every service and tells the feed what changed.
+    pub(super) async fn watch_tasks(self: Arc<Self>) {
+        let mut seen: Option<HashMap<String, SeenTask>> = None;
+        let mut unwatched_since: Option<Instant> = None;
+        loop {
+            if !self.feed.feed.is_watched() {
+                let since = *unwatched_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > SEEN_KEPT {
+                    seen = None;
+                }
+                tokio::time::sleep(WATCHER_CHECK).await;
+                continue;
+            }
+            unwatched_since = None;
+            match self.poll_tasks(seen.as_ref()).await {
+                Ok(now) => seen = Some(now),
+                Err(e) => log::debug!("cannot list the tasks of the Swarm services: {e}"),
+            }
+            tokio::time::sleep(TASK_POLL).await;
+        }
+    }
+
+    /// One poll: lists the tasks, inspects those new or changed since
+    /// `before` (the previous poll's; `None` at the first, which tells
+    /// nothing), tells the feed what changed of their containers, and reads
+    /// again the status of each service whose tasks changed.
+    async fn poll_tasks(
+        &self,
+        before: Option<&HashMap<String, SeenTask>>,
+    ) -> Result<HashMap<String, SeenTask>, Error> {
+        let services = self.store.all();
+        self.feed
+            .keep_only(|service| services.contains_key(service));
+        let names: Vec<ServiceName> = services.keys().cloned().collect();
+        let listed = self.cli.list_tasks(&names).await?;
+        let previous = |id: &str| before.and_then(|before| before.get(id));
+        let changed: Vec<&ListedTask> = listed
+            .iter()
+            .filter(|task| {
+                previous(&task.id).map_or(true, |seen| {
+                    (seen.desired_state, seen.state) != (task.desired_state, task.state)
+                })
+            })
+            .collect();
+        let inspected: HashMap<String, Task> = self
+            .cli
+            .inspect_tasks(&changed)
+            .await?
+            .into_iter()
+            .map(|task| (task.id.clone(), task))
+            .collect();
+        let now: HashMap<String, SeenTask> = listed
+            .iter()
+            .map(|task| {
+                let seen = SeenTask::new(
+                    task,
+                    inspected.get(&task.id),
+                    previous(&task.id),
+                    services.get(&task.service),
+                );
+                (task.id.clone(), seen)
+            })
+            .collect();
+        let Some(before) = before else {
+            return Ok(now);
+        };
+        let mut touched: Vec<&ServiceName> = Vec::new();
+        for (id, was, is) in sightings(before, &now) {
+            let task = is.or(was).expect("listed by one poll at least");
+            // A deleted service's `service.deleted` says it all.
+            if !services.contains_key(&task.service) {
+                continue;
+            }
+            let state = |task: Option<&SeenTask>| task.map(|t| (t.desired_state, t.state));
+            if state(was) != state(is) && !touched.contains(&&task.service) {
+                touched.push(&task.service);
+            }
+            for change in container_changes(was, is) {
+                let (kind, fields) = change.event(id, task);
+                self.feed.feed.publish(kind, task.service.as_str(), fields);
+            }
+        }
+        for service in touched {
+            self.reread_status(service).await;
+        }
+        Ok(now)
+    }
+
+    /// Reads the status of `service` to tell the feed what changed of its
+    /// problem and progress; answers it with the config hash of the stored
+    /// definition, or `None` when it cannot be read.
+    async fn reread_status(&self, service: &ServiceName) -> Option<(ServiceStatus, String)> {
+        let status = match self.status(service).await {
+            Ok(status) => status,
+            Err(e) => {
+                log::debug!("'{service}': cannot read its status for the feed: {e}");
+                return None;
+            }
+        };
+        // Read after the status, which may have made the store follow a
+        // rollback of Swarm's.
+        let hash = self.store.get(service)?.config_hash().to_owned();
+        self.feed.status_read(service, &hash, &status);
+        Some((status, hash))
+    }
+
+    /// Tells the feed how the update of `service` that Swarm just ended
+    /// turned out, as status reports it once the store followed a
+    /// rollback: `complete`, `rolled_back` (Swarm went back to the
+    /// definition the store now holds), or `failed` (paused, or rolled back
+    /// without the store following); with the config hash of the
+    /// definition the update handed over (the stored one's if that is not
+    /// known). Told whether or not anyone watches: a client that
+    /// reconnects still finds it in the ring.
+    pub(super) async fn publish_outcome(&self, service: &ServiceName) {
+        let Some((status, stored_hash)) = self.reread_status(service).await else {
+            log::warn!("'{service}': Swarm ended an update; how it went is not told");
+            return;
+        };
+        let handed_over = self
+            .handed_over
+            .lock()
+            .expect("the hand-over table is never poisoned")
+            .get(service)
+            .cloned()
+            .unwrap_or(stored_hash);
+        let rollout = status.rollout;
+        // The history's entry for the definition; a rollback settled its
+        // own when the store followed it.
+        let settled = match (rollout.state, &rollout.error) {
+            (RolloutState::Complete, _) => Some(DONE.to_owned()),
+            (RolloutState::Failed, Some(why)) => Some(format!("failed: {why}")),
+            (RolloutState::Failed, None) => Some("failed".to_owned()),
+            _ => None,
+        };
+        if let Some(outcome) = settled {
+            if let Err(e) = self
+                .store
+                .settle_definition(service, &handed_over, &outcome)
+                .await
+            {
+                log::error!("'{service}': cannot record how its update went: {e}");
+            }
+        }
+        match rollout.state {
+            RolloutState::Complete | RolloutState::RolledBack | RolloutState::Failed => {
+                self.feed.feed.publish(
+                    EventKind::RolloutOutcome,
+                    service.as_str(),
+                    json!({"config_hash": handed_over, "state": rollout.state, "error": rollout.error}),
+                );
+            }
+            // Swarm ended an update, and already runs or awaits another.
+            RolloutState::Rolling | RolloutState::Pending | RolloutState::Manual => {
+                log::debug!("'{service}': an update ended with the rollout {rollout:?}");
+            }
+        }
     }
 }
 

@@ -14,26 +14,24 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::status::probed;
-use super::SwarmBackend;
-use crate::backend::{Backend, RolloutState, ServiceStatus};
+use crate::backend::{RolloutState, ServiceStatus};
 use crate::docker::{Health, ListedTask, Task, TaskState};
 use crate::domain::ServiceName;
-use crate::error::Error;
 use crate::feed::{EventKind, Feed};
-use crate::store::{StoredService, DONE};
+use crate::store::StoredService;
 
 /// How often the tasks are listed while someone watches.
-const TASK_POLL: Duration = Duration::from_secs(1);
+pub(super) const TASK_POLL: Duration = Duration::from_secs(1);
 
 /// How often, while nobody watches, the watcher looks whether someone does
 /// (without asking docker): a stream opened just before a scale takes its
 /// first look at the tasks before Swarm has started any.
-const WATCHER_CHECK: Duration = Duration::from_millis(100);
+pub(super) const WATCHER_CHECK: Duration = Duration::from_millis(100);
 
 /// How long the tasks seen last are kept while nobody watches. A client
 /// that blocks on status asks again right after each answer: over such a
@@ -41,7 +39,7 @@ const WATCHER_CHECK: Duration = Duration::from_millis(100);
 /// of taking what it sees as the new starting point and telling nothing.
 /// After a longer one, what changed meanwhile is old news nobody waited
 /// for.
-const SEEN_KEPT: Duration = Duration::from_secs(5);
+pub(super) const SEEN_KEPT: Duration = Duration::from_secs(5);
 
 /// What Swarm's task error says when it shut a task down because its
 /// health check failed (`task: non-zero exit (137): dockerexec: unhealthy
@@ -51,25 +49,25 @@ const UNHEALTHY: &str = "unhealthy container";
 /// A task as one poll saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct SeenTask {
-    service: ServiceName,
-    name: String,
-    desired_state: TaskState,
-    state: TaskState,
+    pub(super) service: ServiceName,
+    pub(super) name: String,
+    pub(super) desired_state: TaskState,
+    pub(super) state: TaskState,
     /// The config hash of its definition, read when it was last inspected.
-    config_hash: String,
+    pub(super) config_hash: String,
     /// Whether its definition has a health check: Swarm then keeps it
     /// `starting` until the check passes.
-    probed: bool,
+    pub(super) probed: bool,
     /// Its container's exit code, once it ended by itself.
-    exit_code: Option<i64>,
+    pub(super) exit_code: Option<i64>,
     /// Whether Swarm ended it because its health check failed.
-    unhealthy: bool,
+    pub(super) unhealthy: bool,
 }
 
 impl SeenTask {
     /// What `listed` shows of a task, completed by its inspection when it
     /// was new or changed, else by what the previous poll knew of it.
-    fn new(
+    pub(super) fn new(
         listed: &ListedTask,
         inspected: Option<&Task>,
         before: Option<&SeenTask>,
@@ -105,12 +103,12 @@ impl SeenTask {
 
     /// Whether its container runs: started, its health check (if any)
     /// pending or passed.
-    fn is_up(&self) -> bool {
+    pub(super) fn is_up(&self) -> bool {
         matches!(self.state, TaskState::Starting | TaskState::Running)
     }
 
     /// Whether it is over: ended by itself, shut down, or never placed.
-    fn has_ended(&self) -> bool {
+    pub(super) fn has_ended(&self) -> bool {
         matches!(
             self.state,
             TaskState::Complete
@@ -124,7 +122,7 @@ impl SeenTask {
 
     /// Whether status lists it among the service's containers: Swarm still
     /// wants it, or its container still runs.
-    fn is_listed(&self) -> bool {
+    pub(super) fn is_listed(&self) -> bool {
         !matches!(self.desired_state, TaskState::Shutdown | TaskState::Remove) || self.is_up()
     }
 }
@@ -191,7 +189,7 @@ pub(super) fn container_changes(
 /// Every task either poll listed, with how each saw it: by task name, so
 /// that a slot's tasks are told together, the ones seen before first (a
 /// task that died before its replacement started).
-fn sightings<'a>(
+pub(super) fn sightings<'a>(
     before: &'a HashMap<String, SeenTask>,
     now: &'a HashMap<String, SeenTask>,
 ) -> Vec<(&'a str, Option<&'a SeenTask>, Option<&'a SeenTask>)> {
@@ -214,7 +212,7 @@ fn sightings<'a>(
 impl ContainerChange {
     /// The feed event of this change of the task `id`, with the fields the
     /// containers backend gives a container's events.
-    fn event(self, id: &str, task: &SeenTask) -> (EventKind, Value) {
+    pub(super) fn event(self, id: &str, task: &SeenTask) -> (EventKind, Value) {
         let (kind, extra) = match self {
             ContainerChange::Started { health } => {
                 (EventKind::ContainerStarted, json!({"health": health}))
@@ -241,13 +239,13 @@ impl ContainerChange {
 /// The change feed, with what the swarm backend last told it of each
 /// service's rollout and problem, so that it tells only changes.
 pub(super) struct FeedWriter {
-    feed: Arc<Feed>,
+    pub(super) feed: Arc<Feed>,
     /// `(updated, outdated)` last told of each service while an update
     /// of it rolls.
-    progress: Mutex<HashMap<ServiceName, (usize, usize)>>,
+    pub(super) progress: Mutex<HashMap<ServiceName, (usize, usize)>>,
     /// The problem last told (or seen) of each service; absent until its
     /// status was first read while watched.
-    problems: Mutex<HashMap<ServiceName, Option<String>>>,
+    pub(super) problems: Mutex<HashMap<ServiceName, Option<String>>>,
 }
 
 impl FeedWriter {
@@ -262,7 +260,7 @@ impl FeedWriter {
     /// Tells what `status` of `service` changed of its problem, and of its
     /// rollout's progress while it rolls the stored definition, whose
     /// config hash is `hash`.
-    fn status_read(&self, service: &ServiceName, hash: &str, status: &ServiceStatus) {
+    pub(super) fn status_read(&self, service: &ServiceName, hash: &str, status: &ServiceStatus) {
         let told = self
             .problems
             .lock()
@@ -300,7 +298,7 @@ impl FeedWriter {
 
     /// Forgets what it told of services no longer defined: a service
     /// created again under the name starts afresh.
-    fn keep_only(&self, defined: impl Fn(&ServiceName) -> bool) {
+    pub(super) fn keep_only(&self, defined: impl Fn(&ServiceName) -> bool) {
         self.progress
             .lock()
             .expect("the progress table is never poisoned")
@@ -309,168 +307,6 @@ impl FeedWriter {
             .lock()
             .expect("the problem table is never poisoned")
             .retain(|service, _| defined(service));
-    }
-}
-
-impl SwarmBackend {
-    /// Runs until the runtime stops: while someone watches the feed, polls
-    /// the tasks of every service and tells the feed what changed.
-    pub(super) async fn watch_tasks(self: Arc<Self>) {
-        let mut seen: Option<HashMap<String, SeenTask>> = None;
-        let mut unwatched_since: Option<Instant> = None;
-        loop {
-            if !self.feed.feed.is_watched() {
-                let since = *unwatched_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > SEEN_KEPT {
-                    seen = None;
-                }
-                tokio::time::sleep(WATCHER_CHECK).await;
-                continue;
-            }
-            unwatched_since = None;
-            match self.poll_tasks(seen.as_ref()).await {
-                Ok(now) => seen = Some(now),
-                Err(e) => log::debug!("cannot list the tasks of the Swarm services: {e}"),
-            }
-            tokio::time::sleep(TASK_POLL).await;
-        }
-    }
-
-    /// One poll: lists the tasks, inspects those new or changed since
-    /// `before` (the previous poll's; `None` at the first, which tells
-    /// nothing), tells the feed what changed of their containers, and reads
-    /// again the status of each service whose tasks changed.
-    async fn poll_tasks(
-        &self,
-        before: Option<&HashMap<String, SeenTask>>,
-    ) -> Result<HashMap<String, SeenTask>, Error> {
-        let services = self.store.all();
-        self.feed
-            .keep_only(|service| services.contains_key(service));
-        let names: Vec<ServiceName> = services.keys().cloned().collect();
-        let listed = self.cli.list_tasks(&names).await?;
-        let previous = |id: &str| before.and_then(|before| before.get(id));
-        let changed: Vec<&ListedTask> = listed
-            .iter()
-            .filter(|task| {
-                previous(&task.id).map_or(true, |seen| {
-                    (seen.desired_state, seen.state) != (task.desired_state, task.state)
-                })
-            })
-            .collect();
-        let inspected: HashMap<String, Task> = self
-            .cli
-            .inspect_tasks(&changed)
-            .await?
-            .into_iter()
-            .map(|task| (task.id.clone(), task))
-            .collect();
-        let now: HashMap<String, SeenTask> = listed
-            .iter()
-            .map(|task| {
-                let seen = SeenTask::new(
-                    task,
-                    inspected.get(&task.id),
-                    previous(&task.id),
-                    services.get(&task.service),
-                );
-                (task.id.clone(), seen)
-            })
-            .collect();
-        let Some(before) = before else {
-            return Ok(now);
-        };
-        let mut touched: Vec<&ServiceName> = Vec::new();
-        for (id, was, is) in sightings(before, &now) {
-            let task = is.or(was).expect("listed by one poll at least");
-            // A deleted service's `service.deleted` says it all.
-            if !services.contains_key(&task.service) {
-                continue;
-            }
-            let state = |task: Option<&SeenTask>| task.map(|t| (t.desired_state, t.state));
-            if state(was) != state(is) && !touched.contains(&&task.service) {
-                touched.push(&task.service);
-            }
-            for change in container_changes(was, is) {
-                let (kind, fields) = change.event(id, task);
-                self.feed.feed.publish(kind, task.service.as_str(), fields);
-            }
-        }
-        for service in touched {
-            self.reread_status(service).await;
-        }
-        Ok(now)
-    }
-
-    /// Reads the status of `service` to tell the feed what changed of its
-    /// problem and progress; answers it with the config hash of the stored
-    /// definition, or `None` when it cannot be read.
-    async fn reread_status(&self, service: &ServiceName) -> Option<(ServiceStatus, String)> {
-        let status = match self.status(service).await {
-            Ok(status) => status,
-            Err(e) => {
-                log::debug!("'{service}': cannot read its status for the feed: {e}");
-                return None;
-            }
-        };
-        // Read after the status, which may have made the store follow a
-        // rollback of Swarm's.
-        let hash = self.store.get(service)?.config_hash().to_owned();
-        self.feed.status_read(service, &hash, &status);
-        Some((status, hash))
-    }
-
-    /// Tells the feed how the update of `service` that Swarm just ended
-    /// turned out, as status reports it once the store followed a
-    /// rollback: `complete`, `rolled_back` (Swarm went back to the
-    /// definition the store now holds), or `failed` (paused, or rolled back
-    /// without the store following); with the config hash of the
-    /// definition the update handed over (the stored one's if that is not
-    /// known). Told whether or not anyone watches: a client that
-    /// reconnects still finds it in the ring.
-    pub(super) async fn publish_outcome(&self, service: &ServiceName) {
-        let Some((status, stored_hash)) = self.reread_status(service).await else {
-            log::warn!("'{service}': Swarm ended an update; how it went is not told");
-            return;
-        };
-        let handed_over = self
-            .handed_over
-            .lock()
-            .expect("the hand-over table is never poisoned")
-            .get(service)
-            .cloned()
-            .unwrap_or(stored_hash);
-        let rollout = status.rollout;
-        // The history's entry for the definition; a rollback settled its
-        // own when the store followed it.
-        let settled = match (rollout.state, &rollout.error) {
-            (RolloutState::Complete, _) => Some(DONE.to_owned()),
-            (RolloutState::Failed, Some(why)) => Some(format!("failed: {why}")),
-            (RolloutState::Failed, None) => Some("failed".to_owned()),
-            _ => None,
-        };
-        if let Some(outcome) = settled {
-            if let Err(e) = self
-                .store
-                .settle_definition(service, &handed_over, &outcome)
-                .await
-            {
-                log::error!("'{service}': cannot record how its update went: {e}");
-            }
-        }
-        match rollout.state {
-            RolloutState::Complete | RolloutState::RolledBack | RolloutState::Failed => {
-                self.feed.feed.publish(
-                    EventKind::RolloutOutcome,
-                    service.as_str(),
-                    json!({"config_hash": handed_over, "state": rollout.state, "error": rollout.error}),
-                );
-            }
-            // Swarm ended an update, and already runs or awaits another.
-            RolloutState::Rolling | RolloutState::Pending | RolloutState::Manual => {
-                log::debug!("'{service}': an update ended with the rollout {rollout:?}");
-            }
-        }
     }
 }
 

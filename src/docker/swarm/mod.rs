@@ -20,6 +20,7 @@ use crate::error::Error;
 use json::{parse_networks, parse_service, parse_task, ListedNetwork, SpecWorkload, SwarmInfo};
 pub(crate) use json::{SwarmService, Task, TaskState, UpdateState};
 pub(crate) use tasks::ListedTask;
+use tasks::{read_listing, TaskId};
 
 /// Longest name Swarm accepts for a service (a DNS label).
 const MAX_SERVICE_NAME: usize = 63;
@@ -741,6 +742,82 @@ impl SwarmCli {
         };
         let no_host_paths = BindPolicy::new(&[]).expect("an empty policy is valid");
         SwarmCli::new(runner, "prod".to_owned(), settings, no_host_paths)
+    }
+}
+
+impl SwarmCli {
+    /// Every task Swarm holds of the Swarm services of `services`, their
+    /// history included, in one `docker service ps`. A service Swarm has
+    /// no service for yet has none.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn list_tasks(&self, services: &[ServiceName]) -> Result<Vec<ListedTask>, Error> {
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let by_swarm_name: HashMap<String, ServiceName> = services
+            .iter()
+            .map(|service| (self.service_name(service), service.clone()))
+            .collect();
+        let mut args = vec![
+            arg("service"),
+            arg("ps"),
+            arg("--no-trunc"),
+            arg("--format"),
+            arg("[{{json .ID}},{{json .Name}},{{json .Node}},{{json .DesiredState}},{{json .CurrentState}}]"),
+        ];
+        args.extend(by_swarm_name.keys().cloned());
+        // docker lists the tasks of the services it found, then fails
+        // naming each one it did not.
+        let listing = self
+            .runner
+            .run_tolerating(&args, |complaint| {
+                complaint.starts_with("no such service: ")
+            })
+            .await?;
+        read_listing(&listing, &by_swarm_name)
+    }
+
+    /// The tasks among `listed` read in full, in one `docker inspect`; one
+    /// Swarm dropped meanwhile is left out.
+    ///
+    /// # Errors
+    /// The docker failure.
+    pub async fn inspect_tasks(&self, listed: &[&ListedTask]) -> Result<Vec<Task>, Error> {
+        let by_id: HashMap<&str, &ListedTask> = listed
+            .iter()
+            .map(|task| (task.id.as_str(), *task))
+            .collect();
+        let nodes: HashMap<String, String> = listed
+            .iter()
+            .filter_map(|task| Some((task.id.clone(), task.node.clone()?)))
+            .collect();
+        let inspected = self
+            .runner
+            .inspect_existing(
+                "task",
+                "{{json .}}",
+                by_id.keys().map(|id| (*id).to_owned()),
+            )
+            .await?;
+        let mut tasks = Vec::new();
+        for line in inspected.lines().filter(|line| !line.trim().is_empty()) {
+            let TaskId { id } = serde_json::from_str(line).map_err(|e| {
+                Error::DockerFailed(format!(
+                    "unexpected `docker inspect` output for a task: {e}"
+                ))
+            })?;
+            let Some(listed) = by_id.get(id.as_str()) else {
+                continue;
+            };
+            tasks.push(parse_task(
+                line,
+                &self.service_name(&listed.service),
+                &nodes,
+            )?);
+        }
+        Ok(tasks)
     }
 }
 
