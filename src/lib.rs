@@ -16,6 +16,8 @@
 //! - `inventory`: which containers run, kept live from docker's events (its index private to it).
 //! - `backend`: what the routes ask of whatever runs the services, the per-service locks,
 //!   and the two backends: `containers` (scale, plan, rollout, status, reconciler) and `swarm` (policy, status).
+//! - `feed`: the change feed: numbered events in one ring, which `GET /events` streams and a
+//!   blocking status waits on; the store, the inventory and the backends publish to it.
 //! - `health`: whether the engine answers, checked at most once a second.
 //! - [`routes`]: the HTTP endpoints, the JSON catchers, the access gate and the request log.
 //! - `metrics`: the Prometheus metrics `/metrics` exposes.

@@ -1,5 +1,7 @@
-//! The HTTP surface: one module per resource, the JSON catchers, reading
-//! request bodies, the access gate and the request log.
+//! The HTTP surface: one module per resource (`events` has the event
+//! stream and the history), the JSON catchers, reading request bodies, the
+//! headers of compare-and-set (`conditional`), the access gate and the
+//! request log.
 
 mod body;
 mod conditional;
