@@ -1,13 +1,14 @@
 //! The connector's own configuration keys, read from the same figment as
 //! Rocket's (`Rocket.toml`, then `ROCKET_*` environment variables).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rocket::figment::providers::{Env, Format, Serialized, Toml};
 use rocket::figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthToken;
+use crate::auth::{AuthToken, TokenSpec};
 use crate::domain::ServiceName;
 use crate::logging::LogFormat;
 
@@ -52,6 +53,22 @@ pub(crate) struct AppConfig {
     pub auth_token: Option<AuthToken>,
     /// Lets the connector listen beyond loopback without `auth_token`.
     pub allow_unauthenticated: bool,
+    /// Named tokens with scopes and services (`[default.tokens.<name>]`).
+    /// Never serialized: a table entry may hold a token in clear.
+    #[serde(skip_serializing)]
+    pub tokens: BTreeMap<String, TokenSpec>,
+    /// A TOML file holding more named tokens (systemd's `LoadCredential=`).
+    #[serde(deserialize_with = "optional_text")]
+    pub tokens_file: Option<PathBuf>,
+    /// Lets the connector listen beyond loopback without TLS.
+    pub allow_plain_http: bool,
+    /// The JSON-lines file of changes and refusals; unset, they go to the log.
+    #[serde(deserialize_with = "optional_text")]
+    pub audit_log: Option<PathBuf>,
+    /// Seconds a new connection has to deliver its first request's headers.
+    pub header_timeout: u64,
+    /// Connections one remote address may hold at once.
+    pub max_connections_per_address: usize,
     /// Text lines or JSON lines.
     pub log_format: LogFormat,
     /// Whether the connector keeps every service at its desired count on
@@ -125,6 +142,12 @@ impl Default for AppConfig {
             scale_concurrency: 8,
             auth_token: None,
             allow_unauthenticated: false,
+            tokens: BTreeMap::new(),
+            tokens_file: None,
+            allow_plain_http: false,
+            audit_log: None,
+            header_timeout: 5,
+            max_connections_per_address: 256,
             log_format: LogFormat::Text,
             reconcile: true,
             update_parallelism: 1,
@@ -169,6 +192,12 @@ impl AppConfig {
         }
         if !(16..=1_000_000).contains(&config.event_ring) {
             return Err("configuration: event_ring must be between 16 and 1000000 events".into());
+        }
+        if !(1..=300).contains(&config.header_timeout) {
+            return Err("configuration: header_timeout must be between 1 and 300 seconds".into());
+        }
+        if config.max_connections_per_address == 0 {
+            return Err("configuration: max_connections_per_address must be at least 1".into());
         }
         if let Some(token) = &config.auth_token {
             token.check().map_err(|e| format!("configuration: {e}"))?;

@@ -41,6 +41,7 @@ mod metrics;
 pub mod routes;
 mod shutdown;
 mod store;
+mod warden;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,7 @@ use health::HealthCheck;
 use inventory::Inventory;
 use metrics::Metrics;
 use store::Store;
+use warden::{Warden, WardenSettings};
 
 /// Longest a health check waits for docker: monitors time out sooner than
 /// docker_timeout's default.
@@ -152,6 +154,10 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
             (swarm.clone(), Background::Swarm(swarm))
         }
     };
+    let warden = Warden::new(WardenSettings {
+        header_timeout: Duration::from_secs(config.header_timeout),
+        per_address: config.max_connections_per_address,
+    });
     let summary = format!(
         "instance {:?}, {} services from {}, {}, {}",
         config.instance,
@@ -182,6 +188,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .mount("/", routes::routes())
         .register("/", routes::catchers())
         .attach(routes::RequestLogger)
+        .attach(warden)
         .attach(shutdown::DrainOnShutdown::default())
         .attach(background.fairing())
         .attach(AdHoc::on_liftoff("announce", move |rocket| {

@@ -2,11 +2,15 @@
 //! constant time; no web page in a browser (refused by `Origin` and `Host`);
 //! and the rule that a connector reachable from other hosts needs a token.
 
+mod tokens;
+
 use std::net::IpAddr;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+pub use tokens::TokenSpec;
 
 /// Paths anyone may call, token or not: monitoring must work without the
 /// secret that lets a caller run containers.
