@@ -68,8 +68,9 @@ pub enum Error {
     },
     /// The definitions file could not be written; nothing was changed.
     Storage(String),
-    /// The access check refused the request: `auth_token` is set and the
-    /// request does not carry it (401), or it comes from a web page (403).
+    /// The access check refused the request: tokens are set and the request
+    /// carries none of them (401), its address failed too often (429), its
+    /// token lacks the scope or the service, or it comes from a web page (403).
     AccessDenied(AuthFailure),
 }
 
@@ -108,8 +109,15 @@ impl Error {
             | Error::NotHealthy { .. } => Status::GatewayTimeout,
             Error::DockerFailed(_) => Status::BadGateway,
             Error::Storage(_) => Status::InternalServerError,
-            Error::AccessDenied(AuthFailure::Browser(_)) => Status::Forbidden,
-            Error::AccessDenied(_) => Status::Unauthorized,
+            Error::AccessDenied(AuthFailure::Missing | AuthFailure::WrongToken) => {
+                Status::Unauthorized
+            }
+            Error::AccessDenied(AuthFailure::Throttled(_)) => Status::TooManyRequests,
+            Error::AccessDenied(
+                AuthFailure::Browser(_)
+                | AuthFailure::MissingScope { .. }
+                | AuthFailure::ServiceNotAllowed(_),
+            ) => Status::Forbidden,
         }
     }
 }
@@ -199,13 +207,27 @@ impl std::fmt::Display for Error {
             Error::Storage(reason) => write!(f, "could not save the definitions: {reason}"),
             Error::AccessDenied(AuthFailure::Missing) => write!(
                 f,
-                "authentication required: send the header 'Authorization: Bearer <auth_token>'"
+                "authentication required: send the header 'Authorization: Bearer <token>', \
+                 or the token as the password of HTTP Basic auth"
             ),
             Error::AccessDenied(AuthFailure::WrongToken) => {
                 write!(
                     f,
-                    "authentication failed: the bearer token is not auth_token"
+                    "authentication failed: the token is not one this connector accepts"
                 )
+            }
+            Error::AccessDenied(AuthFailure::Throttled(wait)) => write!(
+                f,
+                "too many failed authentication attempts from this address: try again in {} s",
+                wait.as_secs().max(1)
+            ),
+            Error::AccessDenied(AuthFailure::MissingScope { scope, request }) => write!(
+                f,
+                "forbidden: {request} needs the scope '{}', which this token does not have",
+                scope.as_str()
+            ),
+            Error::AccessDenied(AuthFailure::ServiceNotAllowed(service)) => {
+                write!(f, "forbidden: this token may not touch service '{service}'")
             }
             Error::AccessDenied(AuthFailure::Browser(reason)) => write!(f, "forbidden: {reason}"),
         }
@@ -274,14 +296,19 @@ impl<'r> Responder<'r, 'static> for Error {
                 revision: Some(revision),
                 ..
             } => reply.with_header(Header::new("ETag", crate::domain::entity_tag(*revision))),
-            // RFC 6750: the scheme to use, and whether the token was wrong.
+            // RFC 6750 and 7617: the schemes to use, and whether the token
+            // was wrong.
             Error::AccessDenied(AuthFailure::Missing) => reply.with_header(Header::new(
                 "WWW-Authenticate",
-                r#"Bearer realm="docker-connector""#,
+                r#"Bearer realm="docker-connector", Basic realm="docker-connector""#,
             )),
             Error::AccessDenied(AuthFailure::WrongToken) => reply.with_header(Header::new(
                 "WWW-Authenticate",
-                r#"Bearer realm="docker-connector", error="invalid_token""#,
+                r#"Bearer realm="docker-connector", error="invalid_token", Basic realm="docker-connector""#,
+            )),
+            Error::AccessDenied(AuthFailure::Throttled(wait)) => reply.with_header(Header::new(
+                "Retry-After",
+                wait.as_secs().max(1).to_string(),
             )),
             Error::NotHealthy {
                 healthy,

@@ -8,7 +8,9 @@
 //! how that is checked).
 //!
 //! - [`config`]: the connector's keys in Rocket's figment.
-//! - `auth`: the optional bearer token, keeping web pages out, and who may listen without a token.
+//! - `auth`: tokens (`auth_token` and the scoped `tokens`), bearer or HTTP Basic, the slow-down
+//!   of guessing, keeping web pages out, and who may listen without a token or TLS.
+//! - `audit`: the audit log, a JSON line per change and per refusal.
 //! - [`domain`]: validated types (service name, image, ports, scale body, ...); built valid or not at all.
 //! - `error`: the one error type and its mapping to HTTP.
 //! - `store`: the definitions and the JSON file they live in.
@@ -27,6 +29,7 @@
 //! Public are only what the binary and the integration tests use; the rest
 //! is the crate's own.
 
+mod audit;
 mod auth;
 mod backend;
 pub mod config;
@@ -50,6 +53,7 @@ use rocket::fairing::AdHoc;
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
+use audit::AuditLog;
 use auth::AccessPolicy;
 use backend::containers::{ContainersBackend, Reconciler, Scaler, UpdatePolicy};
 use backend::swarm::SwarmBackend;
@@ -81,8 +85,20 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .extract::<rocket::Config>()
         .map_err(|e| format!("configuration: {e}"))?;
     let config = AppConfig::from_figment(&figment)?;
-    let access = AccessPolicy::new(config.auth_token.as_ref());
-    auth::check_exposure(server.address, &access, config.allow_unauthenticated)?;
+    let access = AccessPolicy::from_settings(
+        config.auth_token.as_ref(),
+        &config.tokens,
+        config.tokens_file.as_deref(),
+    )
+    .map_err(|e| format!("configuration: {e}"))?;
+    auth::check_exposure(
+        server.address,
+        &access,
+        config.allow_unauthenticated,
+        server.tls_enabled(),
+        config.allow_plain_http,
+    )?;
+    let audit = AuditLog::open(config.audit_log.as_deref())?;
     let feed = Feed::new(config.event_ring);
     let store = Arc::new(Store::open(&config.data_file, feed.clone())?);
     let metrics = Arc::new(Metrics::new());
@@ -159,7 +175,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         per_address: config.max_connections_per_address,
     });
     let summary = format!(
-        "instance {:?}, {} services from {}, {}, {}",
+        "instance {:?}, {} services from {}, {}, {}, {}",
         config.instance,
         store.all().len(),
         store.path().display(),
@@ -168,10 +184,14 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
             (BackendKind::Containers, true) => "containers, reconciling",
             (BackendKind::Containers, false) => "containers, acting only when called",
         },
-        if access.requires_token() {
-            "bearer token required"
+        match access.token_count() {
+            0 => "no authentication".to_owned(),
+            n => format!("{n} token(s)"),
+        },
+        if server.tls_enabled() {
+            "TLS"
         } else {
-            "no authentication"
+            "plain HTTP"
         }
     );
     Ok(rocket::custom(figment)
@@ -180,6 +200,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(backend)
         .manage(config)
         .manage(access)
+        .manage(audit)
         .manage(bind_policy)
         .manage(networks)
         .manage(health)
@@ -188,6 +209,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .mount("/", routes::routes())
         .register("/", routes::catchers())
         .attach(routes::RequestLogger)
+        .attach(routes::AuditTrail)
         .attach(warden)
         .attach(shutdown::DrainOnShutdown::default())
         .attach(background.fairing())

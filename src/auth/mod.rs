@@ -1,23 +1,27 @@
-//! Who may call the API: an optional bearer token (`auth_token`), compared in
-//! constant time; no web page in a browser (refused by `Origin` and `Host`);
-//! and the rule that a connector reachable from other hosts needs a token.
+//! Who may call the API and what it may do: tokens (`auth_token`, which
+//! may do everything, and the named, scoped ones of `tokens`), sent as a
+//! bearer token or as the password of HTTP Basic auth and compared in
+//! constant time; a bounded slow-down of guessing; no web page in a browser
+//! (refused by `Origin` and `Host`); and the rule that a connector reachable
+//! from other hosts needs a token and TLS.
 
+mod throttle;
 mod tokens;
 
 use std::net::IpAddr;
+use std::time::Duration;
 
+use base64::Engine as _;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-pub use tokens::TokenSpec;
+use throttle::Throttle;
+use tokens::{check_token_text, digest, token_table, NamedToken};
+pub use tokens::{Scope, ServiceLimit, TokenSpec};
 
 /// Paths anyone may call, token or not: monitoring must work without the
 /// secret that lets a caller run containers.
 pub const OPEN_PATHS: [&str; 1] = ["/health"];
-
-/// Tokens shorter than this are accepted, with a warning: they can be guessed.
-const SHORT_TOKEN_CHARS: usize = 16;
 
 /// The configured `auth_token`. It never appears in `Debug` output or logs.
 #[derive(Clone, Deserialize)]
@@ -45,27 +49,23 @@ impl AuthToken {
         if self.0.is_empty() {
             return Err("auth_token is empty; leave it unset to disable authentication".into());
         }
-        if !self.0.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "auth_token must be printable ASCII without spaces, to fit an HTTP header".into(),
-            );
-        }
-        if self.0.len() < SHORT_TOKEN_CHARS {
-            log::warn!(
-                "auth_token is shorter than {SHORT_TOKEN_CHARS} characters and could be guessed"
-            );
-        }
-        Ok(())
+        check_token_text(&self.0).map_err(|reason| format!("auth_token {reason}"))
     }
 }
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthFailure {
-    /// No `Authorization: Bearer ...` header.
+    /// No token, neither as a bearer token nor as a Basic password.
     Missing,
-    /// A bearer token that is not the configured one.
+    /// A token that is none of the configured ones.
     WrongToken,
+    /// Too many failed attempts from this address: try again after this long.
+    Throttled(Duration),
+    /// The token is known, but lacks the scope this request needs.
+    MissingScope { scope: Scope, request: String },
+    /// The token is known, but may not touch this service.
+    ServiceNotAllowed(String),
     /// A web page on another site (its `Origin`) or reached through a
     /// rebound DNS name (its `Host`): a browser, not a client of this API.
     Browser(String),
@@ -74,6 +74,7 @@ pub enum AuthFailure {
 /// What the access check reads from a request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Credentials<'a> {
+    pub method: &'a str,
     pub path: &'a str,
     pub authorization: Option<&'a str>,
     pub origin: Option<&'a str>,
@@ -83,72 +84,174 @@ pub struct Credentials<'a> {
     /// Whether `Host` or `Origin` came more than once: no browser does
     /// that, and which one counts would be anyone's guess.
     pub repeated_headers: bool,
+    /// The TCP peer (never a header a client could set), for the slow-down.
+    pub remote: Option<IpAddr>,
+}
+
+/// What an admitted request may do: who it is (the token's name, none
+/// without authentication) and on which services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub token: Option<String>,
+    pub services: ServiceLimit,
+}
+
+impl Grant {
+    /// A connector without tokens: anyone may do anything.
+    fn anyone() -> Self {
+        Grant {
+            token: None,
+            services: ServiceLimit::Any,
+        }
+    }
+
+    /// Whether this caller may touch `service`.
+    ///
+    /// # Errors
+    /// [`AuthFailure::ServiceNotAllowed`] naming it.
+    pub fn check_service(&self, service: &str) -> Result<(), AuthFailure> {
+        if self.services.allows(service) {
+            Ok(())
+        } else {
+            Err(AuthFailure::ServiceNotAllowed(service.to_owned()))
+        }
+    }
 }
 
 /// Whether requests need a token, and which.
-#[derive(Clone)]
 pub struct AccessPolicy {
-    /// SHA-256 of the token. Comparing fixed-length digests in constant time
-    /// reveals neither the token's bytes nor its length through timing.
-    token_digest: Option<[u8; 32]>,
+    /// `auth_token` (first) and the named tokens. Only the SHA-256 of each
+    /// is kept: comparing fixed-length digests in constant time reveals
+    /// neither a token's bytes nor its length through timing.
+    tokens: Vec<NamedToken>,
+    throttle: Throttle,
 }
 
 impl std::fmt::Debug for AccessPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessPolicy")
-            .field("requires_token", &self.requires_token())
-            .finish()
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
     }
 }
 
 impl AccessPolicy {
-    /// The policy for a connector with `token`, if any.
+    /// The policy for a connector with `auth_token`, if any, and no table.
+    #[cfg(test)]
     pub fn new(token: Option<&AuthToken>) -> Self {
+        Self::with_tokens(
+            token
+                .map(|t| digest(&t.0))
+                .map(NamedToken::everything)
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    /// The policy of `auth_token`, `tokens` and `tokens_file`.
+    ///
+    /// # Errors
+    /// A message naming the setting at fault.
+    pub fn from_settings(
+        auth_token: Option<&AuthToken>,
+        tokens: &std::collections::BTreeMap<String, TokenSpec>,
+        tokens_file: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        let table = token_table(auth_token.map(|t| digest(&t.0)), tokens, tokens_file)?;
+        Ok(Self::with_tokens(table))
+    }
+
+    fn with_tokens(tokens: Vec<NamedToken>) -> Self {
         AccessPolicy {
-            token_digest: token.map(|t| digest(&t.0)),
+            tokens,
+            throttle: Throttle::default(),
         }
     }
 
     /// Whether a token is required at all.
     pub fn requires_token(&self) -> bool {
-        self.token_digest.is_some()
+        !self.tokens.is_empty()
     }
 
-    /// Checks one request.
+    /// How many tokens are configured, `auth_token` included.
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Checks one request: the browser rules, then its token, its scope and
+    /// the service its path names.
     ///
     /// # Errors
     /// Why the request must be refused.
-    pub fn check(&self, request: &Credentials<'_>) -> Result<(), AuthFailure> {
+    pub fn check(&self, request: &Credentials<'_>) -> Result<Grant, AuthFailure> {
         if OPEN_PATHS.contains(&request.path) {
-            return Ok(());
+            return Ok(Grant::anyone());
         }
         self.check_browser(request)?;
-        self.check_token(request.authorization)
+        let token = match self.authenticate(request)? {
+            Some(token) => token,
+            None => return Ok(Grant::anyone()),
+        };
+        let scope = required_scope(request.method, request.path);
+        if !token.scopes.allows(scope) {
+            return Err(AuthFailure::MissingScope {
+                scope,
+                request: format!("{} {}", request.method, request.path),
+            });
+        }
+        let grant = Grant {
+            token: Some(token.name.clone()),
+            services: token.services.clone(),
+        };
+        if let Some(service) = service_in_path(request.path) {
+            grant.check_service(service)?;
+        }
+        Ok(grant)
     }
 
     /// Whether the caller is one the API trusts with details: no web page,
-    /// and the token if one is set. Unlike [`AccessPolicy::check`], this
-    /// holds for the open paths too.
+    /// and a token that may read every service, if tokens are set. Unlike
+    /// [`AccessPolicy::check`], this holds for the open paths too.
     pub fn trusts(&self, request: &Credentials<'_>) -> bool {
-        self.check_browser(request).is_ok() && self.check_token(request.authorization).is_ok()
+        self.check_browser(request).is_ok()
+            && match self.authenticate(request) {
+                Ok(None) => true,
+                Ok(Some(token)) => token.scopes.allows(Scope::Read) && token.services.is_any(),
+                Err(_) => false,
+            }
     }
 
-    /// Checks an `Authorization` header's value against the token, if one
-    /// is required.
-    fn check_token(&self, authorization: Option<&str>) -> Result<(), AuthFailure> {
-        let Some(expected) = &self.token_digest else {
-            return Ok(());
-        };
-        let presented = authorization
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(AuthFailure::Missing)?;
-        if bool::from(digest(presented).ct_eq(expected)) {
-            Ok(())
-        } else {
-            Err(AuthFailure::WrongToken)
+    /// The token the request presents, none when no token is configured.
+    /// Counts a failure against the caller's address, and refuses an
+    /// address that failed too often without looking at its token.
+    fn authenticate(&self, request: &Credentials<'_>) -> Result<Option<&NamedToken>, AuthFailure> {
+        if self.tokens.is_empty() {
+            return Ok(None);
         }
+        if let Some(wait) = request.remote.and_then(|ip| self.throttle.wait_for(ip)) {
+            return Err(AuthFailure::Throttled(wait));
+        }
+        let found = match presented_token(request.authorization) {
+            None => Err(AuthFailure::Missing),
+            Some(presented) => {
+                let presented = digest(&presented);
+                // Every entry is compared, so the time taken does not tell
+                // which one (if any) matched.
+                let mut found = None;
+                for token in &self.tokens {
+                    if bool::from(presented.ct_eq(&token.digest)) {
+                        found = Some(token);
+                    }
+                }
+                found.ok_or(AuthFailure::WrongToken)
+            }
+        };
+        if found.is_err() {
+            if let Some(ip) = request.remote {
+                self.throttle.record_failure(ip);
+            }
+        }
+        found.map(Some)
     }
 
     /// A page on another site can make a browser send simple requests here
@@ -191,7 +294,7 @@ impl AccessPolicy {
         if !self.requires_token() {
             if let Some(host) = request.host.filter(|host| !is_literal_host(host)) {
                 return Err(AuthFailure::Browser(format!(
-                    "Host {host:?} is a DNS name, and without auth_token only an IP \
+                    "Host {host:?} is a DNS name, and without a token only an IP \
                      address or localhost is accepted, so that no DNS name pointed at \
                      this machine (DNS rebinding) can reach the API"
                 )));
@@ -199,6 +302,42 @@ impl AccessPolicy {
         }
         Ok(())
     }
+}
+
+/// The scope a request needs: changing a count (scale, rollback) is
+/// `scale`, any other change `write`, reading `read`.
+pub fn required_scope(method: &str, path: &str) -> Scope {
+    match method {
+        "GET" | "HEAD" => Scope::Read,
+        "POST" if path.ends_with("/scale") || path.ends_with("/rollback") => Scope::Scale,
+        _ => Scope::Write,
+    }
+}
+
+/// The service a `/service/<name>...` path names.
+pub fn service_in_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/service/")
+        .map(|rest| rest.split('/').next().unwrap_or(rest))
+        .filter(|name| !name.is_empty())
+}
+
+/// The token of an `Authorization` value: a bearer token, or the password
+/// of HTTP Basic auth (whatever the user name), which is what a client
+/// sends for a URL like `http://user:TOKEN@host:7051`.
+fn presented_token(authorization: Option<&str>) -> Option<String> {
+    let (scheme, value) = authorization?.trim().split_once(' ')?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(value.to_owned()).filter(|token| !token.is_empty());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()?;
+        let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+        return Some(password.to_owned()).filter(|token| !token.is_empty());
+    }
+    None
 }
 
 /// Whether a `Host` header (with or without a port) is an IP address or a
@@ -229,40 +368,61 @@ fn is_port_suffix(rest: &str) -> bool {
             .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-/// Refuses to serve other hosts without a token: anyone who can call this API
-/// can run containers here.
+/// Refuses to serve other hosts without a token, or over plain HTTP:
+/// anyone who can call this API can run containers here, and whoever reads
+/// one request on the wire has the token.
 ///
 /// # Errors
-/// A message naming `auth_token` and `allow_unauthenticated`.
+/// A message naming the settings that would allow it.
 pub fn check_exposure(
     address: IpAddr,
     policy: &AccessPolicy,
     allow_unauthenticated: bool,
+    tls: bool,
+    allow_plain_http: bool,
 ) -> Result<(), String> {
-    if address.is_loopback() || policy.requires_token() {
+    if address.is_loopback() {
         return Ok(());
     }
-    if allow_unauthenticated {
+    if !policy.requires_token() {
+        if !allow_unauthenticated {
+            return Err(format!(
+                "refusing to listen on {address} without a token: anyone who can reach it \
+                 could run containers on this host. Set auth_token or tokens, bind to \
+                 127.0.0.1, or set allow_unauthenticated = true to accept the risk"
+            ));
+        }
         log::warn!(
-            "listening on {address} without auth_token because allow_unauthenticated = true: \
+            "listening on {address} without a token because allow_unauthenticated = true: \
              anyone who can reach this port can run containers on this host"
         );
-        return Ok(());
     }
-    Err(format!(
-        "refusing to listen on {address} without auth_token: anyone who can reach it could \
-         run containers on this host. Set auth_token (or ROCKET_AUTH_TOKEN), bind to 127.0.0.1, \
-         or set allow_unauthenticated = true to accept the risk"
-    ))
+    if !tls {
+        if !allow_plain_http {
+            return Err(format!(
+                "refusing to listen on {address} over plain HTTP: tokens and definitions \
+                 would cross the network in clear text. Set tls.certs and tls.key, bind to \
+                 127.0.0.1, or set allow_plain_http = true (for a TLS proxy in front) to \
+                 accept the risk"
+            ));
+        }
+        log::warn!(
+            "listening on {address} over plain HTTP because allow_plain_http = true: \
+             tokens cross the network in clear text unless a TLS proxy stands in front"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl AccessPolicy {
+        fn admits(&self, request: &Credentials<'_>) -> Result<(), AuthFailure> {
+            self.check(request).map(|_| ())
+        }
+    }
 
     fn policy(token: &str) -> AccessPolicy {
         AccessPolicy::new(Some(&AuthToken(token.to_owned())))
@@ -270,6 +430,7 @@ mod tests {
 
     fn request<'a>(path: &'a str, authorization: Option<&'a str>) -> Credentials<'a> {
         Credentials {
+            method: "GET",
             path,
             authorization,
             host: Some("127.0.0.1:7051"),
@@ -280,7 +441,7 @@ mod tests {
     #[test]
     fn without_a_token_clients_are_allowed() {
         let open = AccessPolicy::new(None);
-        assert_eq!(open.check(&request("/service", None)), Ok(()));
+        assert_eq!(open.admits(&request("/service", None)), Ok(()));
         // Addresses and localhost names, which no DNS answer can redirect;
         // any address, since a connector on 0.0.0.0 is reached by several.
         for host in [
@@ -297,20 +458,20 @@ mod tests {
                 host: Some(host),
                 ..request("/service", None)
             };
-            assert_eq!(open.check(&req), Ok(()), "{host}");
+            assert_eq!(open.admits(&req), Ok(()), "{host}");
         }
         let no_host = Credentials {
             host: None,
             ..request("/service", None)
         };
-        assert_eq!(open.check(&no_host), Ok(()));
+        assert_eq!(open.admits(&no_host), Ok(()));
     }
 
     #[test]
     fn web_pages_of_other_origins_and_rebound_names_are_refused() {
         let open = AccessPolicy::new(None);
         let refused =
-            |req: Credentials<'_>| matches!(open.check(&req), Err(AuthFailure::Browser(_)));
+            |req: Credentials<'_>| matches!(open.admits(&req), Err(AuthFailure::Browser(_)));
         for origin in [
             "http://evil.example",
             "null",
@@ -327,7 +488,7 @@ mod tests {
             origin: Some("http://127.0.0.1:7051"),
             ..request("/service", None)
         };
-        assert_eq!(open.check(&same_origin), Ok(()));
+        assert_eq!(open.admits(&same_origin), Ok(()));
         for host in [
             "evil.example:7051",
             "127.0.0.1.evil.example",
@@ -351,7 +512,7 @@ mod tests {
             host: Some("box.internal:7051"),
             ..request("/service", Some("Bearer s3cret-token-0123456789"))
         };
-        assert_eq!(guarded.check(&by_name), Ok(()));
+        assert_eq!(guarded.admits(&by_name), Ok(()));
 
         for browser_only in [
             Credentials {
@@ -374,14 +535,14 @@ mod tests {
                 fetch_site: Some(typed_or_same),
                 ..request("/service", None)
             };
-            assert_eq!(open.check(&req), Ok(()), "{typed_or_same}");
+            assert_eq!(open.admits(&req), Ok(()), "{typed_or_same}");
         }
     }
 
     #[test]
     fn only_the_exact_bearer_token_passes() {
         let policy = policy("s3cret-token-0123456789");
-        let check = |header: Option<&str>| policy.check(&request("/service", header));
+        let check = |header: Option<&str>| policy.admits(&request("/service", header));
         assert_eq!(check(Some("Bearer s3cret-token-0123456789")), Ok(()));
         assert_eq!(check(Some("bearer s3cret-token-0123456789")), Ok(()));
         assert_eq!(check(None), Err(AuthFailure::Missing));
@@ -389,12 +550,29 @@ mod tests {
             check(Some("Basic s3cret-token-0123456789")),
             Err(AuthFailure::Missing)
         );
+        // base64 of "x:s3cret-token-0123456789" and of "s3cret-token-0123456789:" etc.
+        let basic = |user_password: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(user_password)
+            )
+        };
+        assert_eq!(check(Some(&basic("x:s3cret-token-0123456789"))), Ok(()));
+        assert_eq!(check(Some(&basic(":s3cret-token-0123456789"))), Ok(()));
+        assert_eq!(
+            check(Some(&basic("x:s3cret-token-012345678"))),
+            Err(AuthFailure::WrongToken)
+        );
+        assert_eq!(
+            check(Some(&basic("s3cret-token-0123456789:"))),
+            Err(AuthFailure::Missing)
+        );
         assert_eq!(check(Some("Bearer")), Err(AuthFailure::Missing));
+        assert_eq!(check(Some("Bearer ")), Err(AuthFailure::Missing));
         for wrong in [
             "Bearer s3cret-token-012345678",
             "Bearer s3cret-token-01234567890",
             "Bearer S3cret-token-0123456789",
-            "Bearer ",
         ] {
             assert_eq!(check(Some(wrong)), Err(AuthFailure::WrongToken), "{wrong}");
         }
@@ -403,10 +581,10 @@ mod tests {
     #[test]
     fn health_is_open_even_with_a_token() {
         let policy = policy("s3cret-token-0123456789");
-        assert_eq!(policy.check(&request("/health", None)), Ok(()));
+        assert_eq!(policy.admits(&request("/health", None)), Ok(()));
         for path in ["/health/", "/health/x", "/%68ealth", "//health"] {
             assert_eq!(
-                policy.check(&request(path, None)),
+                policy.admits(&request(path, None)),
                 Err(AuthFailure::Missing),
                 "{path}"
             );
@@ -437,11 +615,91 @@ mod tests {
         let open = AccessPolicy::new(None);
         let loopback: IpAddr = "127.0.0.1".parse().unwrap();
         let any: IpAddr = "0.0.0.0".parse().unwrap();
-        assert!(check_exposure(loopback, &open, false).is_ok());
-        assert!(check_exposure("::1".parse().unwrap(), &open, false).is_ok());
-        let refused = check_exposure(any, &open, false).unwrap_err();
+        let guarded = policy("s3cret-token-0123456789");
+        assert!(check_exposure(loopback, &open, false, false, false).is_ok());
+        assert!(check_exposure("::1".parse().unwrap(), &open, false, false, false).is_ok());
+        let refused = check_exposure(any, &open, false, true, false).unwrap_err();
         assert!(refused.contains("auth_token"), "{refused}");
-        assert!(check_exposure(any, &open, true).is_ok());
-        assert!(check_exposure(any, &policy("s3cret-token-0123456789"), false).is_ok());
+        assert!(check_exposure(any, &open, true, true, false).is_ok());
+        assert!(check_exposure(any, &guarded, false, true, false).is_ok());
+        // Off loopback, plain HTTP needs its own consent.
+        let plain = check_exposure(any, &guarded, false, false, false).unwrap_err();
+        assert!(
+            plain.contains("allow_plain_http") && plain.contains("tls.certs"),
+            "{plain}"
+        );
+        assert!(check_exposure(any, &guarded, false, false, true).is_ok());
+    }
+
+    #[test]
+    fn scopes_and_services_decide_after_the_token() {
+        let mut tokens = std::collections::BTreeMap::new();
+        tokens.insert(
+            "autoscaler".to_owned(),
+            TokenSpec {
+                sha256: None,
+                token: Some("autoscaler-token-0123456789".into()),
+                scopes: vec!["read".into(), "scale".into()],
+                services: Some(vec!["skynet_*".into()]),
+            },
+        );
+        let policy = AccessPolicy::from_settings(None, &tokens, None).unwrap();
+        let ask = |method: &'static str, path: &'static str| {
+            policy.check(&Credentials {
+                method,
+                ..request(path, Some("Bearer autoscaler-token-0123456789"))
+            })
+        };
+        let grant = ask("POST", "/service/skynet_web/scale").unwrap();
+        assert_eq!(grant.token.as_deref(), Some("autoscaler"));
+        assert!(ask("GET", "/service/skynet_web/status").is_ok());
+        assert!(ask("POST", "/service/skynet_web/rollback").is_ok());
+        assert_eq!(
+            ask("POST", "/service/other/scale"),
+            Err(AuthFailure::ServiceNotAllowed("other".into()))
+        );
+        for (method, path) in [
+            ("PUT", "/service/skynet_web"),
+            ("DELETE", "/service/skynet_web"),
+            ("POST", "/service"),
+        ] {
+            assert_eq!(
+                ask(method, path),
+                Err(AuthFailure::MissingScope {
+                    scope: Scope::Write,
+                    request: format!("{method} {path}"),
+                })
+            );
+        }
+        // A limited token is not trusted with /health's details.
+        assert!(!policy.trusts(&request(
+            "/health",
+            Some("Bearer autoscaler-token-0123456789")
+        )));
+    }
+
+    #[test]
+    fn an_address_that_keeps_failing_is_slowed_before_its_token_is_read() {
+        let policy = policy("s3cret-token-0123456789");
+        let from = |address: &str, authorization: &'static str| Credentials {
+            remote: Some(address.parse().unwrap()),
+            ..request("/service", Some(authorization))
+        };
+        let mut refused = 0;
+        for _ in 0..20 {
+            match policy.check(&from("10.0.0.1", "Bearer wrong-token-0123456789")) {
+                Err(AuthFailure::WrongToken) => {}
+                Err(AuthFailure::Throttled(_)) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(refused >= 9, "{refused}");
+        assert!(matches!(
+            policy.check(&from("10.0.0.1", "Bearer s3cret-token-0123456789")),
+            Err(AuthFailure::Throttled(_))
+        ));
+        assert!(policy
+            .check(&from("10.0.0.2", "Bearer s3cret-token-0123456789"))
+            .is_ok());
     }
 }

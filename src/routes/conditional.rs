@@ -6,6 +6,8 @@ use rocket::http::Header;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder};
 
+use super::gate::Verdict;
+use crate::auth::Grant;
 use crate::domain::{entity_tag, Precondition};
 use crate::error::Error;
 use crate::store::Origin;
@@ -46,9 +48,16 @@ impl<'r> FromRequest<'r> for Author {
         let address = request
             .client_ip()
             .map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
-        Outcome::Success(Author(match agent.filter(|a| !a.trim().is_empty()) {
+        let caller = match agent.filter(|a| !a.trim().is_empty()) {
             Some(agent) => format!("{agent} at {address}"),
             None => address,
+        };
+        // The token's name, when tokens are set: who, not just from where.
+        Outcome::Success(Author(match Verdict::of(request) {
+            Verdict::Admitted(Grant {
+                token: Some(token), ..
+            }) => format!("{caller} (token {token})"),
+            _ => caller,
         }))
     }
 }

@@ -12,6 +12,7 @@ use rocket::{Route, Shutdown, State};
 use serde_json::{json, Value};
 
 use super::conditional::{LastEventId, Tagged};
+use super::gate::Access;
 use super::known_name;
 use crate::domain::ServiceName;
 use crate::error::Error;
@@ -42,6 +43,7 @@ pub fn routes() -> Vec<Route> {
 fn events(
     feed: &State<Arc<Feed>>,
     last_event_id: LastEventId,
+    access: Access<'_>,
     service: Option<&str>,
     mut shutdown: Shutdown,
 ) -> Result<SmallChunks<EventStream![Event + 'static]>, Error> {
@@ -54,6 +56,11 @@ fn events(
         })
         .transpose()?
         .map(|name| name.to_string());
+    if let Some(name) = &only {
+        access.check_service(name)?;
+    }
+    // A token limited to some services sees only their events.
+    let visible = access.visibility();
     let mut cursor = feed.watch(last_event_id.id()?);
     let stream = EventStream! {
         loop {
@@ -73,7 +80,9 @@ fn events(
                 }
             };
             for event in events {
-                if only.as_ref().is_some_and(|name| *name != event.service) {
+                if only.as_ref().is_some_and(|name| *name != event.service)
+                    || !visible.allows(&event.service)
+                {
                     continue;
                 }
                 yield Event::data(event.data.to_string())

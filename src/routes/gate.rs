@@ -1,13 +1,18 @@
-//! The access check in front of every route: a request without the token
-//! (when `auth_token` is set) is answered 401, and one from a web page 403,
-//! before any route, body read or catcher sees it, so no endpoint (present or
-//! future) can forget to check.
+//! The access check in front of every route: a request without a token
+//! (when tokens are set) is answered 401, one whose token lacks the scope
+//! or the service its path names 403, one from a web page 403, before any
+//! route, body read or catcher sees it, so no endpoint (present or future)
+//! can forget to check. What it decided stays in the request's local cache:
+//! routes whose service is not in the path (a create's body, the list, the
+//! event stream) check or filter by it through [`Access`], and the audit
+//! log reads it.
 
 use rocket::http::{Method, Status};
+use rocket::request::{self, FromRequest};
 use rocket::route::{Handler, Outcome, Route};
 use rocket::{Data, Request};
 
-use crate::auth::{AccessPolicy, Credentials};
+use crate::auth::{AccessPolicy, AuthFailure, Credentials, Grant, ServiceLimit};
 use crate::error::Error;
 
 /// Name of the gate's routes, so listings of the real routes can skip them.
@@ -29,16 +34,105 @@ impl Handler for AuthGate {
             return Outcome::from(request, Status::InternalServerError);
         };
         match policy.check(&credentials(request)) {
-            Ok(()) => Outcome::forward(data, Status::NotFound),
-            Err(failure) => Outcome::from(request, Error::AccessDenied(failure)),
+            Ok(grant) => {
+                request.local_cache(|| Verdict::Admitted(grant));
+                Outcome::forward(data, Status::NotFound)
+            }
+            Err(failure) => {
+                request.local_cache(|| Verdict::Refused(failure.clone()));
+                Outcome::from(request, Error::AccessDenied(failure))
+            }
         }
     }
+}
+
+/// What the gate decided about a request.
+#[derive(Debug)]
+pub(super) enum Verdict {
+    /// The gate has not run: a request Rocket answered before routing.
+    Unchecked,
+    Admitted(Grant),
+    Refused(AuthFailure),
+}
+
+impl Verdict {
+    pub(super) fn of<'r>(request: &'r Request<'_>) -> &'r Verdict {
+        request.local_cache(|| Verdict::Unchecked)
+    }
+}
+
+/// The service a request acted on, when its path does not name it (a
+/// create names it in its body): for the audit log.
+pub(super) struct ActedOn(pub Option<String>);
+
+/// What the caller may touch, for routes whose service is not in the path.
+pub(super) struct Access<'r> {
+    grant: &'r Grant,
+    request: &'r Request<'r>,
+}
+
+impl Access<'_> {
+    /// Refuses a service this caller's token may not touch, and notes it
+    /// for the audit log either way.
+    pub fn check_service(&self, service: &str) -> Result<(), Error> {
+        self.request
+            .local_cache(|| ActedOn(Some(service.to_owned())));
+        self.grant
+            .check_service(service)
+            .map_err(Error::AccessDenied)
+    }
+
+    /// Whether the caller may see `service` (lists and streams leave the
+    /// others out).
+    pub fn sees(&self, service: &str) -> bool {
+        self.grant.services.allows(service)
+    }
+
+    /// The services the caller may see, to filter a stream that outlives
+    /// the request.
+    pub fn visibility(&self) -> ServiceLimit {
+        self.grant.services.clone()
+    }
+
+    /// Refuses a caller limited to some services: the answer covers all.
+    pub fn check_every_service(&self, what: &str) -> Result<(), Error> {
+        if self.grant.services.is_any() {
+            Ok(())
+        } else {
+            Err(Error::AccessDenied(AuthFailure::ServiceNotAllowed(
+                format!("* ({what} covers every service)"),
+            )))
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Access<'r> {
+    type Error = ();
+
+    async fn from_request(request: &'r Request<'_>) -> request::Outcome<Self, ()> {
+        match Verdict::of(request) {
+            Verdict::Admitted(grant) => request::Outcome::Success(Access {
+                grant,
+                // Rocket hands guards a `Request<'_>` whose inner lifetime
+                // outlives 'r; the local cache needs only 'r.
+                request: shorten(request),
+            }),
+            // Only reachable if the gate were not mounted: refuse.
+            _ => request::Outcome::Error((Status::InternalServerError, ())),
+        }
+    }
+}
+
+fn shorten<'r>(request: &'r Request<'_>) -> &'r Request<'r> {
+    request
 }
 
 /// What the access check needs from `request`.
 pub(super) fn credentials<'r>(request: &'r Request<'_>) -> Credentials<'r> {
     let headers = request.headers();
     Credentials {
+        method: request.method().as_str(),
         path: request.uri().path().as_str(),
         authorization: headers.get_one("Authorization"),
         origin: headers.get_one("Origin"),
@@ -46,6 +140,7 @@ pub(super) fn credentials<'r>(request: &'r Request<'_>) -> Credentials<'r> {
         fetch_site: headers.get_one("Sec-Fetch-Site"),
         repeated_headers: headers.get("Host").nth(1).is_some()
             || headers.get("Origin").nth(1).is_some(),
+        remote: request.remote().map(|address| address.ip()),
     }
 }
 

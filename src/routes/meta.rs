@@ -9,8 +9,9 @@ use rocket::serde::json::Json;
 use rocket::{Route, State};
 use serde_json::{json, Value};
 
-use super::gate::credentials;
+use super::gate::{credentials, Access};
 use crate::auth::{AccessPolicy, Credentials};
+use crate::error::Error;
 use crate::health::HealthCheck;
 use crate::inventory::Inventory;
 use crate::metrics::{Metrics, CONTENT_TYPE};
@@ -75,19 +76,22 @@ async fn health(
 /// The Prometheus exposition. Behind the token like every endpoint but
 /// `/health`: it names the services. Asks docker nothing: the running counts
 /// come from the container index, and are left out while it is not live.
+/// A token limited to some services may not read it: it covers them all.
 #[rocket::get("/metrics")]
 fn prometheus_metrics(
     metrics: &State<Arc<Metrics>>,
     store: &State<Arc<Store>>,
     inventory: &State<Arc<Inventory>>,
-) -> (ContentType, String) {
+    access: Access<'_>,
+) -> Result<(ContentType, String), Error> {
+    access.check_every_service("/metrics")?;
     let services = store.all();
     let running = inventory.running_counts(services.keys());
     let content_type = ContentType::parse_flexible(CONTENT_TYPE).expect("a valid content type");
-    (
+    Ok((
         content_type,
         metrics.render(services.len(), running.as_ref()),
-    )
+    ))
 }
 
 #[rocket::get("/openapi.json")]

@@ -1,8 +1,9 @@
 //! The HTTP surface: one module per resource (`events` has the event
 //! stream and the history), the JSON catchers, reading request bodies, the
-//! headers of compare-and-set (`conditional`), the access gate and the
-//! request log.
+//! headers of compare-and-set (`conditional`), the access gate, the
+//! request log and the audit trail.
 
+mod audit;
 mod body;
 mod conditional;
 mod events;
@@ -18,6 +19,7 @@ use rocket::{Catcher, Request, Route};
 use crate::domain::ServiceName;
 use crate::error::{Error, ErrorReply};
 
+pub(crate) use audit::AuditTrail;
 use body::read_json;
 pub use gate::GATE_ROUTE_NAME;
 pub(crate) use request_log::RequestLogger;

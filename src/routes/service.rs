@@ -11,6 +11,7 @@ use rocket::serde::json::Json;
 use rocket::{Route, State};
 
 use super::conditional::{Author, IfMatch, Tagged};
+use super::gate::Access;
 use super::{known_name, read_json};
 use crate::backend::Backend;
 use crate::docker::NetworkCheck;
@@ -22,12 +23,18 @@ pub fn routes() -> Vec<Route> {
     rocket::routes![list, create, show, replace, rollback, delete]
 }
 
+/// Every definition this caller may see: a token limited to some
+/// services lists only those.
 #[rocket::get("/service")]
-fn list(store: &State<Arc<Store>>) -> Json<BTreeMap<String, ServiceDefinition>> {
+fn list(
+    store: &State<Arc<Store>>,
+    access: Access<'_>,
+) -> Json<BTreeMap<String, ServiceDefinition>> {
     Json(
         store
             .all()
             .iter()
+            .filter(|(name, _)| access.sees(name.as_str()))
             .map(|(name, stored)| (name.to_string(), stored.definition.clone()))
             .collect(),
     )
@@ -37,10 +44,12 @@ fn list(store: &State<Arc<Store>>) -> Json<BTreeMap<String, ServiceDefinition>> 
 async fn create(
     store: &State<Arc<Store>>,
     admission: Admission<'_>,
+    access: Access<'_>,
     author: Author,
     body: Data<'_>,
 ) -> Result<Tagged<Created<Json<ServiceDefinition>>>, Error> {
     let definition = ServiceDefinition::from_create_body(&read_json(body).await?)?;
+    access.check_service(definition.name().as_str())?;
     admission.admit(&definition).await?;
     let location = format!("/service/{}", definition.name());
     let revision = store
