@@ -60,6 +60,8 @@ pub(crate) struct AppConfig {
     /// A TOML file holding more named tokens (systemd's `LoadCredential=`).
     #[serde(deserialize_with = "optional_text")]
     pub tokens_file: Option<PathBuf>,
+    /// Wrong tokens one address may present in a row, and then per minute.
+    pub auth_failures_per_minute: u32,
     /// Lets the connector listen beyond loopback without TLS.
     pub allow_plain_http: bool,
     /// The JSON-lines file of changes and refusals; unset, they go to the log.
@@ -144,6 +146,7 @@ impl Default for AppConfig {
             allow_unauthenticated: false,
             tokens: BTreeMap::new(),
             tokens_file: None,
+            auth_failures_per_minute: 10,
             allow_plain_http: false,
             audit_log: None,
             header_timeout: 5,
@@ -195,6 +198,11 @@ impl AppConfig {
         }
         if !(1..=300).contains(&config.header_timeout) {
             return Err("configuration: header_timeout must be between 1 and 300 seconds".into());
+        }
+        if !(1..=100_000).contains(&config.auth_failures_per_minute) {
+            return Err(
+                "configuration: auth_failures_per_minute must be between 1 and 100000".into(),
+            );
         }
         if config.max_connections_per_address == 0 {
             return Err("configuration: max_connections_per_address must be at least 1".into());

@@ -89,6 +89,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         config.auth_token.as_ref(),
         &config.tokens,
         config.tokens_file.as_deref(),
+        config.auth_failures_per_minute,
     )
     .map_err(|e| format!("configuration: {e}"))?;
     auth::check_exposure(

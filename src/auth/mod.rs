@@ -71,6 +71,23 @@ pub enum AuthFailure {
     Browser(String),
 }
 
+/// A refused request: why, and which token it presented, if a known one
+/// (a token that lacks a scope is still someone, for the audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub failure: AuthFailure,
+    pub token: Option<String>,
+}
+
+impl From<AuthFailure> for Refusal {
+    fn from(failure: AuthFailure) -> Self {
+        Refusal {
+            failure,
+            token: None,
+        }
+    }
+}
+
 /// What the access check reads from a request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Credentials<'a> {
@@ -139,13 +156,7 @@ impl AccessPolicy {
     /// The policy for a connector with `auth_token`, if any, and no table.
     #[cfg(test)]
     pub fn new(token: Option<&AuthToken>) -> Self {
-        Self::with_tokens(
-            token
-                .map(|t| digest(&t.0))
-                .map(NamedToken::everything)
-                .into_iter()
-                .collect(),
-        )
+        Self::from_settings(token, &Default::default(), None, 10).expect("a valid token")
     }
 
     /// The policy of `auth_token`, `tokens` and `tokens_file`.
@@ -156,16 +167,13 @@ impl AccessPolicy {
         auth_token: Option<&AuthToken>,
         tokens: &std::collections::BTreeMap<String, TokenSpec>,
         tokens_file: Option<&std::path::Path>,
+        failures_per_minute: u32,
     ) -> Result<Self, String> {
         let table = token_table(auth_token.map(|t| digest(&t.0)), tokens, tokens_file)?;
-        Ok(Self::with_tokens(table))
-    }
-
-    fn with_tokens(tokens: Vec<NamedToken>) -> Self {
-        AccessPolicy {
-            tokens,
-            throttle: Throttle::default(),
-        }
+        Ok(AccessPolicy {
+            tokens: table,
+            throttle: Throttle::new(failures_per_minute),
+        })
     }
 
     /// Whether a token is required at all.
@@ -183,7 +191,7 @@ impl AccessPolicy {
     ///
     /// # Errors
     /// Why the request must be refused.
-    pub fn check(&self, request: &Credentials<'_>) -> Result<Grant, AuthFailure> {
+    pub fn check(&self, request: &Credentials<'_>) -> Result<Grant, Refusal> {
         if OPEN_PATHS.contains(&request.path) {
             return Ok(Grant::anyone());
         }
@@ -192,19 +200,23 @@ impl AccessPolicy {
             Some(token) => token,
             None => return Ok(Grant::anyone()),
         };
+        let refused = |failure| Refusal {
+            failure,
+            token: Some(token.name.clone()),
+        };
         let scope = required_scope(request.method, request.path);
         if !token.scopes.allows(scope) {
-            return Err(AuthFailure::MissingScope {
+            return Err(refused(AuthFailure::MissingScope {
                 scope,
                 request: format!("{} {}", request.method, request.path),
-            });
+            }));
         }
         let grant = Grant {
             token: Some(token.name.clone()),
             services: token.services.clone(),
         };
         if let Some(service) = service_in_path(request.path) {
-            grant.check_service(service)?;
+            grant.check_service(service).map_err(refused)?;
         }
         Ok(grant)
     }
@@ -246,7 +258,9 @@ impl AccessPolicy {
                 found.ok_or(AuthFailure::WrongToken)
             }
         };
-        if found.is_err() {
+        // Only a wrong token is a guess; a missing one is a client that
+        // was not told the token yet.
+        if matches!(found, Err(AuthFailure::WrongToken)) {
             if let Some(ip) = request.remote {
                 self.throttle.record_failure(ip);
             }
@@ -420,7 +434,7 @@ mod tests {
 
     impl AccessPolicy {
         fn admits(&self, request: &Credentials<'_>) -> Result<(), AuthFailure> {
-            self.check(request).map(|_| ())
+            self.check(request).map(|_| ()).map_err(|r| r.failure)
         }
     }
 
@@ -643,7 +657,7 @@ mod tests {
                 services: Some(vec!["skynet_*".into()]),
             },
         );
-        let policy = AccessPolicy::from_settings(None, &tokens, None).unwrap();
+        let policy = AccessPolicy::from_settings(None, &tokens, None, 10).unwrap();
         let ask = |method: &'static str, path: &'static str| {
             policy.check(&Credentials {
                 method,
@@ -654,17 +668,19 @@ mod tests {
         assert_eq!(grant.token.as_deref(), Some("autoscaler"));
         assert!(ask("GET", "/service/skynet_web/status").is_ok());
         assert!(ask("POST", "/service/skynet_web/rollback").is_ok());
+        let refusal = ask("POST", "/service/other/scale").unwrap_err();
         assert_eq!(
-            ask("POST", "/service/other/scale"),
-            Err(AuthFailure::ServiceNotAllowed("other".into()))
+            refusal.failure,
+            AuthFailure::ServiceNotAllowed("other".into())
         );
+        assert_eq!(refusal.token.as_deref(), Some("autoscaler"));
         for (method, path) in [
             ("PUT", "/service/skynet_web"),
             ("DELETE", "/service/skynet_web"),
             ("POST", "/service"),
         ] {
             assert_eq!(
-                ask(method, path),
+                ask(method, path).map_err(|r| r.failure),
                 Err(AuthFailure::MissingScope {
                     scope: Scope::Write,
                     request: format!("{method} {path}"),
@@ -687,7 +703,7 @@ mod tests {
         };
         let mut refused = 0;
         for _ in 0..20 {
-            match policy.check(&from("10.0.0.1", "Bearer wrong-token-0123456789")) {
+            match policy.admits(&from("10.0.0.1", "Bearer wrong-token-0123456789")) {
                 Err(AuthFailure::WrongToken) => {}
                 Err(AuthFailure::Throttled(_)) => refused += 1,
                 other => panic!("{other:?}"),
@@ -695,7 +711,7 @@ mod tests {
         }
         assert!(refused >= 9, "{refused}");
         assert!(matches!(
-            policy.check(&from("10.0.0.1", "Bearer s3cret-token-0123456789")),
+            policy.admits(&from("10.0.0.1", "Bearer s3cret-token-0123456789")),
             Err(AuthFailure::Throttled(_))
         ));
         assert!(policy

@@ -1,7 +1,9 @@
-//! Slows down guessing: each remote address may fail authentication a few
-//! times in a row, then once every few seconds; beyond that it is answered
-//! 429 without its token being looked at, so guessing runs at that pace
-//! whatever the attacker's bandwidth.
+//! Slows down guessing: each remote address may present a wrong token
+//! `auth_failures_per_minute` times in a row (10 by default), then that
+//! many times a minute; beyond that it is answered 429 without its token
+//! being looked at, so guessing runs at that pace whatever the attacker's
+//! bandwidth. A request without any token guesses nothing and is not
+//! counted.
 //!
 //! The table is bounded: an attacker with many addresses (an IPv6 block
 //! holds billions) fills it, and then the entries that have recovered, and
@@ -13,10 +15,6 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Failures an address may make in a row before it is slowed.
-const BURST: f64 = 10.0;
-/// Then one more failure is allowed per this long.
-const REFILL: Duration = Duration::from_secs(6);
 /// The most addresses remembered at once.
 const CAPACITY: usize = 4096;
 
@@ -27,20 +25,43 @@ struct Bucket {
     updated: Instant,
 }
 
-impl Bucket {
-    fn refilled(&self, now: Instant) -> f64 {
-        let earned = now.duration_since(self.updated).as_secs_f64() / REFILL.as_secs_f64();
-        (self.allowance + earned).min(BURST)
+/// How fast failures are forgiven.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    /// Failures an address may make in a row before it is slowed.
+    burst: f64,
+    /// Then one more failure is allowed per this long.
+    refill: Duration,
+}
+
+impl Rate {
+    fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
+        let earned = now.duration_since(bucket.updated).as_secs_f64() / self.refill.as_secs_f64();
+        (bucket.allowance + earned).min(self.burst)
     }
 }
 
 /// The failed-authentication table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Throttle {
+    rate: Rate,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
 impl Throttle {
+    /// A table that lets each address fail `per_minute` times in a row, and
+    /// then `per_minute` times a minute.
+    pub fn new(per_minute: u32) -> Self {
+        let per_minute = per_minute.max(1);
+        Throttle {
+            rate: Rate {
+                burst: f64::from(per_minute),
+                refill: Duration::from_secs(60) / per_minute,
+            },
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// How long `address` must wait before it may try again, if it must.
     pub fn wait_for(&self, address: IpAddr) -> Option<Duration> {
         self.wait_at(address, Instant::now())
@@ -53,21 +74,21 @@ impl Throttle {
 
     fn wait_at(&self, address: IpAddr, now: Instant) -> Option<Duration> {
         let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let allowance = buckets.get(&key(address))?.refilled(now);
-        (allowance < 1.0).then(|| REFILL.mul_f64(1.0 - allowance))
+        let allowance = self.rate.refilled(buckets.get(&key(address))?, now);
+        (allowance < 1.0).then(|| self.rate.refill.mul_f64(1.0 - allowance))
     }
 
     fn fail_at(&self, address: IpAddr, now: Instant) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let key = key(address);
         if !buckets.contains_key(&key) && buckets.len() >= CAPACITY {
-            make_room(&mut buckets, now);
+            make_room(&mut buckets, self.rate, now);
         }
         let bucket = buckets.entry(key).or_insert(Bucket {
-            allowance: BURST,
+            allowance: self.rate.burst,
             updated: now,
         });
-        bucket.allowance = (bucket.refilled(now) - 1.0).max(0.0);
+        bucket.allowance = (self.rate.refilled(bucket, now) - 1.0).max(0.0);
         bucket.updated = now;
     }
 
@@ -79,8 +100,8 @@ impl Throttle {
 
 /// Forgets the addresses that have fully recovered; if none has, the one
 /// quiet for longest.
-fn make_room(buckets: &mut HashMap<IpAddr, Bucket>, now: Instant) {
-    buckets.retain(|_, bucket| bucket.refilled(now) < BURST);
+fn make_room(buckets: &mut HashMap<IpAddr, Bucket>, rate: Rate, now: Instant) {
+    buckets.retain(|_, bucket| rate.refilled(bucket, now) < rate.burst);
     if buckets.len() >= CAPACITY {
         if let Some(oldest) = buckets
             .iter()
@@ -114,11 +135,13 @@ mod tests {
 
     #[test]
     fn an_address_is_slowed_after_a_burst_and_recovers() {
-        let throttle = Throttle::default();
+        const BURST: u32 = 10;
+        const REFILL: Duration = Duration::from_secs(6);
+        let throttle = Throttle::new(BURST);
         let attacker: IpAddr = "10.0.0.1".parse().unwrap();
         let other: IpAddr = "10.0.0.2".parse().unwrap();
         let start = Instant::now();
-        for _ in 0..BURST as usize {
+        for _ in 0..BURST {
             assert_eq!(throttle.wait_at(attacker, start), None);
             throttle.fail_at(attacker, start);
         }
@@ -145,7 +168,7 @@ mod tests {
 
     #[test]
     fn the_table_stays_bounded_under_many_addresses() {
-        let throttle = Throttle::default();
+        let throttle = Throttle::new(10);
         let now = Instant::now();
         for i in 0..(CAPACITY as u32 * 3) {
             throttle.fail_at(IpAddr::V4(i.into()), now);

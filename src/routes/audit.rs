@@ -23,10 +23,14 @@ impl Fairing for AuditTrail {
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
         let verdict = Verdict::of(request);
-        let refusal = match verdict {
-            Verdict::Refused(failure) => Some(Error::AccessDenied(failure.clone()).to_string()),
+        let acted_on = ActedOn::of(request);
+        // Refused by the gate, or by a route for the service in its body.
+        let refusal = match (verdict, &acted_on.refused) {
+            (Verdict::Refused(refusal), _) => Some(&refusal.failure),
+            (_, Some(failure)) => Some(failure),
             _ => None,
-        };
+        }
+        .map(|failure| Error::AccessDenied(failure.clone()).to_string());
         let changes = !matches!(
             request.method(),
             Method::Get | Method::Head | Method::Options
@@ -39,17 +43,17 @@ impl Fairing for AuditTrail {
         };
         let path = request.uri().path().as_str();
         let status = response.status().code;
-        let acted_on = request.local_cache(|| ActedOn(None));
         log.record(&AuditEntry {
             time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             token: match verdict {
                 Verdict::Admitted(grant) => grant.token.as_deref(),
-                _ => None,
+                Verdict::Refused(refusal) => refusal.token.as_deref(),
+                Verdict::Unchecked => None,
             },
             remote: request.remote().map(|address| address.ip().to_string()),
             method: request.method().as_str(),
             path,
-            service: service_in_path(path).or(acted_on.0.as_deref()),
+            service: service_in_path(path).or(acted_on.service.as_deref()),
             outcome: match (&refusal, status) {
                 (Some(_), _) => "refused",
                 (None, 100..=399) => "done",

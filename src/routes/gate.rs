@@ -12,7 +12,7 @@ use rocket::request::{self, FromRequest};
 use rocket::route::{Handler, Outcome, Route};
 use rocket::{Data, Request};
 
-use crate::auth::{AccessPolicy, AuthFailure, Credentials, Grant, ServiceLimit};
+use crate::auth::{AccessPolicy, AuthFailure, Credentials, Grant, Refusal, ServiceLimit};
 use crate::error::Error;
 
 /// Name of the gate's routes, so listings of the real routes can skip them.
@@ -38,8 +38,9 @@ impl Handler for AuthGate {
                 request.local_cache(|| Verdict::Admitted(grant));
                 Outcome::forward(data, Status::NotFound)
             }
-            Err(failure) => {
-                request.local_cache(|| Verdict::Refused(failure.clone()));
+            Err(refusal) => {
+                let failure = refusal.failure.clone();
+                request.local_cache(|| Verdict::Refused(refusal));
                 Outcome::from(request, Error::AccessDenied(failure))
             }
         }
@@ -52,7 +53,7 @@ pub(super) enum Verdict {
     /// The gate has not run: a request Rocket answered before routing.
     Unchecked,
     Admitted(Grant),
-    Refused(AuthFailure),
+    Refused(Refusal),
 }
 
 impl Verdict {
@@ -62,8 +63,21 @@ impl Verdict {
 }
 
 /// The service a request acted on, when its path does not name it (a
-/// create names it in its body): for the audit log.
-pub(super) struct ActedOn(pub Option<String>);
+/// create names it in its body), and whether the token may not touch it:
+/// for the audit log.
+pub(super) struct ActedOn {
+    pub service: Option<String>,
+    pub refused: Option<AuthFailure>,
+}
+
+impl ActedOn {
+    pub(super) fn of<'r>(request: &'r Request<'_>) -> &'r ActedOn {
+        request.local_cache(|| ActedOn {
+            service: None,
+            refused: None,
+        })
+    }
+}
 
 /// What the caller may touch, for routes whose service is not in the path.
 pub(super) struct Access<'r> {
@@ -75,11 +89,12 @@ impl Access<'_> {
     /// Refuses a service this caller's token may not touch, and notes it
     /// for the audit log either way.
     pub fn check_service(&self, service: &str) -> Result<(), Error> {
-        self.request
-            .local_cache(|| ActedOn(Some(service.to_owned())));
-        self.grant
-            .check_service(service)
-            .map_err(Error::AccessDenied)
+        let checked = self.grant.check_service(service);
+        self.request.local_cache(|| ActedOn {
+            service: Some(service.to_owned()),
+            refused: checked.clone().err(),
+        });
+        checked.map_err(Error::AccessDenied)
     }
 
     /// Whether the caller may see `service` (lists and streams leave the

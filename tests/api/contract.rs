@@ -39,39 +39,45 @@ const PROBED_METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPT
 /// bounds, 412 where If-Match is honoured, 500 where the definitions file
 /// is written, 502/503/504 where docker runs.
 const STATUSES: [(&str, &str, &[u16]); 13] = [
-    ("GET", "/service", &[200, 401, 403]),
-    ("POST", "/service", &[201, 400, 401, 403, 409, 413, 500]),
-    ("GET", "/service/{name}", &[200, 401, 403, 404]),
+    ("GET", "/service", &[200, 401, 403, 429]),
+    (
+        "POST",
+        "/service",
+        &[201, 400, 401, 403, 409, 413, 429, 500],
+    ),
+    ("GET", "/service/{name}", &[200, 401, 403, 404, 429]),
     (
         "PUT",
         "/service/{name}",
-        &[200, 201, 400, 401, 403, 409, 412, 413, 500, 502, 503, 504],
+        &[
+            200, 201, 400, 401, 403, 409, 412, 413, 429, 500, 502, 503, 504,
+        ],
     ),
     (
         "DELETE",
         "/service/{name}",
-        &[204, 400, 401, 403, 404, 412, 500, 502, 503, 504],
+        &[204, 400, 401, 403, 404, 412, 429, 500, 502, 503, 504],
     ),
     (
         "POST",
         "/service/{name}/rollback",
-        &[200, 400, 401, 403, 404, 409, 412, 500, 502, 503, 504],
+        &[200, 400, 401, 403, 404, 409, 412, 429, 500, 502, 503, 504],
     ),
     (
         "POST",
         "/service/{name}/scale",
-        &[200, 400, 401, 403, 404, 409, 412, 413, 502, 503, 504],
+        &[200, 400, 401, 403, 404, 409, 412, 413, 429, 502, 503, 504],
     ),
     (
         "GET",
         "/service/{name}/status",
-        &[200, 400, 401, 403, 404, 409, 502, 503, 504],
+        &[200, 400, 401, 403, 404, 409, 429, 502, 503, 504],
     ),
-    ("GET", "/service/{name}/history", &[200, 401, 403, 404]),
-    ("GET", "/events", &[200, 400, 401, 403]),
+    ("GET", "/service/{name}/history", &[200, 401, 403, 404, 429]),
+    ("GET", "/events", &[200, 400, 401, 403, 429]),
     ("GET", "/health", &[200, 503]),
-    ("GET", "/metrics", &[200, 401, 403]),
-    ("GET", "/openapi.json", &[200, 401, 403]),
+    ("GET", "/metrics", &[200, 401, 403, 429]),
+    ("GET", "/openapi.json", &[200, 401, 403, 429]),
 ];
 
 /// Every route the connector mounts, as (METHOD, path template), from the
@@ -169,7 +175,15 @@ fn every_operation_documents_its_statuses_and_its_errors_use_the_error_schema() 
         (&bearer["type"], &bearer["scheme"]),
         (&json!("http"), &json!("bearer"))
     );
-    assert_eq!(doc["security"], json!([{"bearerAuth": []}]));
+    let basic = &doc["components"]["securitySchemes"]["basicAuth"];
+    assert_eq!(
+        (&basic["type"], &basic["scheme"]),
+        (&json!("http"), &json!("basic"))
+    );
+    assert_eq!(
+        doc["security"],
+        json!([{"bearerAuth": []}, {"basicAuth": []}])
+    );
     let error_schema = json!({"$ref": "#/components/schemas/Error"});
 
     let expected: BTreeSet<(String, String)> = STATUSES
