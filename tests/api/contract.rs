@@ -241,7 +241,11 @@ fn every_operation_documents_its_statuses_and_its_errors_use_the_error_schema() 
         if path == "/health" {
             assert_eq!(security, &json!([]), "/health must need no token");
         } else {
-            assert_eq!(security, &json!([{"bearerAuth": []}]), "{label}: security");
+            assert_eq!(
+                security,
+                &json!([{"bearerAuth": []}, {"basicAuth": []}]),
+                "{label}: security"
+            );
             let unauthorized = resolve(&doc, &op["responses"]["401"]);
             assert_eq!(
                 resolve(&doc, &unauthorized["headers"]["WWW-Authenticate"])["required"],

@@ -37,11 +37,13 @@ impl Drop for ReadmeImages {
 }
 
 /// The README section whose examples run against a connector that has
-/// `auth_token` set; `$TOKEN` in them stands for that token.
+/// `auth_token` set and an `autoscaler` token; `$TOKEN` and
+/// `$AUTOSCALER_TOKEN` in them stand for those.
 const ACCESS_CONTROL_SECTION: &str = "## Access control";
 
-/// The token the access-control examples run with.
+/// The tokens the access-control examples run with.
 const README_TOKEN: &str = "readme-token-5d1c8e2f9a3b7046";
+const README_AUTOSCALER_TOKEN: &str = "readme-autoscaler-3e7a1c9f5b2d8064";
 
 /// One `$ http ...` example and the answer the README shows for it.
 struct Example {
@@ -171,6 +173,7 @@ fn run_httpie(argv: &[String], port: u16) -> Answer {
         .map(|a| {
             a.replace(":7051/", &format!("127.0.0.1:{port}/"))
                 .replace("$TOKEN", README_TOKEN)
+                .replace("$AUTOSCALER_TOKEN", README_AUTOSCALER_TOKEN)
         })
         .collect();
     let out = Command::new("http")
@@ -184,8 +187,16 @@ fn run_httpie(argv: &[String], port: u16) -> Answer {
 #[tokio::test]
 async fn every_httpie_example_in_the_readme_gives_the_documented_answer() {
     let app = TestApp::spawn().await;
-    let guarded =
-        TestApp::spawn_with(AppOptions::new().env("ROCKET_AUTH_TOKEN", README_TOKEN)).await;
+    // The README's table, with the token in clear rather than its digest.
+    let autoscaler = format!(
+        "{{autoscaler={{token=\"{README_AUTOSCALER_TOKEN}\",scopes=[\"read\",\"scale\"],services=[\"skynet_*\"]}}}}"
+    );
+    let guarded = TestApp::spawn_with(
+        AppOptions::new()
+            .env("ROCKET_AUTH_TOKEN", README_TOKEN)
+            .env("ROCKET_TOKENS", &autoscaler),
+    )
+    .await;
     let _tags = ReadmeImages::tag();
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
