@@ -132,8 +132,10 @@ images+=("$app_image")
 unit=docker-connector.service
 api=http://127.0.0.1:7051
 # curl inside the container: prints the body, then the status on its own line.
+# The token the drop-in below hands to the service as a systemd credential.
+token="check-systemd-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 call() {
-  inside curl -sS -X "$1" -H 'content-type: application/json' ${3:+--data "$3"} -w '\n%{http_code}' "$api$2" ||
+  inside curl -sS -X "$1" -H 'content-type: application/json' -H "authorization: Bearer $token" ${3:+--data "$3"} -w '\n%{http_code}' "$api$2" ||
     fail "$1 $2: no answer: $(inside journalctl -u "$unit" --no-pager | tail -n 20)"
 }
 ours() { docker ps -q --filter "label=docker-connector.instance=$run" | wc -l; }
@@ -153,8 +155,13 @@ inside dpkg -i "/root/$(basename "$deb")" >&2
 passed "dpkg -i enables and starts docker-connector.service"
 
 # A drop-in, as an administrator would make with `systemctl edit`: this
-# run's own instance label, so nothing else on the engine is touched.
-inside sh -c "mkdir -p /etc/systemd/system/$unit.d && printf '[Service]\nEnvironment=ROCKET_INSTANCE=$run\n' >/etc/systemd/system/$unit.d/instance.conf"
+# run's own instance label, so nothing else on the engine is touched; a
+# token from a file the service gets as a systemd credential, as
+# docs/operations.md shows; and the audit log in the unit's LogsDirectory.
+# (In systemd's credential store, outside /etc/docker-connector: it is the
+# administrator's file, which a purge leaves alone.)
+inside sh -c "mkdir -p -m 700 /etc/credstore && printf '[checker]\ntoken = \"$token\"\nscopes = [\"read\", \"scale\", \"write\"]\n' >/etc/credstore/docker-connector.tokens && chmod 600 /etc/credstore/docker-connector.tokens"
+inside sh -c "mkdir -p /etc/systemd/system/$unit.d && printf '[Service]\nEnvironment=ROCKET_INSTANCE=$run\nLoadCredential=tokens:/etc/credstore/docker-connector.tokens\nEnvironment=ROCKET_TOKENS_FILE=%%d/tokens\nEnvironment=ROCKET_AUDIT_LOG=/var/log/docker-connector/audit.log\n' >/etc/systemd/system/$unit.d/instance.conf"
 inside systemctl daemon-reload
 inside systemctl restart "$unit"
 wait_serving
@@ -171,10 +178,24 @@ reply=$(call POST /service/web/scale '{"number": 3}')
 [ "$(ours)" = 3 ] || fail "scale to 3: docker ps shows $(ours)"
 passed "a scale to 3 through the service: 3 containers run"
 
+# The token came from the credential (root-only file, read by systemd), so
+# a request without it is refused; both writes and the refusal are in the
+# audit log, by the token's name and never the token.
+[ "$(status_of "$(inside curl -sS -w '\n%{http_code}' "$api/service")")" = 401 ] ||
+  fail "GET /service without the token was not refused"
+audit=$(inside cat /var/log/docker-connector/audit.log)
+[ "$(printf '%s\n' "$audit" | jq -r 'select(.token == "checker") | .method + " " + .path' | tr '\n' ,)" = "POST /service,POST /service/web/scale," ] &&
+  [ "$(printf '%s\n' "$audit" | jq -r 'select(.outcome == "refused") | .status')" = 401 ] ||
+  fail "audit log: $audit"
+case "$audit" in *"$token"*) fail "the audit log holds the token" ;; esac
+[ "$(inside stat -c '%U %a' /var/log/docker-connector)" = "docker-connector 750" ] ||
+  fail "LogsDirectory: /var/log/docker-connector is $(inside stat -c '%U %a' /var/log/docker-connector)"
+passed "tokens_file from LoadCredential= guards the API; the audit log in LogsDirectory has both writes and the refusal, no token"
+
 # A scale in flight when systemd stops the service: it is answered, the
 # service exits 0 (SIGTERM to the connector alone, KillMode=mixed), and no
 # container stops.
-inside sh -c "curl -sS -H 'content-type: application/json' -d '{\"number\": 6}' -w '\n%{http_code}' $api/service/web/scale >/tmp/inflight 2>&1 &"
+inside sh -c "curl -sS -H 'content-type: application/json' -H 'authorization: Bearer $token' -d '{\"number\": 6}' -w '\n%{http_code}' $api/service/web/scale >/tmp/inflight 2>&1 &"
 sleep 0.3
 inside systemctl stop "$unit"
 inflight=$(inside cat /tmp/inflight)
@@ -227,6 +248,7 @@ inside test -f /var/lib/docker-connector/services.json || fail "dpkg -r removed 
 inside dpkg --purge docker-connector >/dev/null
 inside id docker-connector >/dev/null 2>&1 && fail "dpkg --purge left the user"
 inside test -e /var/lib/docker-connector && fail "dpkg --purge left /var/lib/docker-connector"
+inside test -e /var/log/docker-connector && fail "dpkg --purge left /var/log/docker-connector"
 inside test -e /etc/docker-connector && fail "dpkg --purge left /etc/docker-connector"
 [ "$(inside sh -c 'systemctl list-unit-files docker-connector.service | grep -c docker-connector' || true)" = 0 ] ||
   fail "dpkg --purge left the unit known to systemd"
