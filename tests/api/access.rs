@@ -192,6 +192,12 @@ async fn a_token_limited_by_name_prefix_touches_only_those_services() {
         status_of_stream(&app, SKYNET, "/events?service=other").await,
         403
     );
+    // The history says which token made a change.
+    let history = call(&app, SKYNET, "GET", "/service/skynet_b/history", None).await;
+    let caller = history.body["changes"][0]["caller"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(caller.ends_with("(token skynet)"), "{history:?}");
 
     // The unfiltered stream leaves the other services' events out.
     let auth = format!("Bearer {SKYNET}");
