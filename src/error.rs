@@ -116,7 +116,8 @@ impl Error {
             Error::AccessDenied(
                 AuthFailure::Browser(_)
                 | AuthFailure::MissingScope { .. }
-                | AuthFailure::ServiceNotAllowed(_),
+                | AuthFailure::ServiceNotAllowed(_)
+                | AuthFailure::CoversEveryService(_),
             ) => Status::Forbidden,
         }
     }
@@ -229,6 +230,10 @@ impl std::fmt::Display for Error {
             Error::AccessDenied(AuthFailure::ServiceNotAllowed(service)) => {
                 write!(f, "forbidden: this token may not touch service '{service}'")
             }
+            Error::AccessDenied(AuthFailure::CoversEveryService(what)) => write!(
+                f,
+                "forbidden: {what} covers every service, and this token may touch only some"
+            ),
             Error::AccessDenied(AuthFailure::Browser(reason)) => write!(f, "forbidden: {reason}"),
         }
     }

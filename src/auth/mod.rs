@@ -66,6 +66,9 @@ pub enum AuthFailure {
     MissingScope { scope: Scope, request: String },
     /// The token is known, but may not touch this service.
     ServiceNotAllowed(String),
+    /// The token may touch only some services, and this answer (named)
+    /// covers them all.
+    CoversEveryService(String),
     /// A web page on another site (its `Origin`) or reached through a
     /// rebound DNS name (its `Host`): a browser, not a client of this API.
     Browser(String),

@@ -110,14 +110,17 @@ impl Access<'_> {
     }
 
     /// Refuses a caller limited to some services: the answer covers all.
+    /// Noted for the audit log when refused.
     pub fn check_every_service(&self, what: &str) -> Result<(), Error> {
         if self.grant.services.is_any() {
-            Ok(())
-        } else {
-            Err(Error::AccessDenied(AuthFailure::ServiceNotAllowed(
-                format!("* ({what} covers every service)"),
-            )))
+            return Ok(());
         }
+        let failure = AuthFailure::CoversEveryService(what.to_owned());
+        self.request.local_cache(|| ActedOn {
+            service: None,
+            refused: Some(failure.clone()),
+        });
+        Err(Error::AccessDenied(failure))
     }
 }
 
