@@ -25,5 +25,6 @@ mod rollback;
 mod scale;
 mod service;
 mod stop;
+mod tls;
 mod validation;
 mod workloads;
