@@ -1,6 +1,6 @@
 //! The connector under test: one process of the release binary on a free
-//! port with a fresh data file, and the control calls the measurements
-//! make to it (create, scale, delete a service).
+//! port with a fresh data file, in clear or over TLS, and the control calls
+//! the measurements make to it (create, scale, delete a service).
 
 use std::path::Path;
 use std::thread;
@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use crate::connector::{ConnectorCommand, ConnectorProcess, STARTUP_DEADLINE};
 use crate::docker::remove_containers_of;
-use crate::http::{request_bytes, HttpAnswer, HttpConnection};
+use crate::http::{request_bytes, Endpoint, HttpAnswer, HttpConnection};
+use crate::test_tls::{ClientCertificates, TestCa};
 use crate::PARALLEL_RUNS;
 
 /// Scaling many containers on a loaded engine can take minutes.
@@ -25,6 +26,8 @@ const LOG_TAIL_LINES: usize = 30;
 /// anything running; no other container is ever touched.
 pub struct Connector {
     process: ConnectorProcess,
+    /// Its port, and the TLS client settings if it speaks TLS.
+    endpoint: Endpoint,
     owned_instances: Vec<String>,
     _data_dir: tempfile::TempDir,
 }
@@ -35,14 +38,43 @@ impl Connector {
     /// Returns at once, so that [`Connector::wait_for_first_answer`] can
     /// time the start from the spawn.
     pub fn spawn(instance: &str, log_path: &Path, owned_instances: Vec<String>) -> Connector {
+        Self::spawn_serving(instance, log_path, owned_instances, None)
+    }
+
+    /// [`Connector::spawn`] with Rocket's TLS listener serving the server
+    /// certificate of `ca` (no client certificates); every call of the
+    /// bench then goes over TLS, trusting `ca`.
+    pub fn spawn_tls(
+        instance: &str,
+        log_path: &Path,
+        owned_instances: Vec<String>,
+        ca: &TestCa,
+    ) -> Connector {
+        Self::spawn_serving(instance, log_path, owned_instances, Some(ca))
+    }
+
+    fn spawn_serving(
+        instance: &str,
+        log_path: &Path,
+        owned_instances: Vec<String>,
+        tls: Option<&TestCa>,
+    ) -> Connector {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
-        let process = ConnectorCommand::new(data_dir.path(), instance)
+        let mut command = ConnectorCommand::new(data_dir.path(), instance)
             .env("ROCKET_DATA_FILE", data_dir.path().join("services.json"))
             .env("ROCKET_MAX_REPLICAS", "1000")
-            .env("ROCKET_SCALE_CONCURRENCY", PARALLEL_RUNS.to_string())
-            .spawn_logging_to(log_path);
+            .env("ROCKET_SCALE_CONCURRENCY", PARALLEL_RUNS.to_string());
+        if let Some(ca) = tls {
+            command = command.env("ROCKET_TLS", ca.rocket_tls(ClientCertificates::Off));
+        }
+        let process = command.spawn_logging_to(log_path);
+        let endpoint = match tls {
+            Some(ca) => Endpoint::tls(process.port(), &ca.ca_cert()),
+            None => Endpoint::plain(process.port()),
+        };
         Connector {
             process,
+            endpoint,
             owned_instances,
             _data_dir: data_dir,
         }
@@ -50,6 +82,11 @@ impl Connector {
 
     pub fn port(&self) -> u16 {
         self.process.port()
+    }
+
+    /// Where the load goes: its port, over TLS if it was started with it.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     pub fn pid(&self) -> u32 {
@@ -66,11 +103,10 @@ impl Connector {
     /// Polls `GET /service` about every millisecond until it is answered;
     /// returns the time from spawning to that answer.
     pub fn wait_for_first_answer(&mut self) -> Duration {
-        let port = self.port();
         let spawned_at = self.process.spawned_at();
-        let request = request_bytes(port, "GET", "/service", None);
+        let request = request_bytes(self.port(), "GET", "/service", None);
         loop {
-            let answer = HttpConnection::open(port, STARTUP_DEADLINE)
+            let answer = HttpConnection::open(&self.endpoint, STARTUP_DEADLINE)
                 .and_then(|mut connection| connection.exchange(&request));
             if let Ok(answer) = answer {
                 let elapsed = spawned_at.elapsed();
@@ -102,7 +138,7 @@ impl Connector {
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> HttpAnswer {
         let body = body.map(Value::to_string);
         let request = request_bytes(self.port(), method, path, body.as_deref());
-        HttpConnection::open(self.port(), CONTROL_TIMEOUT)
+        HttpConnection::open(&self.endpoint, CONTROL_TIMEOUT)
             .and_then(|mut connection| connection.exchange(&request))
             .unwrap_or_else(|e| {
                 panic!(

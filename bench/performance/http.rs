@@ -11,12 +11,22 @@
 //! would stop being comparable with the README's earlier runs. This client
 //! writes prepared bytes and reads a status line, headers and a
 //! Content-Length body: nothing the connector does not need.
+//!
+//! The same client speaks TLS to a connector started with `tls.*` (an
+//! [`Endpoint::tls`]): rustls, which Rocket's listener uses too, wraps the
+//! socket, and nothing else changes, so the TLS row differs from the plain
+//! one by the encryption alone.
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde_json::Value;
 
 /// One answer: its status code, its whole body, and the index a status
@@ -68,16 +78,106 @@ pub fn connect(port: u16, timeout: Duration) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
+/// Where a connector listens on 127.0.0.1, and whether over TLS.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub port: u16,
+    /// The client's TLS settings; `None` for plain HTTP.
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl Endpoint {
+    pub fn plain(port: u16) -> Endpoint {
+        Endpoint { port, tls: None }
+    }
+
+    /// TLS to `port`, trusting the CA certificate in `ca_pem` alone and
+    /// checking the server's for the address 127.0.0.1.
+    ///
+    /// # Panics
+    ///
+    /// If `ca_pem` holds no certificate rustls accepts.
+    pub fn tls(port: u16, ca_pem: &Path) -> Endpoint {
+        let mut roots = RootCertStore::empty();
+        for certificate in CertificateDer::pem_file_iter(ca_pem)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", ca_pem.display()))
+        {
+            let certificate = certificate
+                .unwrap_or_else(|e| panic!("a bad certificate in {}: {e}", ca_pem.display()));
+            roots
+                .add(certificate)
+                .unwrap_or_else(|e| panic!("{} is no CA: {e}", ca_pem.display()));
+        }
+        // The process's default provider: ring, the one crypto feature in
+        // the tree, as on Rocket's side.
+        let config = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Endpoint {
+            port,
+            tls: Some(Arc::new(config)),
+        }
+    }
+}
+
+/// A socket to the connector, in clear or through TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// Connects to `endpoint` and, for TLS, completes the handshake, so that
+    /// a request timed later does not carry it.
+    fn open(endpoint: &Endpoint, timeout: Duration) -> io::Result<Stream> {
+        let mut socket = connect(endpoint.port, timeout)?;
+        let Some(config) = &endpoint.tls else {
+            return Ok(Stream::Plain(socket));
+        };
+        let server = ServerName::IpAddress(IpAddr::from(Ipv4Addr::LOCALHOST).into());
+        let mut tls = ClientConnection::new(config.clone(), server).map_err(io::Error::other)?;
+        while tls.is_handshaking() {
+            tls.complete_io(&mut socket)?;
+        }
+        Ok(Stream::Tls(Box::new(StreamOwned::new(tls, socket))))
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(socket) => socket.read(buf),
+            Stream::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(socket) => socket.write(buf),
+            Stream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(socket) => socket.flush(),
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
 /// One kept-alive connection; `line` is reused for every header line read.
 pub struct HttpConnection {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
     line: Vec<u8>,
 }
 
 impl HttpConnection {
-    pub fn open(port: u16, timeout: Duration) -> io::Result<HttpConnection> {
+    pub fn open(endpoint: &Endpoint, timeout: Duration) -> io::Result<HttpConnection> {
         Ok(HttpConnection {
-            reader: BufReader::new(connect(port, timeout)?),
+            reader: BufReader::new(Stream::open(endpoint, timeout)?),
             line: Vec::new(),
         })
     }

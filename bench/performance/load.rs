@@ -7,7 +7,7 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::http::{request_bytes, HttpAnswer, HttpConnection};
+use crate::http::{request_bytes, Endpoint, HttpAnswer, HttpConnection};
 use crate::report::{format_rate, format_seconds, percentile};
 
 /// A status request slower than this counts as an error rather than a latency.
@@ -57,10 +57,10 @@ impl ConnectionOutcome {
     }
 }
 
-/// `connections` keep-alive connections asking the `targets` round-robin,
-/// back to back, for `duration`; every answer is checked.
+/// `connections` keep-alive connections to `endpoint` asking the `targets`
+/// round-robin, back to back, for `duration`; every answer is checked.
 pub fn hammer(
-    port: u16,
+    endpoint: &Endpoint,
     targets: &[StatusTarget],
     connections: usize,
     duration: Duration,
@@ -70,7 +70,9 @@ pub fn hammer(
         let workers: Vec<_> = (0..connections)
             .map(|offset| {
                 let start_line = &start_line;
-                scope.spawn(move || drive_connection(port, targets, offset, start_line, duration))
+                scope.spawn(move || {
+                    drive_connection(endpoint, targets, offset, start_line, duration)
+                })
             })
             .collect();
         start_line.wait();
@@ -85,14 +87,15 @@ pub fn hammer(
 }
 
 fn drive_connection(
-    port: u16,
+    endpoint: &Endpoint,
     targets: &[StatusTarget],
     offset: usize,
     start_line: &Barrier,
     duration: Duration,
 ) -> ConnectionOutcome {
-    // Connected before the start, so the load measures requests, not handshakes.
-    let mut connection = HttpConnection::open(port, STATUS_TIMEOUT).ok();
+    // Connected (TLS handshake done) before the start, so the load measures
+    // requests, not handshakes.
+    let mut connection = HttpConnection::open(endpoint, STATUS_TIMEOUT).ok();
     start_line.wait();
     let deadline = Instant::now() + duration;
     let mut outcome = ConnectionOutcome::default();
@@ -101,7 +104,7 @@ fn drive_connection(
         let target = &targets[next];
         next = (next + 1) % targets.len();
         let sent = Instant::now();
-        let answer = exchange_on(&mut connection, port, &target.request);
+        let answer = exchange_on(&mut connection, endpoint, &target.request);
         let latency = sent.elapsed();
         match answer {
             Ok(answer) => {
@@ -122,12 +125,12 @@ fn drive_connection(
 /// Sends on the kept connection, opening a new one if the last failed.
 pub fn exchange_on(
     connection: &mut Option<HttpConnection>,
-    port: u16,
+    endpoint: &Endpoint,
     request: &[u8],
 ) -> io::Result<HttpAnswer> {
     let open = match connection {
         Some(open) => open,
-        None => connection.insert(HttpConnection::open(port, STATUS_TIMEOUT)?),
+        None => connection.insert(HttpConnection::open(endpoint, STATUS_TIMEOUT)?),
     };
     let answer = open.exchange(request);
     if answer.is_err() {

@@ -11,7 +11,9 @@
 //!   `docker stop` plus one `docker rm` of the same 20 containers (every
 //!   container runs [`WORKLOAD`], which exits at SIGTERM);
 //! * status throughput and latency over 64 keep-alive connections and over
-//!   one, against sequential `docker ps --filter label=...`;
+//!   one, against sequential `docker ps --filter label=...`; and the
+//!   throughput over 64 TLS connections (issue 18) to a second connector
+//!   started with `tls.*`, against the plain one's in the same rounds;
 //! * freshness: how soon a container removed or killed behind the
 //!   connector's back shows in status, and whether the status right after a
 //!   scale says what the scale answered;
@@ -41,9 +43,11 @@
 //! has only their rows.
 //!
 //! It needs a Docker engine and a static busybox, from which the tests' image
-//! is built (`tests/support/docker.rs`). The machine description and a markdown
+//! is built (`tests/support/docker.rs`), and, for the status section, the
+//! `openssl` CLI, which makes the TLS connector's certificates at run time
+//! (`tests/support/tls.rs`). The machine description and a markdown
 //! table go to stdout, progress to stderr, the connector's log to
-//! `target/bench/connector.log`. It exits 1 if a target is missed; `--quick`
+//! `target/bench/connector.log` (the TLS one's to `connector-tls.log`). It exits 1 if a target is missed; `--quick`
 //! exits 0 unless an operation failed, and then panics. Its containers carry
 //! their own instance labels and are removed when it ends, even on a panic.
 
@@ -52,7 +56,8 @@
 //! not), runs the measurements in order and prints the table; each of its
 //! modules does one job:
 //!
-//! * `http`: the small keep-alive HTTP/1.1 client every request goes through;
+//! * `http`: the small keep-alive HTTP/1.1 client every request goes through,
+//!   in clear or over TLS;
 //! * `event_stream`: a client of the connector's event stream, reading its
 //!   chunked body event by event;
 //! * `control`: the connector process, started by the launcher the tests
@@ -77,6 +82,11 @@ mod test_docker;
 #[path = "../../tests/support/connector.rs"]
 #[allow(dead_code)]
 mod connector;
+
+/// The tests' CA made with the openssl CLI, for the TLS connector.
+#[path = "../../tests/support/tls.rs"]
+#[allow(dead_code)]
+mod test_tls;
 
 mod control;
 mod docker;
@@ -159,6 +169,7 @@ fn main() -> ExitCode {
     let instance = format!("bench-{}", test_docker::unique_instance());
     let raw_instance = format!("{instance}-raw");
     let ballast_instance = format!("{instance}-ballast");
+    let tls_instance = format!("{instance}-tls");
     let mut connector = Connector::spawn(
         &instance,
         &log_dir.join("connector.log"),
@@ -184,7 +195,7 @@ fn main() -> ExitCode {
         .then(|| measure_scale(&plan, &connector, &raw_instance));
     let status = plan
         .runs(Section::Status)
-        .then(|| measure_status(&plan, &connector));
+        .then(|| measure_status(&plan, &connector, &tls_instance, &log_dir));
     let freshness = plan
         .runs(Section::Freshness)
         .then(|| measure_freshness(&plan, &connector));
@@ -203,7 +214,7 @@ fn main() -> ExitCode {
         .runs(Section::Watch)
         .then(|| measure_watch(&plan, &connector));
     drop(connector);
-    report_leftovers(&[&instance, &raw_instance, &ballast_instance]);
+    report_leftovers(&[&instance, &raw_instance, &ballast_instance, &tls_instance]);
 
     let results = Results {
         startup,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::Connector;
 use crate::docker::running_ids;
-use crate::http::HttpConnection;
+use crate::http::{Endpoint, HttpConnection};
 use crate::load::{exchange_on, StatusTarget};
 use crate::report::format_seconds;
 use crate::test_docker::docker;
@@ -26,7 +26,7 @@ pub struct FreshnessFigures {
 /// Status polls on one kept connection, reconnecting if the connector
 /// closed it while idle.
 struct StatusPoller {
-    pub port: u16,
+    pub endpoint: Endpoint,
     pub target: StatusTarget,
     pub connection: Option<HttpConnection>,
 }
@@ -34,7 +34,7 @@ struct StatusPoller {
 impl StatusPoller {
     pub fn new(port: u16, service: &str) -> StatusPoller {
         StatusPoller {
-            port,
+            endpoint: Endpoint::plain(port),
             // The count is checked by the caller, not against the target.
             target: StatusTarget::new(port, service, 0),
             connection: None,
@@ -43,8 +43,8 @@ impl StatusPoller {
 
     /// The running count; panics on anything but a 200 with a count.
     fn running(&mut self) -> u64 {
-        let answer = exchange_on(&mut self.connection, self.port, &self.target.request)
-            .or_else(|_| exchange_on(&mut self.connection, self.port, &self.target.request))
+        let answer = exchange_on(&mut self.connection, &self.endpoint, &self.target.request)
+            .or_else(|_| exchange_on(&mut self.connection, &self.endpoint, &self.target.request))
             .unwrap_or_else(|e| panic!("GET {}: {e}", self.target.path));
         assert_eq!(
             answer.status,

@@ -146,15 +146,15 @@ fn measure_size(
     for round in 0..plan.status_rounds {
         let idle_first = round % 2 == 1;
         let idle_before =
-            idle_first.then(|| hammer(connector.port(), &targets, 1, plan.idle_duration));
+            idle_first.then(|| hammer(connector.endpoint(), &targets, 1, plan.idle_duration));
         let busy = hammer(
-            connector.port(),
+            connector.endpoint(),
             &targets,
             BUSY_CONNECTIONS,
             plan.busy_duration,
         );
         let idle = idle_before
-            .unwrap_or_else(|| hammer(connector.port(), &targets, 1, plan.idle_duration));
+            .unwrap_or_else(|| hammer(connector.endpoint(), &targets, 1, plan.idle_duration));
         progress(format_args!(
             "cost growth, {containers} containers, round {}/{}",
             round + 1,

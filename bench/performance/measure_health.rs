@@ -90,7 +90,7 @@ fn load_rounds(
     let targets = [StatusTarget::new(connector.port(), service, replicas)];
     (0..plan.status_rounds)
         .map(|round| {
-            let load = hammer(connector.port(), &targets, 1, plan.idle_duration);
+            let load = hammer(connector.endpoint(), &targets, 1, plan.idle_duration);
             progress(format_args!(
                 "health, {label} a health check, round {}/{}: {}",
                 round + 1,

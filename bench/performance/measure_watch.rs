@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::control::Connector;
 use crate::docker::{follow_docker_events, running_ids, DockerEvent};
 use crate::event_stream::{EventStream, PendingStream, StreamEvent};
-use crate::http::{request_bytes, HttpAnswer, HttpConnection};
+use crate::http::{request_bytes, Endpoint, HttpAnswer, HttpConnection};
 use crate::load::{describe_load, hammer, LoadRound, StatusTarget};
 use crate::machine::read_memory;
 use crate::report::{format_seconds, Spread};
@@ -162,7 +162,7 @@ struct BlockedAnswer {
 fn blocked_status(port: u16, index: u64) -> BlockedAnswer {
     let path = format!("/service/{WATCH_SERVICE}/status?index={index}&wait={BLOCKED_WAIT}");
     let request = request_bytes(port, "GET", &path, None);
-    let answer = HttpConnection::open(port, BLOCKED_TIMEOUT)
+    let answer = HttpConnection::open(&Endpoint::plain(port), BLOCKED_TIMEOUT)
         .and_then(|mut connection| connection.exchange(&request));
     BlockedAnswer {
         answered_at: SystemTime::now(),
@@ -452,7 +452,12 @@ fn measure_open_streams(
     let load = |label: &str| -> Vec<LoadRound> {
         (0..plan.status_rounds)
             .map(|round| {
-                let load = hammer(port, &targets, BUSY_CONNECTIONS, plan.busy_duration);
+                let load = hammer(
+                    connector.endpoint(),
+                    &targets,
+                    BUSY_CONNECTIONS,
+                    plan.busy_duration,
+                );
                 progress(format_args!(
                     "watch, {label}, round {}/{}: {}",
                     round + 1,

@@ -45,10 +45,13 @@ pub struct Results {
 
 impl Results {
     fn load_rounds(&self) -> impl Iterator<Item = &LoadRound> {
-        let status = self
-            .status
-            .iter()
-            .flat_map(|status| status.busy.iter().chain(&status.idle));
+        let status = self.status.iter().flat_map(|status| {
+            status
+                .busy
+                .iter()
+                .chain(&status.idle)
+                .chain(&status.busy_tls)
+        });
         let health = self
             .health
             .iter()
@@ -517,7 +520,33 @@ fn add_status_rows(table: &mut Table, status: &StatusFigures) {
         "–",
         Verdict::Info,
     ));
-    table.add(wrong_answers_row("status: wrong answers", &[&busy, &idle]));
+    // Informative: the issue asks for the figure beside the plain one, and
+    // sets no target for it.
+    let tls = LoadMedians::of(&status.busy_tls);
+    table.add(
+        Row::new(
+            &format!("status throughput over TLS ({BUSY_CONNECTIONS} connections), p99"),
+            format!(
+                "{}, p99 {}",
+                format_rate(tls.throughput),
+                format_seconds(tls.p99)
+            ),
+            "–",
+            Verdict::Info,
+        )
+        .against(
+            format!(
+                "{}, p99 {} (plain HTTP, same rounds)",
+                format_rate(busy.throughput),
+                format_seconds(busy.p99)
+            ),
+            tls.throughput / busy.throughput,
+        ),
+    );
+    table.add(wrong_answers_row(
+        "status: wrong answers",
+        &[&busy, &idle, &tls],
+    ));
 }
 
 fn wrong_answers_row(what: &str, loads: &[&LoadMedians]) -> Row {
@@ -628,7 +657,9 @@ pub fn rounds_note(plan: &Plan) -> String {
     if plan.runs(Section::Status) {
         medians.push(format!(
             "status {} (each: the median of {} sequential docker ps, {BUSY_CONNECTIONS} \
-             connections for {:?}, 1 connection for {:?}; percentiles over all requests of a round)",
+             connections for {:?} in clear and as many over TLS to a second connector, the TLS \
+             load after the plain one in odd rounds and before it in even ones, 1 connection for \
+             {:?}; percentiles over all requests of a round; the TLS ratio is TLS / plain)",
             rounds(plan.status_rounds),
             plan.ps_calls,
             plan.busy_duration,

@@ -26,5 +26,6 @@ mod rollback;
 mod scale;
 mod service;
 mod stop;
+mod tls;
 mod validation;
 mod workloads;

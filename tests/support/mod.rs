@@ -10,6 +10,8 @@
 //! - `openapi`: the OpenAPI document and the checks of values and answers
 //!   against it;
 //! - `sse`: a client of the connector's event stream (`GET /events`);
+//! - `tls`: a test CA made with the `openssl` CLI, shared with the
+//!   performance bench, and the `ROCKET_TLS` value that serves its certificate;
 //! - `figures`: figures for the summary `scripts/test` prints;
 //! - `rng`: reproducible randomness for the randomized tests.
 
@@ -22,3 +24,4 @@ pub mod openapi;
 pub mod process;
 pub mod rng;
 pub mod sse;
+pub mod tls;
