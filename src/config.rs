@@ -269,10 +269,22 @@ pub fn figment(config_file: Option<&Path>) -> Figment {
     let profile = Profile::from_env_or("ROCKET_PROFILE", rocket::Config::DEFAULT_PROFILE);
     Figment::from(rocket::Config::default())
         .merge(Serialized::defaults(AppConfig::default()))
-        .merge(("port", DEFAULT_PORT))
-        .merge(("log_level", rocket::config::LogLevel::Normal))
-        .merge(("shutdown.grace", SHUTDOWN_GRACE_SECONDS))
-        .merge(("shutdown.mercy", SHUTDOWN_MERCY_SECONDS))
+        // In the default profile, under the file's: a bare (key, value)
+        // pair would be figment's global profile, which beats every
+        // profile of the file, so `port` in Rocket.toml was ignored.
+        .merge(Serialized::default("port", DEFAULT_PORT))
+        .merge(Serialized::default(
+            "log_level",
+            rocket::config::LogLevel::Normal,
+        ))
+        .merge(Serialized::default(
+            "shutdown.grace",
+            SHUTDOWN_GRACE_SECONDS,
+        ))
+        .merge(Serialized::default(
+            "shutdown.mercy",
+            SHUTDOWN_MERCY_SECONDS,
+        ))
         .merge(Toml::file(toml_file).nested())
         .merge(
             Env::prefixed("ROCKET_")
@@ -298,6 +310,22 @@ mod tests {
         assert_eq!(config.instance, "123");
         assert_eq!(config.docker, "true");
         assert_eq!(config.data_file, PathBuf::from("1.5"));
+    }
+
+    #[test]
+    fn the_file_overrides_the_connectors_own_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Rocket.toml");
+        std::fs::write(
+            &file,
+            "[default]\nport = 17446\nlog_level = \"critical\"\n\
+             [default.shutdown]\ngrace = 3\nmercy = 1\n",
+        )
+        .unwrap();
+        let rocket: rocket::Config = figment(Some(&file)).extract().unwrap();
+        assert_eq!(rocket.port, 17446);
+        assert_eq!(rocket.log_level, rocket::config::LogLevel::Critical);
+        assert_eq!((rocket.shutdown.grace, rocket.shutdown.mercy), (3, 1));
     }
 
     #[test]
