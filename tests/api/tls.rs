@@ -212,3 +212,25 @@ async fn optional_client_certificates_let_clients_in_with_or_without_one() {
         &curl(&url, &["--cacert", ca_cert, "--cert", cert, "--key", key]),
     );
 }
+
+#[tokio::test]
+async fn off_loopback_tls_and_a_token_start_without_a_warning_and_basic_works_over_it() {
+    let ca = TestCa::new();
+    let token = "tls-token-4b6d8f0a2c1e3579";
+    let app = TestApp::spawn_with(
+        AppOptions::new()
+            .env("ROCKET_ADDRESS", "0.0.0.0")
+            .env("ROCKET_AUTH_TOKEN", token)
+            .env("ROCKET_TLS", &ca.rocket_tls(ClientCertificates::Off)),
+    )
+    .await;
+    let log = app.log();
+    assert!(!log.contains("allow_plain_http"), "{log}");
+    assert!(log.contains(", TLS"), "the start line says TLS: {log}");
+    let url = https_url(&app, "127.0.0.1", "/service");
+    let user = format!("genisys:{token}");
+    assert_ok(
+        "curl -u over TLS",
+        &curl(&url, &["--cacert", &arg(ca.ca_cert()), "-u", &user]),
+    );
+}
