@@ -19,7 +19,7 @@
 //!
 //! - `on_request` notes the peer (the TCP peer, never `X-Real-IP`) of each
 //!   connection that delivered a complete request head;
-//! - once a second a scan walks `/proc/self/fd`, keeps the sockets whose
+//! - twice a second a scan walks `/proc/self/fd`, keeps the sockets whose
 //!   local port is ours and which have a peer (the accepted connections, not
 //!   the listener), notes when it first saw each, and `shutdown(2)`s the ones
 //!   the rules below pick. hyper then reads end-of-file, drops the
@@ -49,11 +49,11 @@
 //!   the kept-alive connection (or just keeps it open: hyper has no idle
 //!   timeout for HTTP/1): its peer counts as having delivered a request, so
 //!   only the per-address cap bounds it.
-//! - The timing is a scan's: a connection is first seen up to a second after
-//!   it was accepted and judged at each scan, so one without a request is
-//!   closed between `header_timeout` and `header_timeout` + 2 s after it
-//!   was accepted. The per-address cap judges only connections an earlier
-//!   scan saw, so that a new connection has time to send its head.
+//! - The timing is a scan's: a connection is first seen up to half a second
+//!   after it was accepted and judged at each scan, so one without a request
+//!   is closed between `header_timeout` and `header_timeout` + 1 s after it
+//!   was accepted. The per-address cap judges only connections seen at
+//!   least a second ago, so that a new connection has time to send its head.
 //! - A peer is known by its address and port alone: a new connection from
 //!   the very address and port of one that delivered a request less than a
 //!   scan ago counts as having delivered one too.
@@ -74,8 +74,29 @@ use rocket::{Data, Orbit, Request, Rocket};
 
 use crate::metrics::Metrics;
 
-/// How often the scan runs.
-const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the scan runs: a connection is shut down at most two of these
+/// after its header timeout. A scan of 5,000 connections costs a few
+/// milliseconds of system calls.
+const SCAN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Shutting thousands of connections down at once wakes thousands of hyper
+/// tasks at once, which queue ahead of real requests: under 5,000 half-sent
+/// requests, status polls took up to 27-35 ms with whole waves and 13 ms
+/// with slices (debug build, two cores). So a scan sheds in up to this many
+/// slices...
+const SHED_SLICES: usize = 25;
+
+/// ...of at least this many connections...
+const SHED_SLICE_MIN: usize = 64;
+
+/// ...spread over this much of the interval (the scan runs on a blocking
+/// thread of its own, so the pauses hold up nothing else).
+const SHED_SPREAD: Duration = Duration::from_millis(250);
+
+/// How long the warden has seen a connection before the per-address cap
+/// may shed it: a client gets that long to send its head (and finish a TLS
+/// handshake) before it counts as one without a request.
+const CAP_GRACE: Duration = Duration::from_secs(1);
 
 /// The most descriptors kept in reserve below the soft limit; an eighth of
 /// the limit when that is smaller.
@@ -109,7 +130,7 @@ impl Warden {
 }
 
 /// The peers that delivered a request head, shared by `on_request` (every
-/// request) and the scan (once a second).
+/// request) and the scan (twice a second).
 #[derive(Default)]
 struct RequestLog {
     /// Each peer with the scan generation in which it last delivered a
@@ -161,7 +182,6 @@ impl Fairing for Warden {
             requests: self.requests.clone(),
             metrics,
             known: HashMap::new(),
-            scans: 0,
             reserve_warned: None,
         };
         let mut shutdown = rocket.shutdown();
@@ -230,21 +250,18 @@ type Key = (RawFd, u64);
 struct Connection {
     peer: SocketAddr,
     first_seen: Instant,
-    /// The scan that first saw it.
-    first_scan: u64,
     /// Shut down already; hyper has yet to close it.
     shed: bool,
 }
 
 /// The scan's state, owned by its task and lent to a blocking thread each
-/// second.
+/// scan.
 struct Scanner {
     port: u16,
     settings: WardenSettings,
     requests: Arc<RequestLog>,
     metrics: Option<Arc<Metrics>>,
     known: HashMap<Key, Connection>,
-    scans: u64,
     reserve_warned: Option<Instant>,
 }
 
@@ -252,7 +269,6 @@ impl Scanner {
     /// One pass: find the connections, prune the request log, shed what
     /// the rules pick.
     fn scan(&mut self) {
-        self.scans += 1;
         self.requests.generation.fetch_add(1, Ordering::Relaxed);
         let generation = self.requests.generation.load(Ordering::Relaxed);
         let now = Instant::now();
@@ -271,7 +287,6 @@ impl Scanner {
                     Connection {
                         peer: canonical(peer),
                         first_seen: now,
-                        first_scan: self.scans,
                         shed: false,
                     },
                 );
@@ -297,7 +312,7 @@ impl Scanner {
                     key: *key,
                     ip: c.peer.ip(),
                     first_seen: c.first_seen,
-                    judged: c.first_scan < self.scans,
+                    judged: now.saturating_duration_since(c.first_seen) >= CAP_GRACE,
                     requested: peers.contains_key(&c.peer),
                 })
                 .collect()
@@ -314,12 +329,18 @@ impl Scanner {
             return;
         }
         let mut counts: HashMap<ShedReason, u64> = HashMap::new();
-        for (key, reason) in &picked {
-            if shut_down(*key) {
-                *counts.entry(*reason).or_default() += 1;
+        let slice = picked.len().div_ceil(SHED_SLICES).max(SHED_SLICE_MIN);
+        for (i, slice) in picked.chunks(slice).enumerate() {
+            if i > 0 {
+                std::thread::sleep(SHED_SPREAD / SHED_SLICES as u32);
             }
-            if let Some(connection) = self.known.get_mut(key) {
-                connection.shed = true;
+            for (key, reason) in slice {
+                if shut_down(*key) {
+                    *counts.entry(*reason).or_default() += 1;
+                }
+                if let Some(connection) = self.known.get_mut(key) {
+                    connection.shed = true;
+                }
             }
         }
         let mut summary: Vec<String> = Vec::new();
@@ -368,8 +389,8 @@ struct Candidate {
     key: Key,
     ip: IpAddr,
     first_seen: Instant,
-    /// Seen by an earlier scan, so it had at least until this one to send
-    /// its head: the per-address cap sheds only these.
+    /// Seen [`CAP_GRACE`] ago or longer: the per-address cap sheds only
+    /// these.
     judged: bool,
     /// Its peer delivered a request head.
     requested: bool,
@@ -699,7 +720,6 @@ mod tests {
             requests,
             metrics: None,
             known: HashMap::new(),
-            scans: 0,
             reserve_warned: None,
         }
     }
