@@ -24,6 +24,7 @@ mod restart;
 mod rollback;
 mod scale;
 mod service;
+mod slow_clients;
 mod stop;
 mod validation;
 mod workloads;
