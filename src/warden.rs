@@ -269,8 +269,7 @@ impl Scanner {
     /// One pass: find the connections, prune the request log, shed what
     /// the rules pick.
     fn scan(&mut self) {
-        self.requests.generation.fetch_add(1, Ordering::Relaxed);
-        let generation = self.requests.generation.load(Ordering::Relaxed);
+        let generation = self.requests.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
         let (descriptors, open) = descriptors();
         let mut known = HashMap::with_capacity(self.known.len());
@@ -294,13 +293,13 @@ impl Scanner {
         }
         self.known = known;
 
+        let connected: HashSet<SocketAddr> = self.known.values().map(|c| c.peer).collect();
         let candidates: Vec<Candidate> = {
             let mut peers = self
                 .requests
                 .peers
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let connected: HashSet<SocketAddr> = self.known.values().map(|c| c.peer).collect();
             // Bounded by the connections: a peer that has gone is dropped,
             // unless it was noted since this scan began (its connection
             // may have been accepted after the walk).
