@@ -1,5 +1,6 @@
 //! What `/metrics` exposes, in Prometheus' text format: HTTP requests, docker
-//! CLI calls, running containers per service and the build.
+//! CLI calls, running containers per service, connections the warden shed
+//! and the build.
 //!
 //! Every label takes values from a small fixed set (methods, route templates,
 //! status codes, docker verbs, outcomes, defined service names), never from
@@ -92,6 +93,7 @@ pub struct Metrics {
     docker_calls: IntCounterVec,
     docker_duration: HistogramVec,
     running: IntGaugeVec,
+    connections_shed: IntCounterVec,
     index_live: IntGauge,
     services: IntGauge,
     /// Held while the per-service gauges are rebuilt and gathered, so two
@@ -155,6 +157,14 @@ impl Metrics {
             &["service"],
         )
         .expect("valid metric");
+        let connections_shed = IntCounterVec::new(
+            Opts::new(
+                "connections_shed_total",
+                "Connections the warden shut down, by rule: header_timeout, per_address, reserve.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let index_live = IntGauge::new(
             "container_index_live",
             "1 while the container index follows docker's events, else 0.",
@@ -175,6 +185,7 @@ impl Metrics {
             Box::new(docker_calls.clone()),
             Box::new(docker_duration.clone()),
             Box::new(running.clone()),
+            Box::new(connections_shed.clone()),
             Box::new(index_live.clone()),
             Box::new(services.clone()),
             Box::new(build_info),
@@ -190,6 +201,7 @@ impl Metrics {
             docker_calls,
             docker_duration,
             running,
+            connections_shed,
             index_live,
             services,
             render: Mutex::new(()),
@@ -222,6 +234,14 @@ impl Metrics {
         self.docker_calls
             .with_label_values(&[verb, outcome.label()])
             .inc();
+    }
+
+    /// Counts `count` connections the warden shut down for `reason` (one
+    /// of its few fixed rule names); a count of 0 makes the series appear.
+    pub fn count_shed_connections(&self, reason: &str, count: u64) {
+        self.connections_shed
+            .with_label_values(&[reason])
+            .inc_by(count);
     }
 
     /// The exposition of every metric. `running` is the running count of

@@ -25,6 +25,7 @@ mod restart;
 mod rollback;
 mod scale;
 mod service;
+mod slow_clients;
 mod stop;
 mod tls;
 mod validation;

@@ -119,6 +119,9 @@ pub type BackendTest = fn(Backend) -> std::pin::Pin<Box<dyn std::future::Future<
 pub struct AppOptions {
     pub env: HashMap<String, String>,
     pub args: Vec<String>,
+    /// Soft and hard `RLIMIT_NOFILE` for the process; the test's own when
+    /// `None`.
+    pub open_files: Option<u64>,
 }
 
 impl AppOptions {
@@ -137,6 +140,13 @@ impl AppOptions {
     /// reconciler undoing them.
     pub fn without_reconciler(self) -> Self {
         self.env("ROCKET_RECONCILE", "false")
+    }
+
+    /// Starts the connector with `limit` descriptors, soft and hard, as a
+    /// unit's `LimitNOFILE=` does.
+    pub fn open_file_limit(mut self, limit: u64) -> Self {
+        self.open_files = Some(limit);
+        self
     }
 
     pub fn arg(mut self, arg: &str) -> Self {
@@ -491,10 +501,13 @@ where
 /// Starts the binary in `dir` with `instance` and `options`, and waits for
 /// it to announce its port. On failure returns what it logged.
 fn launch(dir: &Path, instance: &str, options: &AppOptions) -> Result<ConnectorProcess, String> {
-    ConnectorCommand::new(dir, instance)
+    let mut command = ConnectorCommand::new(dir, instance)
         .args(&options.args)
-        .envs(&options.env)
-        .launch()
+        .envs(&options.env);
+    if let Some(limit) = options.open_files {
+        command = command.open_file_limit(limit);
+    }
+    command.launch()
 }
 
 /// Starts the binary in `dir`, with `env` over a fresh instance, expecting

@@ -2,7 +2,7 @@
 //! `TestApp`, and the tests that expect it to refuse to start), and so does
 //! the performance bench, which includes this file alone with
 //! `#[path = "../../tests/support/connector.rs"] mod connector;`: so it needs
-//! nothing but std and knows no other support module.
+//! nothing but std and libc and knows no other support module.
 //!
 //! A test lets the connector pick its port (port 0) and reads it from the
 //! log line that announces it; the bench picks a free port itself, because
@@ -69,6 +69,29 @@ impl ConnectorCommand {
         V: AsRef<OsStr>,
     {
         self.command.envs(vars);
+        self
+    }
+
+    /// Starts it with soft and hard `RLIMIT_NOFILE` of `limit`, as the
+    /// unit's `LimitNOFILE=` does under systemd.
+    pub fn open_file_limit(mut self, limit: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        let limit = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: between fork and exec the closure only calls setrlimit, a
+        // system call that reads `limit` (copied into the closure) and is
+        // async-signal-safe; it allocates nothing and takes no lock.
+        unsafe {
+            self.command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
         self
     }
 
