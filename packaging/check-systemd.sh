@@ -146,7 +146,8 @@ wait_serving() {
     inside curl -sf -o /dev/null "$api/health" 2>/dev/null && return 0
     sleep 0.1
   done
-  fail "the service does not answer: $(inside systemctl status "$unit" --no-pager 2>&1 | tail -n 20)"
+  fail "the service does not answer: $(inside systemctl status "$unit" --no-pager 2>&1 | tail -n 20)
+$(inside journalctl -u "$unit" --no-pager 2>&1 | tail -n 15)"
 }
 
 inside dpkg -i "/root/$(basename "$deb")" >&2
