@@ -157,12 +157,16 @@ passed "dpkg -i enables and starts docker-connector.service"
 
 # A drop-in, as an administrator would make with `systemctl edit`: this
 # run's own instance label, so nothing else on the engine is touched; a
-# token from a file the service gets as a systemd credential, as
-# docs/operations.md shows; and the audit log in the unit's LogsDirectory.
-# (In systemd's credential store, outside /etc/docker-connector: it is the
-# administrator's file, which a purge leaves alone.)
-inside sh -c "mkdir -p -m 700 /etc/credstore && printf '[checker]\ntoken = \"$token\"\nscopes = [\"read\", \"scale\", \"write\"]\n' >/etc/credstore/docker-connector.tokens && chmod 600 /etc/credstore/docker-connector.tokens"
-inside sh -c "mkdir -p /etc/systemd/system/$unit.d && printf '[Service]\nEnvironment=ROCKET_INSTANCE=$run\nLoadCredential=tokens:/etc/credstore/docker-connector.tokens\nEnvironment=ROCKET_TOKENS_FILE=%%d/tokens\nEnvironment=ROCKET_AUDIT_LOG=/var/log/docker-connector/audit.log\n' >/etc/systemd/system/$unit.d/instance.conf"
+# token from a tokens_file beside Rocket.toml, as docs/operations.md shows
+# (root's, readable by the service's group); and the audit log in the
+# unit's LogsDirectory. (LoadCredential= could not be checked here: systemd
+# 252 in this container left the service user unable to open its
+# credentials directory.)
+inside sh -c "printf '[checker]\ntoken = \"$token\"\nscopes = [\"read\", \"scale\", \"write\"]\n' >/etc/docker-connector/tokens.toml && chown root:docker-connector /etc/docker-connector/tokens.toml && chmod 640 /etc/docker-connector/tokens.toml"
+dropin() {
+  inside sh -c "mkdir -p /etc/systemd/system/$unit.d && printf '[Service]\nEnvironment=ROCKET_INSTANCE=$run\n$1' >/etc/systemd/system/$unit.d/instance.conf"
+}
+dropin 'Environment=ROCKET_TOKENS_FILE=/etc/docker-connector/tokens.toml\nEnvironment=ROCKET_AUDIT_LOG=/var/log/docker-connector/audit.log\n'
 inside systemctl daemon-reload
 inside systemctl restart "$unit"
 wait_serving
@@ -191,7 +195,7 @@ audit=$(inside cat /var/log/docker-connector/audit.log)
 case "$audit" in *"$token"*) fail "the audit log holds the token" ;; esac
 [ "$(inside stat -c '%U %a' /var/log/docker-connector)" = "docker-connector 750" ] ||
   fail "LogsDirectory: /var/log/docker-connector is $(inside stat -c '%U %a' /var/log/docker-connector)"
-passed "tokens_file from LoadCredential= guards the API; the audit log in LogsDirectory has both writes and the refusal, no token"
+passed "a tokens_file guards the API; the audit log in LogsDirectory has both writes and the refusal, no token"
 
 # A scale in flight when systemd stops the service: it is answered, the
 # service exits 0 (SIGTERM to the connector alone, KillMode=mixed), and no
@@ -246,6 +250,11 @@ inside dpkg -r docker-connector >/dev/null
 inside id docker-connector >/dev/null || fail "dpkg -r removed the user"
 inside test -f /var/lib/docker-connector/services.json || fail "dpkg -r removed the definitions"
 [ "$(ours)" = 6 ] || fail "after dpkg -r, docker ps shows $(ours) containers, not 6"
+# The tokens file is the administrator's, not the package's: gone before
+# the purge, and the drop-in (which rpm below runs with) no longer names it.
+inside rm /etc/docker-connector/tokens.toml
+dropin ''
+inside systemctl daemon-reload
 inside dpkg --purge docker-connector >/dev/null
 inside id docker-connector >/dev/null 2>&1 && fail "dpkg --purge left the user"
 inside test -e /var/lib/docker-connector && fail "dpkg --purge left /var/lib/docker-connector"
