@@ -25,6 +25,8 @@
 //! - `metrics`: the Prometheus metrics `/metrics` exposes.
 //! - [`logging`]: the fern logger, plain or JSON lines.
 //! - `shutdown`: on SIGTERM, lets requests in flight finish, and stops nothing else.
+//! - `warden`: ends connections that deliver no request head in time, caps them per address, and
+//!   keeps file descriptors in reserve (Rocket 0.5 has neither a header timeout nor a listener hook).
 //!
 //! Public are only what the binary and the integration tests use; the rest
 //! is the crate's own.
