@@ -13,6 +13,7 @@
 //! - `audit`: the audit log, a JSON line per change and per refusal.
 //! - [`domain`]: validated types (service name, image, ports, scale body, ...); built valid or not at all.
 //! - `error`: the one error type and its mapping to HTTP.
+//! - `json`: strict JSON reading (no key given twice), for request bodies and the data file.
 //! - `store`: the definitions and the JSON file they live in.
 //! - [`docker`]: the only code that spawns `docker`: the runner, containers and their events, Swarm services.
 //! - `inventory`: which containers run, kept live from docker's events (its index private to it).
@@ -41,6 +42,7 @@ mod error;
 mod feed;
 mod health;
 mod inventory;
+mod json;
 pub mod logging;
 mod metrics;
 pub mod routes;
