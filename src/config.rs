@@ -33,6 +33,9 @@ pub(crate) struct AppConfig {
     /// The JSON file holding the service definitions.
     #[serde(deserialize_with = "text")]
     pub data_file: PathBuf,
+    /// Bytes the journal beside the data file may hold, and more than the
+    /// data file, before it is folded into it.
+    pub journal_compaction_bytes: u64,
     /// Value of the `docker-connector.instance` label: connectors with
     /// different instances share an engine without touching each other.
     #[serde(deserialize_with = "text")]
@@ -137,6 +140,7 @@ impl Default for AppConfig {
     fn default() -> Self {
         AppConfig {
             data_file: PathBuf::from("data/services.json"),
+            journal_compaction_bytes: 4 * 1024 * 1024,
             instance: "default".to_owned(),
             docker: "docker".to_owned(),
             docker_timeout: 30,
@@ -195,6 +199,12 @@ impl AppConfig {
         }
         if !(16..=1_000_000).contains(&config.event_ring) {
             return Err("configuration: event_ring must be between 16 and 1000000 events".into());
+        }
+        if !(4096..=1 << 30).contains(&config.journal_compaction_bytes) {
+            return Err(
+                "configuration: journal_compaction_bytes must be between 4096 and 1073741824"
+                    .into(),
+            );
         }
         if !(1..=300).contains(&config.header_timeout) {
             return Err("configuration: header_timeout must be between 1 and 300 seconds".into());

@@ -14,7 +14,7 @@
 //! - [`domain`]: validated types (service name, image, ports, scale body, ...); built valid or not at all.
 //! - `error`: the one error type and its mapping to HTTP.
 //! - `json`: strict JSON reading (no key given twice), for request bodies and the data file.
-//! - `store`: the definitions and the JSON file they live in.
+//! - `store`: the definitions, and the JSON files they live in (a snapshot and a journal).
 //! - [`docker`]: the only code that spawns `docker`: the runner, containers and their events, Swarm services.
 //! - `inventory`: which containers run, kept live from docker's events (its index private to it).
 //! - `backend`: what the routes ask of whatever runs the services, the per-service locks,
@@ -69,7 +69,7 @@ use feed::Feed;
 use health::HealthCheck;
 use inventory::Inventory;
 use metrics::Metrics;
-use store::Store;
+use store::{Compaction, Store, StoreSettings};
 use warden::{Warden, WardenSettings};
 
 /// Longest a health check waits for docker: monitors time out sooner than
@@ -105,7 +105,17 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
     )?;
     let audit = AuditLog::open(config.audit_log.as_deref())?;
     let feed = Feed::new(config.event_ring);
-    let store = Arc::new(Store::open(&config.data_file, feed.clone())?);
+    let store_settings = StoreSettings {
+        max_replicas: config.max_replicas,
+        compaction: Compaction {
+            after_bytes: config.journal_compaction_bytes,
+        },
+    };
+    let store = Arc::new(Store::open(
+        &config.data_file,
+        feed.clone(),
+        store_settings,
+    )?);
     let metrics = Arc::new(Metrics::new());
     let runner = DockerRunner::new(
         &config.docker,

@@ -143,8 +143,9 @@ mod tests {
 
     async fn store_with(services: &[&str]) -> (Arc<Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Arc::new(Store::open(&dir.path().join("s.json"), crate::feed::Feed::new(64)).unwrap());
+        let store = Arc::new(
+            Store::open_for_test(&dir.path().join("s.json"), crate::feed::Feed::new(64)).unwrap(),
+        );
         for service in services {
             let body = serde_json::json!({"name": service, "image": "app:1"});
             store

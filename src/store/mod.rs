@@ -1,43 +1,40 @@
 //! The services: each one's definition, desired count, revision and
-//! history of changes, in an in-memory map backed by one JSON file. This is
-//! the only code that touches the file.
+//! history of changes, in an in-memory map backed by a snapshot and a
+//! journal of JSON lines ([`journal`]). This is the only code that touches
+//! those files.
 //!
-//! Every change is written to a temporary file in the same directory, synced,
-//! renamed over the old file and the directory synced, before the change is
-//! visible or acknowledged; so an acknowledged write survives `kill -9` and a
-//! failed one leaves both the file and the map as they were. Once visible,
-//! a change of a definition or desired count is published to the
-//! [`Feed`], in the order the changes were written.
+//! Every change is appended to the journal and synced before it is visible
+//! or acknowledged; so an acknowledged write survives `kill -9`, a failed
+//! one leaves both the files and the map as they were, and a write costs
+//! the same with 10 services or 2,000. Once visible, a change of a
+//! definition or desired count is published to the [`Feed`], in the order
+//! the changes were written.
 //!
 //! Each change of a service's definition or desired count gives it a new
-//! revision, from one counter kept in the file, so a revision (the
+//! revision, from one counter kept in the files, so a revision (the
 //! service's `ETag`) is never given twice, not even to a service deleted
 //! and created again. A write with an `If-Match` ([`Precondition`]) is
 //! checked against the revision under the writer's lock.
 
 mod changes;
+mod files;
+mod format;
+mod journal;
 
-use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{json, Value};
 
 use crate::domain::{Precondition, ScaleRequest, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::feed::{EventKind, Feed};
+use changes::ChangeKind;
 pub use changes::{Change, Origin, DONE, PENDING};
-use changes::{ChangeKind, CHANGES_KEPT};
-
-/// Version of the file's layout, written into it so a later layout can be
-/// told apart. Version 1 held definitions only, version 2 added desired
-/// counts and earlier definitions; both are still read, and rewritten as
-/// version 3 at the first change.
-const FORMAT_VERSION: u64 = 3;
+pub use journal::Compaction;
+use journal::Disk;
 
 /// What the store keeps of one service.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,7 +108,9 @@ impl StoredService {
     }
 }
 
-type Services = BTreeMap<ServiceName, StoredService>;
+/// The map, its entries shared between the map a writer edits and the one
+/// readers hold, so a write copies only what it changes.
+type Services = BTreeMap<ServiceName, Arc<StoredService>>;
 
 /// What a scale did to the desired count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,18 +130,38 @@ impl Scaled {
     }
 }
 
-/// One write in the making: the map to edit, the revision it may give, and
-/// the events it will publish once visible.
+/// One write in the making: the map to edit, the revision it may give, the
+/// services it changed (what its journal record holds), and the events it
+/// will publish once visible.
 struct Edit {
     services: Services,
     /// The store's revision before the write.
     base: u64,
     /// Whether the write gave out `base + 1`.
     stamped: bool,
+    touched: BTreeSet<ServiceName>,
     events: Vec<(EventKind, String, Value)>,
 }
 
 impl Edit {
+    /// The service `name`, to change.
+    fn service_mut(&mut self, name: &ServiceName) -> Option<&mut StoredService> {
+        let stored = self.services.get_mut(name)?;
+        self.touched.insert(name.clone());
+        Some(Arc::make_mut(stored))
+    }
+
+    fn insert(&mut self, name: ServiceName, stored: StoredService) {
+        self.touched.insert(name.clone());
+        self.services.insert(name, Arc::new(stored));
+    }
+
+    fn remove(&mut self, name: &ServiceName) -> Option<Arc<StoredService>> {
+        let removed = self.services.remove(name)?;
+        self.touched.insert(name.clone());
+        Some(removed)
+    }
+
     /// The revision this write gives a service it changes.
     fn stamp(&mut self) -> u64 {
         self.stamped = true;
@@ -161,8 +180,7 @@ impl Edit {
     ) -> Result<&mut StoredService, Error> {
         let revision = self.services.get(name).map(|stored| stored.revision);
         check(name, revision, precondition)?;
-        self.services
-            .get_mut(name)
+        self.service_mut(name)
             .ok_or_else(|| Error::ServiceNotFound(name.to_string()))
     }
 }
@@ -202,16 +220,31 @@ fn check_bounds(definition: &ServiceDefinition, desired: Option<u32>) -> Result<
 
 /// The definitions, readable without waiting on disk writes.
 pub struct Store {
+    /// The data file as configured, which errors logged name.
     path: PathBuf,
     /// The current map. Readers clone the `Arc` and never wait for the disk;
     /// a writer swaps in a new map only after it is on disk.
     services: RwLock<Arc<Services>>,
-    /// The newest revision given, as the file holds it.
+    /// The newest revision given, as the files hold it.
     revision: AtomicU64,
     /// Serializes writers, held across the whole write, so changes apply in
-    /// order and the temporary file has one writer.
+    /// order.
     writer: tokio::sync::Mutex<()>,
+    /// The files. Locked by a writer for its append, and by a compaction
+    /// for its start and end (never while it writes the snapshot).
+    disk: Arc<Mutex<Disk>>,
+    /// Held while the store lives (`None` only for a test's read-back).
+    _lock: Option<files::FilesLock>,
     feed: Arc<Feed>,
+}
+
+/// What the store is told at start.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreSettings {
+    /// The configured `max_replicas`: a desired count above it in the files
+    /// (the setting was lowered since) is brought down to it.
+    pub max_replicas: u32,
+    pub compaction: Compaction,
 }
 
 /// What a replace did.
@@ -226,33 +259,101 @@ pub enum Replaced {
 }
 
 impl Store {
-    /// Loads the file at `path`, or starts empty (creating its directory) if
-    /// there is none; changes are published to `feed`.
+    /// Loads the data file at `path` and replays its journal, or starts
+    /// empty (creating the directory) if there is none; changes are
+    /// published to `feed`. A journal left by the last run is folded into
+    /// the snapshot before the store is used.
     ///
     /// # Errors
-    /// A message naming the file when it cannot be read or does not hold valid
-    /// definitions. The file is never overwritten in that case.
-    pub fn open(path: &Path, feed: Arc<Feed>) -> Result<Self, String> {
-        let (revision, services) = match fs::read(path) {
-            Ok(bytes) => {
-                parse_file(&bytes).map_err(|e| format!("data file {}: {e}", path.display()))?
+    /// A message naming the file when it cannot be read or does not hold
+    /// valid definitions. The files are never overwritten in that case.
+    pub fn open(path: &Path, feed: Arc<Feed>, settings: StoreSettings) -> Result<Self, String> {
+        Self::open_files(path, feed, settings, true)
+    }
+
+    /// Opens the files; `own` takes their lock and folds the journal in, as
+    /// the connector does (a test's read-back does neither).
+    fn open_files(
+        path: &Path,
+        feed: Arc<Feed>,
+        settings: StoreSettings,
+        own: bool,
+    ) -> Result<Self, String> {
+        let (paths, symlink) = files::Paths::resolve(path)?;
+        let lock = if own {
+            if let Some(dir) = paths.lock.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    fs::create_dir_all(dir)
-                        .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
-                }
-                (0, Services::new())
-            }
-            Err(e) => return Err(format!("cannot read data file {}: {e}", path.display())),
+            Some(files::lock(&paths)?)
+        } else {
+            None
         };
-        Ok(Store {
+        if let Some(link) = symlink {
+            log::info!(
+                "data file {} is a symlink: the store writes beside its target, {}",
+                link.display(),
+                paths.snapshot.display()
+            );
+        }
+        let (disk, loaded) = Disk::load(paths, settings.compaction)?;
+        if loaded.torn_bytes > 0 {
+            log::warn!(
+                "the journal ended with {} bytes of a write cut short (never acknowledged); \
+                 they are dropped",
+                loaded.torn_bytes
+            );
+        }
+        let snapshot = loaded.snapshot;
+        let mut edit = Edit {
+            services: snapshot.services,
+            base: snapshot.revision,
+            stamped: false,
+            touched: BTreeSet::new(),
+            events: Vec::new(),
+        };
+        Self::cap_counts(&mut edit, settings.max_replicas);
+        let revision = edit.base + u64::from(edit.stamped);
+        let store = Store {
             path: path.to_path_buf(),
-            services: RwLock::new(Arc::new(services)),
+            services: RwLock::new(Arc::new(edit.services)),
             revision: AtomicU64::new(revision),
             writer: tokio::sync::Mutex::new(()),
+            disk: Arc::new(Mutex::new(disk)),
+            _lock: lock,
             feed,
-        })
+        };
+        if own && loaded.replayed > 0 || loaded.torn_bytes > 0 || !edit.touched.is_empty() {
+            // Best effort: a store whose directory refuses it still serves,
+            // and reads the same files back next time.
+            if let Err(e) = store.compact_now() {
+                log::warn!("cannot fold the journal into the data file at start: {e}");
+            }
+        }
+        Ok(store)
+    }
+
+    /// Brings down to `max_replicas` a desired count above it, which the
+    /// API would refuse: the setting was lowered since the count was set.
+    fn cap_counts(edit: &mut Edit, max_replicas: u32) {
+        let over: Vec<(ServiceName, u32)> = edit
+            .services
+            .iter()
+            .filter_map(|(name, stored)| Some((name.clone(), stored.desired?)))
+            .filter(|(_, desired)| *desired > max_replicas)
+            .collect();
+        for (name, desired) in over {
+            log::warn!(
+                "'{name}': the data file asks for {desired} containers, above max_replicas \
+                 ({max_replicas}); the count is brought down to {max_replicas}"
+            );
+            let origin = Origin::connector(&format!(
+                "max_replicas is {max_replicas}, below the count in the data file"
+            ));
+            Self::record_count(edit, &name, Some(desired), max_replicas, &origin);
+        }
+        // Nobody listens yet: the start's own changes are in the history.
+        edit.events.clear();
     }
 
     pub fn path(&self) -> &Path {
@@ -270,7 +371,9 @@ impl Store {
 
     /// A service's definition and desired count.
     pub fn service(&self, name: &ServiceName) -> Option<StoredService> {
-        self.all().get(name).cloned()
+        self.all()
+            .get(name)
+            .map(|stored| StoredService::clone(stored))
     }
 
     /// Whether `name` is defined, without copying its definition.
@@ -336,7 +439,7 @@ impl Store {
             &mut stored.changes,
             Change::new(ChangeKind::Created, revision, Value::Null, to, origin, DONE),
         );
-        edit.services.insert(name, stored);
+        edit.insert(name, stored);
         revision
     }
 
@@ -452,13 +555,18 @@ impl Store {
                 && stored.history.iter().any(|old| old.config_hash() == to)
         };
         // Most passes find nothing to do: decide that without a write.
-        if !self.all().get(name).is_some_and(applies) {
+        if !self.all().get(name).is_some_and(|stored| applies(stored)) {
             return Ok(false);
         }
         self.change(|edit| {
-            let Some(stored) = edit.services.get_mut(name).filter(|stored| applies(stored)) else {
+            if !edit
+                .services
+                .get(name)
+                .is_some_and(|stored| applies(stored))
+            {
                 return Ok(false);
-            };
+            }
+            let stored = edit.service_mut(name).expect("checked above");
             changes::settle_definition(&mut stored.changes, from, "rolled back");
             let earlier = stored
                 .history
@@ -522,7 +630,7 @@ impl Store {
         origin: &Origin,
     ) -> Scaled {
         let revision = edit.stamp();
-        let stored = edit.services.get_mut(name).expect("checked by the caller");
+        let stored = edit.service_mut(name).expect("checked by the caller");
         stored.desired = Some(to);
         stored.revision = revision;
         changes::record(
@@ -582,11 +690,11 @@ impl Store {
                 .iter()
                 .any(|c| c.revision == revision && c.outcome == PENDING)
         };
-        if !self.all().get(name).is_some_and(pending) {
+        if !self.all().get(name).is_some_and(|stored| pending(stored)) {
             return Ok(());
         }
         self.change(|edit| {
-            if let Some(stored) = edit.services.get_mut(name) {
+            if let Some(stored) = edit.service_mut(name) {
                 changes::settle_revision(&mut stored.changes, revision, outcome);
             }
             Ok(())
@@ -608,11 +716,11 @@ impl Store {
     ) -> Result<bool, Error> {
         let pending =
             |stored: &StoredService| changes::pending_definition(&stored.changes, config_hash);
-        if !self.all().get(name).is_some_and(pending) {
+        if !self.all().get(name).is_some_and(|stored| pending(stored)) {
             return Ok(false);
         }
         self.change(|edit| {
-            Ok(edit.services.get_mut(name).is_some_and(|stored| {
+            Ok(edit.service_mut(name).is_some_and(|stored| {
                 changes::settle_definition(&mut stored.changes, config_hash, outcome)
             }))
         })
@@ -627,8 +735,7 @@ impl Store {
     pub async fn remove(&self, name: &ServiceName, origin: &Origin) -> Result<(), Error> {
         self.change(|edit| {
             let revision = edit.stamp();
-            edit.services
-                .remove(name)
+            edit.remove(name)
                 .ok_or_else(|| Error::ServiceNotFound(name.to_string()))?;
             edit.publish(
                 EventKind::ServiceDeleted,
@@ -640,8 +747,10 @@ impl Store {
         .await
     }
 
-    /// Applies `edit` to a copy of the map, writes the copy, and only then
-    /// makes it the current map and publishes its events.
+    /// Applies `edit` to a copy of the map, appends the services it changed
+    /// to the journal, and only then makes the copy the current map and
+    /// publishes its events. The copy shares every service it did not
+    /// change with the current map.
     async fn change<T>(
         &self,
         edit: impl FnOnce(&mut Edit) -> Result<T, Error>,
@@ -651,43 +760,96 @@ impl Store {
             services: Services::clone(&self.all()),
             base: self.revision.load(Ordering::SeqCst),
             stamped: false,
+            touched: BTreeSet::new(),
             events: Vec::new(),
         };
         let outcome = edit(&mut next)?;
+        if next.touched.is_empty() {
+            return Ok(outcome);
+        }
         let revision = next.base + u64::from(next.stamped);
-        let bytes = render_file(revision, &next.services);
-        let path = self.path.clone();
-        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-            .await
-            .map_err(|e| Error::Storage(format!("writer task failed: {e}")))?;
-        let unsynced = match written {
-            Ok(()) => None,
-            Err(WriteFailure::NotWritten(e)) => {
-                return Err(Error::Storage(format!("{}: {e}", self.path.display())))
-            }
-            Err(WriteFailure::NotSynced(e)) => Some(e),
+        let disk = self.disk.clone();
+        let line = {
+            let seq = disk.lock().expect("disk lock poisoned").seq + 1;
+            let changed = next
+                .touched
+                .iter()
+                .map(|name| (name, next.services.get(name).map(|stored| &**stored)));
+            format::render_record(seq, revision, changed)
         };
-        // The file holds the change: serve what it holds, and say so.
+        let appended = tokio::task::spawn_blocking(move || {
+            let mut disk = disk.lock().expect("disk lock poisoned");
+            disk.append(&line).map(|()| disk.start_compaction())
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("the writer task failed: {e}")))?;
+        let compaction = appended.map_err(|e| {
+            log::error!(
+                "cannot append to the journal of {}: {e}",
+                self.path.display()
+            );
+            // The caller learns what failed; where the files are is the
+            // operator's business, and the log's.
+            Error::Storage(e.to_string())
+        })?;
+        let services = Arc::new(next.services);
         self.revision.store(revision, Ordering::SeqCst);
-        *self.services.write().expect("store lock poisoned") = Arc::new(next.services);
+        *self.services.write().expect("store lock poisoned") = services.clone();
         for (kind, service, fields) in next.events {
             self.feed.publish(kind, &service, fields);
         }
-        match unsynced {
-            None => Ok(outcome),
-            // Do not acknowledge a write that may not be durable.
-            Some(e) => Err(Error::Storage(format!(
-                "{}: the change was written but its directory could not be synced ({e}); \
-                 it may not survive a power loss",
-                self.path.display()
-            ))),
+        if let Some(job) = compaction {
+            let disk = self.disk.clone();
+            tokio::task::spawn_blocking(move || {
+                let snapshot = job.write_snapshot(revision, &services);
+                let finished = disk
+                    .lock()
+                    .expect("disk lock poisoned")
+                    .finish_compaction(snapshot);
+                if let Err(e) = finished {
+                    log::warn!("cannot fold the journal into the data file: {e}; the journal keeps every write, and folding is tried again later");
+                }
+            });
         }
+        Ok(outcome)
+    }
+
+    /// Folds the journal into the snapshot now, with the map as it stands,
+    /// holding the disk for the whole of it.
+    fn compact_now(&self) -> Result<(), String> {
+        let mut disk = self.disk.lock().expect("disk lock poisoned");
+        let job = disk.begin();
+        let snapshot = job.write_snapshot(self.revision.load(Ordering::SeqCst), &self.all());
+        disk.finish_compaction(snapshot)
     }
 }
 
 /// The writes the unit tests make: by the connector, without `If-Match`.
 #[cfg(test)]
 impl Store {
+    /// A store with the default settings.
+    pub(crate) fn open_for_test(path: &Path, feed: Arc<Feed>) -> Result<Self, String> {
+        let settings = StoreSettings {
+            max_replicas: 100,
+            compaction: Compaction {
+                after_bytes: 4 * 1024 * 1024,
+            },
+        };
+        Self::open(path, feed, settings)
+    }
+
+    /// What the files hold, read as a restarted connector would read them,
+    /// while the store that writes them still runs.
+    pub(crate) fn read_back_for_test(path: &Path) -> Self {
+        let settings = StoreSettings {
+            max_replicas: 100,
+            compaction: Compaction {
+                after_bytes: 4 * 1024 * 1024,
+            },
+        };
+        Self::open_files(path, Feed::new(64), settings, false).unwrap()
+    }
+
     pub(crate) async fn create_for_test(
         &self,
         definition: ServiceDefinition,
@@ -720,175 +882,30 @@ impl Store {
             .await
     }
 
+    /// Makes the next append fail, as a disk refusing it would: the
+    /// journal is swapped for a handle that cannot write.
+    pub(crate) fn break_journal_for_test(&self) {
+        self.disk.lock().unwrap().break_for_test();
+    }
+
     pub(crate) async fn remove_for_test(&self, name: &ServiceName) -> Result<(), Error> {
         self.remove(name, &Origin::connector("test")).await
     }
 }
 
-fn render_file(revision: u64, services: &Services) -> Vec<u8> {
-    let services: BTreeMap<&ServiceName, Value> = services
-        .iter()
-        .map(|(name, stored)| {
-            let entry = json!({
-                "definition": stored.definition,
-                "desired": stored.desired,
-                "history": stored.history,
-                "revision": stored.revision,
-                "changes": stored.changes,
-            });
-            (name, entry)
-        })
-        .collect();
-    let document = json!({
-        "format_version": FORMAT_VERSION,
-        "revision": revision,
-        "services": services,
-    });
-    let mut bytes = serde_json::to_vec_pretty(&document).expect("definitions serialize");
-    bytes.push(b'\n');
-    bytes
-}
-
-/// Reads a file of any version: the store's revision and the services.
-/// Services of a file before version 3 get revision 1, as does the store.
-fn parse_file(bytes: &[u8]) -> Result<(u64, Services), String> {
-    let document: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    let version = document.get("format_version").and_then(Value::as_u64);
-    let Some(version) = version.filter(|v| (1..=FORMAT_VERSION).contains(v)) else {
-        return Err(format!(
-            "unsupported format_version {version:?}, expected 1 to {FORMAT_VERSION}"
-        ));
-    };
-    let Some(entries) = document.get("services").and_then(Value::as_object) else {
-        return Err("\"services\" must be an object".into());
-    };
-    let revision = match document.get("revision") {
-        None if version < 3 => 1,
-        revision => revision
-            .and_then(Value::as_u64)
-            .ok_or_else(|| "\"revision\" must be a non-negative integer".to_owned())?,
-    };
-    let mut services = Services::new();
-    for (key, entry) in entries {
-        let stored = if version == 1 {
-            read_definition(key, entry).map(|definition| StoredService {
-                desired: None,
-                ..StoredService::new(definition, 1)
-            })
-        } else {
-            read_service(key, entry)
-        }?;
-        if stored.revision > revision {
-            return Err(format!(
-                "service {key:?}: revision {} is above the file's {revision}",
-                stored.revision
-            ));
-        }
-        services.insert(stored.definition.name().clone(), stored);
-    }
-    Ok((revision, services))
-}
-
-/// Reads a version 2 or 3 entry: `{"definition": {...}, "desired": N,
-/// "history": [{...}, ...], "revision": R, "changes": [...]}` (`history`
-/// and `changes` may be absent, `revision` too before version 3).
-fn read_service(key: &str, entry: &Value) -> Result<StoredService, String> {
-    let definition = read_definition(key, entry.get("definition").unwrap_or(&Value::Null))?;
-    let desired = match entry.get("desired") {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(
-            value
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("service {key:?}: desired {value} is not a count"))?,
-        ),
-    };
-    let history = match entry.get("history") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(earlier)) => earlier
-            .iter()
-            .map(|old| read_definition(key, old))
-            .collect::<Result<_, _>>()?,
-        Some(other) => return Err(format!("service {key:?}: history {other} is not a list")),
-    };
-    let revision = match entry.get("revision") {
-        None => 1,
-        Some(value) => value
-            .as_u64()
-            .ok_or_else(|| format!("service {key:?}: revision {value} is not a number"))?,
-    };
-    let mut changes: Vec<Change> = match entry.get("changes") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(list) => serde_json::from_value(list.clone())
-            .map_err(|e| format!("service {key:?}: changes: {e}"))?,
-    };
-    changes.truncate(CHANGES_KEPT);
-    Ok(StoredService {
-        definition,
-        desired,
-        history,
-        revision,
-        changes,
-    })
-}
-
-fn read_definition(key: &str, entry: &Value) -> Result<ServiceDefinition, String> {
-    let definition =
-        ServiceDefinition::from_create_body(entry).map_err(|e| format!("service {key:?}: {e}"))?;
-    if definition.name().as_str() != key {
-        return Err(format!("service {key:?} is stored under another name"));
-    }
-    Ok(definition)
-}
-
-/// How an atomic write fell short.
-#[derive(Debug)]
-enum WriteFailure {
-    /// The old file is untouched.
-    NotWritten(std::io::Error),
-    /// The new file is in place, but its directory entry was not synced.
-    NotSynced(std::io::Error),
-}
-
-/// Replaces the file at `path` with `bytes` so that a crash at any moment
-/// leaves either the old or the new content, never a mix. The file is made
-/// readable by its owner only: environment values are often secrets.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteFailure> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{file_name}.tmp"));
-    let replaced = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if let Err(e) = replaced {
-        let _ = fs::remove_file(&temp);
-        return Err(WriteFailure::NotWritten(e));
-    }
-    // The rename is durable only once the directory entry is.
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(WriteFailure::NotSynced)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::domain::ScaleRequest;
+
+    /// What the files hold: the snapshot and the journal.
+    fn on_disk(path: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let mut journal = path.as_os_str().to_owned();
+        journal.push(".journal");
+        (fs::read(path).ok(), fs::read(journal).ok())
+    }
 
     fn definition(name: &str, image: &str) -> ServiceDefinition {
         ServiceDefinition::from_create_body(&json!({"name": name, "image": image})).unwrap()
@@ -898,7 +915,7 @@ mod tests {
     async fn changes_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/services.json");
-        let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
+        let store = Store::open_for_test(&path, crate::feed::Feed::new(64)).unwrap();
         store
             .create_for_test(definition("web", "app:1"))
             .await
@@ -925,10 +942,15 @@ mod tests {
             .unwrap();
 
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the file may hold secrets");
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let journal = dir.path().join("nested/services.json.journal");
+        assert_eq!(mode(&journal), 0o600, "the journal may hold secrets");
+        assert!(!path.exists(), "written at the first compaction");
 
-        let reopened = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
+        drop(store);
+        let reopened = Store::open_for_test(&path, crate::feed::Feed::new(64)).unwrap();
+        assert_eq!(mode(&path), 0o600, "the data file may hold secrets");
+        assert_eq!(fs::read(&journal).unwrap(), b"", "folded in at start");
         let names: Vec<_> = reopened.all().keys().map(|n| n.to_string()).collect();
         assert_eq!(names, ["web"]);
         assert_eq!(
@@ -945,21 +967,29 @@ mod tests {
     async fn a_failed_write_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("services.json");
-        let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
+        let store = Store::open_for_test(&path, crate::feed::Feed::new(64)).unwrap();
         store
             .create_for_test(definition("web", "app:1"))
             .await
             .unwrap();
-        let before = fs::read(&path).unwrap();
-        // A directory where the temporary file should go makes the write fail.
-        fs::create_dir(dir.path().join(".services.json.tmp")).unwrap();
+        let before = on_disk(&path);
+        store.break_journal_for_test();
         let err = store
             .create_for_test(definition("db", "db:1"))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Storage(_)), "{err:?}");
-        assert_eq!(fs::read(&path).unwrap(), before);
+        assert_eq!(on_disk(&path), before);
         assert!(store.get(&ServiceName::parse("db").unwrap()).is_none());
+        // The journal is opened again for the next write, which lands after
+        // the last whole record.
+        store
+            .create_for_test(definition("db", "db:2"))
+            .await
+            .unwrap();
+        let reopened = Store::read_back_for_test(&path);
+        let names: Vec<_> = reopened.all().keys().map(|n| n.to_string()).collect();
+        assert_eq!(names, ["db", "web"]);
     }
 
     #[test]
@@ -975,7 +1005,7 @@ mod tests {
             r#"{"format_version": 2, "services": {"web": {"definition": {"name": "web", "image": "a:1"}, "desired": -1}}}"#,
         ] {
             fs::write(&path, junk).unwrap();
-            let err = Store::open(&path, crate::feed::Feed::new(64))
+            let err = Store::open_for_test(&path, crate::feed::Feed::new(64))
                 .err()
                 .expect(junk);
             assert!(err.contains("services.json"), "{err}");
@@ -986,7 +1016,7 @@ mod tests {
     async fn desired_counts_survive_reopening_and_replacing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("services.json");
-        let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
+        let store = Store::open_for_test(&path, crate::feed::Feed::new(64)).unwrap();
         let web = ServiceName::parse("web").unwrap();
         store
             .create_for_test(definition("web", "app:1"))
@@ -1010,10 +1040,7 @@ mod tests {
             .replace_for_test(definition("web", "app:1"))
             .await
             .unwrap();
-        let reopened = Store::open(&path, crate::feed::Feed::new(64))
-            .unwrap()
-            .service(&web)
-            .unwrap();
+        let reopened = Store::read_back_for_test(&path).service(&web).unwrap();
         assert_eq!(reopened.desired, Some(3));
         assert_eq!(reopened.definition.image().as_str(), "app:1");
         // Newest first, each hash once, the current one not repeated.
@@ -1044,7 +1071,7 @@ mod tests {
     async fn a_rollback_swaps_current_and_previous_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("services.json");
-        let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
+        let store = Store::open_for_test(&path, crate::feed::Feed::new(64)).unwrap();
         let web = ServiceName::parse("web").unwrap();
         store
             .create_for_test(definition("web", "app:1"))
@@ -1071,10 +1098,7 @@ mod tests {
             (stored.definition.image().as_str().to_owned(), history)
         };
         // Acknowledged means on disk: a fresh read of the file sees it.
-        let reopened = Store::open(&path, crate::feed::Feed::new(64))
-            .unwrap()
-            .service(&web)
-            .unwrap();
+        let reopened = Store::read_back_for_test(&path).service(&web).unwrap();
         assert_eq!(
             images(&reopened),
             (
@@ -1086,12 +1110,7 @@ mod tests {
         // A second rollback undoes the first, like `docker service rollback`.
         store.roll_back_for_test(&web).await.unwrap();
         assert_eq!(
-            images(
-                &Store::open(&path, crate::feed::Feed::new(64))
-                    .unwrap()
-                    .service(&web)
-                    .unwrap()
-            ),
+            images(&Store::read_back_for_test(&path).service(&web).unwrap()),
             (
                 "app:3".to_owned(),
                 vec!["app:2".to_owned(), "app:1".to_owned()]
@@ -1103,7 +1122,7 @@ mod tests {
     async fn a_rollback_without_an_earlier_definition_is_refused_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("services.json");
-        let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
+        let store = Store::open_for_test(&path, crate::feed::Feed::new(64)).unwrap();
         let web = ServiceName::parse("web").unwrap();
         store
             .create_for_test(definition("web", "app:1"))
@@ -1114,11 +1133,11 @@ mod tests {
             .replace_for_test(definition("web", "app:1"))
             .await
             .unwrap();
-        let before = fs::read(&path).unwrap();
+        let before = on_disk(&path);
         let err = store.roll_back_for_test(&web).await.unwrap_err();
         assert!(matches!(err, Error::NothingToRollBack(_)), "{err:?}");
         assert_eq!(err.status(), rocket::http::Status::Conflict);
-        assert_eq!(fs::read(&path).unwrap(), before);
+        assert_eq!(on_disk(&path), before);
         let ghost = ServiceName::parse("ghost").unwrap();
         assert!(matches!(
             store.roll_back_for_test(&ghost).await,
@@ -1130,7 +1149,7 @@ mod tests {
     async fn a_rollback_decided_on_one_definition_leaves_a_later_one_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("services.json");
-        let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
+        let store = Store::open_for_test(&path, crate::feed::Feed::new(64)).unwrap();
         let web = ServiceName::parse("web").unwrap();
         let (one, two) = (definition("web", "app:1"), definition("web", "app:2"));
         store.create_for_test(one.clone()).await.unwrap();
@@ -1140,7 +1159,7 @@ mod tests {
             .replace_for_test(definition("web", "app:3"))
             .await
             .unwrap();
-        let before = fs::read(&path).unwrap();
+        let before = on_disk(&path);
         let moot = store
             .roll_back_from(
                 &web,
@@ -1151,7 +1170,7 @@ mod tests {
             .await
             .unwrap();
         assert!(!moot);
-        assert_eq!(fs::read(&path).unwrap(), before, "nothing was written");
+        assert_eq!(on_disk(&path), before, "nothing was written");
         let done = store
             .roll_back_from(
                 &web,
@@ -1162,10 +1181,7 @@ mod tests {
             .await
             .unwrap();
         assert!(done);
-        let reopened = Store::open(&path, crate::feed::Feed::new(64))
-            .unwrap()
-            .service(&web)
-            .unwrap();
+        let reopened = Store::read_back_for_test(&path).service(&web).unwrap();
         assert_eq!(reopened.definition.image().as_str(), "app:2");
         assert_eq!(reopened.history[0].image().as_str(), "app:3");
     }
@@ -1179,22 +1195,23 @@ mod tests {
             r#"{"format_version": 1, "services": {"web": {"name": "web", "image": "app:1"}}}"#,
         )
         .unwrap();
-        let store = Store::open(&path, crate::feed::Feed::new(64)).unwrap();
+        let store = Store::open_for_test(&path, crate::feed::Feed::new(64)).unwrap();
         let web = ServiceName::parse("web").unwrap();
         assert_eq!(store.service(&web).unwrap().desired, None);
         assert_eq!(store.adopt_desired(&web, 2).await.unwrap(), 2);
         // Adopting again does not override what is recorded.
         assert_eq!(store.adopt_desired(&web, 5).await.unwrap(), 2);
-        let text = fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"format_version\": 3"), "{text}");
+        drop(store);
         assert_eq!(
-            Store::open(&path, crate::feed::Feed::new(64))
+            Store::open_for_test(&path, crate::feed::Feed::new(64))
                 .unwrap()
                 .service(&web)
                 .unwrap()
                 .desired,
             Some(2)
         );
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"format_version\": 4"), "{text}");
     }
 
     fn origin(caller: &str, reason: &str) -> Origin {
@@ -1209,7 +1226,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("services.json");
         let feed = Feed::new(64);
-        let store = Store::open(&path, feed.clone()).unwrap();
+        let store = Store::open_for_test(&path, feed.clone()).unwrap();
         let web = ServiceName::parse("web").unwrap();
         let someone = origin("curl at 127.0.0.1", "test");
         let first = store
@@ -1222,7 +1239,7 @@ mod tests {
             .await
             .unwrap();
         assert!(second > first);
-        let before = fs::read(&path).unwrap();
+        let before = on_disk(&path);
         for refused in [
             store
                 .replace(definition("web", "app:3"), &someone, Some(&stale))
@@ -1243,7 +1260,7 @@ mod tests {
                 "{refused:?}"
             );
         }
-        assert_eq!(fs::read(&path).unwrap(), before, "nothing was written");
+        assert_eq!(on_disk(&path), before, "nothing was written");
         // If-Match on a name that does not exist never matches, not even *.
         let ghost = store
             .replace(
@@ -1263,7 +1280,7 @@ mod tests {
             .await
             .unwrap();
         assert!(again > second + 1, "the delete took a revision too");
-        let reopened = Store::open(&path, Feed::new(64)).unwrap();
+        let reopened = Store::read_back_for_test(&path);
         assert_eq!(reopened.revision(&web), Some(again));
         let next = reopened
             .create(definition("db", "db:1"), &someone)
@@ -1277,7 +1294,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("services.json");
         let feed = Feed::new(64);
-        let store = Store::open(&path, feed.clone()).unwrap();
+        let store = Store::open_for_test(&path, feed.clone()).unwrap();
         let web = ServiceName::parse("web").unwrap();
         let bounded = ServiceDefinition::from_create_body(
             &json!({"name": "web", "image": "app:1", "scaling": {"max": 3}}),
@@ -1310,8 +1327,7 @@ mod tests {
             "{refused:?}"
         );
         store.settle(&web, up.revision, DONE).await.unwrap();
-        let history = Store::open(&path, Feed::new(64))
-            .unwrap()
+        let history = Store::read_back_for_test(&path)
             .service(&web)
             .unwrap()
             .changes;
@@ -1346,5 +1362,159 @@ mod tests {
         assert_eq!(names, ["service.created", "service.scaled"]);
         assert_eq!(events[1].data["to"], 2);
         assert_eq!(events[1].data["reason"], "by 2");
+    }
+
+    fn settings(max_replicas: u32, after_bytes: u64) -> StoreSettings {
+        StoreSettings {
+            max_replicas,
+            compaction: Compaction { after_bytes },
+        }
+    }
+
+    fn journal_of(path: &Path) -> PathBuf {
+        let mut journal = path.as_os_str().to_owned();
+        journal.push(".journal");
+        PathBuf::from(journal)
+    }
+
+    #[tokio::test]
+    async fn compactions_during_writes_lose_nothing_and_bound_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        let store = Store::open(&path, Feed::new(64), settings(100, 4096)).unwrap();
+        for n in 0..40 {
+            store
+                .create_for_test(definition(&format!("s{n}"), "app:1"))
+                .await
+                .unwrap();
+            let name = ServiceName::parse(&format!("s{}", n / 2)).unwrap();
+            store.scale_for_test(&name, n % 7 + 1).await.unwrap();
+        }
+        // Compactions run beside the writes; let the last one end.
+        let mut waited = 0;
+        while store.disk.lock().unwrap().compacting() && waited < 100 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            waited += 1;
+        }
+        let snapshot = fs::read_to_string(&path).expect("compacted at least once");
+        assert!(snapshot.contains("\"journal_seq\""), "{snapshot}");
+        let journal = fs::metadata(journal_of(&path)).unwrap().len();
+        assert!(
+            journal <= 4096 + 4096,
+            "the journal was folded in: {journal} bytes"
+        );
+        let read = Store::read_back_for_test(&path);
+        assert_eq!(*read.all(), *store.all());
+        assert_eq!(read.revision.load(Ordering::SeqCst), 80);
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_short_is_dropped_and_a_gap_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        let store = Store::open_for_test(&path, Feed::new(64)).unwrap();
+        store
+            .create_for_test(definition("web", "app:1"))
+            .await
+            .unwrap();
+        store
+            .create_for_test(definition("db", "db:1"))
+            .await
+            .unwrap();
+        drop(store);
+        let journal = journal_of(&path);
+        let whole = fs::read(&journal).unwrap();
+        let lines: Vec<&[u8]> = whole.split_inclusive(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), 2);
+
+        // A crash in the middle of the second append: the first stands.
+        fs::write(
+            &journal,
+            [lines[0], &lines[1][..lines[1].len() / 2]].concat(),
+        )
+        .unwrap();
+        let store = Store::open_for_test(&path, Feed::new(64)).unwrap();
+        let names: Vec<_> = store.all().keys().map(|n| n.to_string()).collect();
+        assert_eq!(names, ["web"]);
+        assert_eq!(
+            fs::read(&journal).unwrap(),
+            b"",
+            "folded in, the torn bytes dropped"
+        );
+        store
+            .create_for_test(definition("db", "db:2"))
+            .await
+            .unwrap();
+        drop(store);
+        let read = Store::read_back_for_test(&path);
+        assert_eq!(read.all().len(), 2);
+
+        // A journal whose records do not follow the snapshot's.
+        let snapshot_seq = 2;
+        let line = format::render_record(snapshot_seq + 5, 9, std::iter::empty());
+        fs::write(&journal, line).unwrap();
+        let err = Store::open_for_test(&path, Feed::new(64)).err().unwrap();
+        assert!(err.contains("do not belong together"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn records_the_snapshot_holds_are_skipped() {
+        // A compaction stopped by a crash after the snapshot's rename and
+        // before the journal's: the journal repeats what the snapshot holds.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        let store = Store::open_for_test(&path, Feed::new(64)).unwrap();
+        let web = ServiceName::parse("web").unwrap();
+        store
+            .create_for_test(definition("web", "app:1"))
+            .await
+            .unwrap();
+        store.scale_for_test(&web, 2).await.unwrap();
+        let journal = fs::read(journal_of(&path)).unwrap();
+        store.compact_now().unwrap();
+        store.scale_for_test(&web, 3).await.unwrap();
+        let after = fs::read(journal_of(&path)).unwrap();
+        drop(store);
+        fs::write(journal_of(&path), [journal, after].concat()).unwrap();
+        let store = Store::open_for_test(&path, Feed::new(64)).unwrap();
+        assert_eq!(store.service(&web).unwrap().desired, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_count_above_max_replicas_is_brought_down_with_a_history_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        let store = Store::open_for_test(&path, Feed::new(64)).unwrap();
+        let web = ServiceName::parse("web").unwrap();
+        store
+            .create_for_test(definition("web", "app:1"))
+            .await
+            .unwrap();
+        store.scale_for_test(&web, 5).await.unwrap();
+        drop(store);
+        let store = Store::open(&path, Feed::new(64), settings(2, 4096)).unwrap();
+        let stored = store.service(&web).unwrap();
+        assert_eq!(stored.desired, Some(2));
+        assert_eq!(stored.changes[0].from, json!(5));
+        assert!(
+            stored.changes[0]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("max_replicas is 2")),
+            "{:?}",
+            stored.changes[0]
+        );
+        drop(store);
+        let read = Store::read_back_for_test(&path);
+        assert_eq!(read.service(&web).unwrap().desired, Some(2), "on disk");
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_files_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.json");
+        let _first = Store::open_for_test(&path, Feed::new(64)).unwrap();
+        let err = Store::open_for_test(&path, Feed::new(64)).err().unwrap();
+        assert!(err.contains("another connector"), "{err}");
     }
 }

@@ -579,8 +579,9 @@ pub(super) mod tests {
         services: &[&str],
     ) -> (Scaler, Arc<FakeEngine>, Arc<Inventory>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Arc::new(Store::open(&dir.path().join("s.json"), crate::feed::Feed::new(64)).unwrap());
+        let store = Arc::new(
+            Store::open_for_test(&dir.path().join("s.json"), crate::feed::Feed::new(64)).unwrap(),
+        );
         for name in services {
             let body = serde_json::json!({"name": name, "image": "app:1"});
             store

@@ -713,7 +713,7 @@ impl SwarmBackend {
                     task,
                     inspected.get(&task.id),
                     previous(&task.id),
-                    services.get(&task.service),
+                    services.get(&task.service).map(|stored| &**stored),
                 );
                 (task.id.clone(), seen)
             })
@@ -824,7 +824,8 @@ mod tests {
     fn backend(dir: &std::path::Path) -> SwarmBackend {
         let cli = SwarmCli::for_tests(crate::config::SwarmPublishMode::Host, false);
         let feed = Feed::new(64);
-        let store = Arc::new(Store::open(&dir.join("services.json"), feed.clone()).unwrap());
+        let store =
+            Arc::new(Store::open_for_test(&dir.join("services.json"), feed.clone()).unwrap());
         SwarmBackend::new(cli, store, Duration::from_secs(5), feed)
     }
 
