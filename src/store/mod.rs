@@ -262,7 +262,8 @@ impl Store {
     /// Loads the data file at `path` and replays its journal, or starts
     /// empty (creating the directory) if there is none; changes are
     /// published to `feed`. A journal left by the last run is folded into
-    /// the snapshot before the store is used.
+    /// the snapshot before the store is used, and a missing data file is
+    /// written (empty), so the configured file always exists.
     ///
     /// # Errors
     /// A message naming the file when it cannot be read or does not hold
@@ -323,7 +324,17 @@ impl Store {
             _lock: lock,
             feed,
         };
-        if own && loaded.replayed > 0 || loaded.torn_bytes > 0 || !edit.touched.is_empty() {
+        let folds = loaded.replayed > 0
+            || loaded.torn_bytes > 0
+            || !edit.touched.is_empty()
+            || !store
+                .disk
+                .lock()
+                .expect("disk lock poisoned")
+                .paths
+                .snapshot
+                .exists();
+        if own && folds {
             // Best effort: a store whose directory refuses it still serves,
             // and reads the same files back next time.
             if let Err(e) = store.compact_now() {
@@ -945,7 +956,10 @@ mod tests {
         let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
         let journal = dir.path().join("nested/services.json.journal");
         assert_eq!(mode(&journal), 0o600, "the journal may hold secrets");
-        assert!(!path.exists(), "written at the first compaction");
+        assert!(
+            !fs::read_to_string(&path).unwrap().contains("app:1"),
+            "the writes are in the journal, the data file as it was written at start"
+        );
 
         drop(store);
         let reopened = Store::open_for_test(&path, crate::feed::Feed::new(64)).unwrap();

@@ -98,7 +98,7 @@ async fn every_route_against_every_scope() {
         let needed = scope_of(method, path);
         for (name, token) in tokens {
             ensure_web().await;
-            let before = std::fs::read(app.data_file()).unwrap();
+            let before = app.stored_state();
             let status = if path.starts_with("/events") {
                 status_of_stream(&app, token, path).await
             } else {
@@ -128,7 +128,7 @@ async fn every_route_against_every_scope() {
             } else {
                 assert_eq!(status, 403, "{name} may not {method} {path}");
                 assert_eq!(
-                    std::fs::read(app.data_file()).unwrap(),
+                    app.stored_state(),
                     before,
                     "a refused {method} {path} by {name} changed the store"
                 );
@@ -176,11 +176,11 @@ async fn a_token_limited_by_name_prefix_touches_only_those_services() {
     .await;
     assert_eq!(scale.status, 403, "{scale:?}");
     assert!(scale.error().contains("'other'"), "{scale:?}");
-    let before = std::fs::read(app.data_file()).unwrap();
+    let before = app.stored_state();
     let foreign = json!({"name": "other2", "image": TEST_IMAGE});
     let refused = call(&app, SKYNET, "POST", "/service", Some(&foreign)).await;
     assert_eq!(refused.status, 403, "{refused:?}");
-    assert_eq!(std::fs::read(app.data_file()).unwrap(), before);
+    assert_eq!(app.stored_state(), before);
     let own = json!({"name": "skynet_b", "image": TEST_IMAGE});
     assert_eq!(
         call(&app, SKYNET, "POST", "/service", Some(&own))

@@ -38,7 +38,7 @@ async fn every_endpoint_but_health_answers_401_without_the_right_token() {
     )
     .await;
     app.create_service("web", json!({})).await;
-    let stored = std::fs::read(app.data_file()).unwrap();
+    let stored = app.stored_state();
     let operations = documented_requests(&app).await;
     assert!(operations.len() >= 9, "too few operations: {operations:?}");
     let body = Some(json!({"name": "x", "image": TEST_IMAGE, "number": 1}).to_string());
@@ -95,7 +95,7 @@ async fn every_endpoint_but_health_answers_401_without_the_right_token() {
         refused += 1;
     }
 
-    assert_eq!(std::fs::read(app.data_file()).unwrap(), stored);
+    assert_eq!(app.stored_state(), stored);
     assert!(
         app.containers(None).is_empty(),
         "a refused scale started something"

@@ -573,7 +573,7 @@ async fn racing_posts_of_one_name_create_it_once_and_store_the_winners_body() {
         "a loser overwrote the winner"
     );
     // The file was written before the 201, and no loser wrote after it.
-    let file: Value = serde_json::from_slice(&std::fs::read(app.data_file()).unwrap()).unwrap();
+    let file = app.stored_state();
     let stored = &file["services"]["race"];
     assert_eq!(
         file["services"].as_object().map(|services| services.len()),
@@ -636,7 +636,7 @@ async fn racing_puts_of_a_new_name_create_it_once_and_replace_it_after() {
         replies.iter().any(|reply| reply.body == stored),
         "stored {stored} is no writer's body"
     );
-    let file: Value = serde_json::from_slice(&std::fs::read(app.data_file()).unwrap()).unwrap();
+    let file = app.stored_state();
     let services = file["services"].as_object().unwrap();
     assert_eq!(services.keys().collect::<Vec<_>>(), ["race"]);
     assert_eq!(services["race"]["definition"], stored);

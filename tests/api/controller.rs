@@ -90,8 +90,7 @@ async fn as_caller(app: &TestApp, method: &str, path: &str, body: Value) -> Repl
 
 /// What the data file holds of `name`: its definition and desired count.
 fn stored(app: &TestApp, name: &str) -> Value {
-    let file: Value = serde_json::from_slice(&std::fs::read(app.data_file()).unwrap())
-        .expect("the data file is JSON");
+    let file = app.stored_state();
     let entry = &file["services"][name];
     json!({"definition": entry["definition"], "desired": entry["desired"]})
 }

@@ -96,13 +96,13 @@ async fn a_rollback_with_nothing_to_go_back_to_is_409_and_an_unknown_service_404
     // The same definition again replaces nothing that ran differently.
     let same = json!({"image": TEST_IMAGE, "environment": {"VERSION": "1"}});
     assert_eq!(app.put("web", same).await.status, 200);
-    let before = std::fs::read(app.data_file()).unwrap();
+    let before = app.stored_state();
 
     let reply = roll_back(&app, "web").await;
     assert_eq!(reply.status, 409, "{reply:?}");
     assert!(reply.error().contains("no earlier definition"), "{reply:?}");
     assert_eq!(app.show("web").await.body, created);
-    assert_eq!(std::fs::read(app.data_file()).unwrap(), before);
+    assert_eq!(app.stored_state(), before);
 
     for unknown in ["ghost", "not%20a%20name"] {
         let reply = roll_back(&app, unknown).await;

@@ -702,7 +702,7 @@ async fn bad_requests_get_a_json_4xx_naming_the_problem_and_change_nothing() {
     let original = app
         .create_service(EXISTING, json!({"command": "sleep 100"}))
         .await;
-    let stored = std::fs::read(app.data_file()).unwrap();
+    let stored = app.stored_state();
 
     let cases = cases();
     let mut failures = Vec::new();
@@ -721,7 +721,7 @@ async fn bad_requests_get_a_json_4xx_naming_the_problem_and_change_nothing() {
             Err(fault) => failures.push(format!("{shown}: {fault}")),
         }
         // Compared after every case, so a failure names the case that wrote.
-        let now = std::fs::read(app.data_file()).unwrap();
+        let now = app.stored_state();
         if now != last_store {
             failures.push(format!("{shown}: changed the store"));
             last_store = now;
@@ -790,7 +790,7 @@ async fn method_not_allowed_lists_the_allowed_methods() {
 async fn duplicate_keys_are_refused_rather_than_resolved_silently() {
     let app = TestApp::spawn().await;
     app.create_service(EXISTING, json!({})).await;
-    let stored = std::fs::read(app.data_file()).unwrap();
+    let stored = app.stored_state();
     let img = TEST_IMAGE;
     let cases = [
         create_raw(
@@ -821,7 +821,7 @@ async fn duplicate_keys_are_refused_rather_than_resolved_silently() {
         })
         .collect();
     assert!(faults.is_empty(), "{}", faults.join("\n"));
-    assert_eq!(std::fs::read(app.data_file()).unwrap(), stored);
+    assert_eq!(app.stored_state(), stored);
 }
 
 #[tokio::test]

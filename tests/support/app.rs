@@ -208,6 +208,11 @@ impl TestApp {
         self.dir.path().join("data/services.json")
     }
 
+    /// What the store's files hold: `{"revision": R, "services": {...}}`.
+    pub fn stored_state(&self) -> Value {
+        super::store::stored_state(&self.data_file())
+    }
+
     /// Everything the server wrote to stderr so far.
     pub fn log(&self) -> String {
         self.process.log()

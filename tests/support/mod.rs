@@ -12,6 +12,7 @@
 //! - `sse`: a client of the connector's event stream (`GET /events`);
 //! - `tls`: a test CA made with the `openssl` CLI, shared with the
 //!   performance bench, and the `ROCKET_TLS` value that serves its certificate;
+//! - `store`: the store's files (data file and journal) read back;
 //! - `figures`: figures for the summary `scripts/test` prints;
 //! - `rng`: reproducible randomness for the randomized tests.
 
@@ -24,4 +25,5 @@ pub mod openapi;
 pub mod process;
 pub mod rng;
 pub mod sse;
+pub mod store;
 pub mod tls;
