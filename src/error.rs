@@ -36,6 +36,9 @@ pub enum Error {
     },
     /// A rollback of a service that has no earlier definition to go back to.
     NothingToRollBack(String),
+    /// Containers of the service still run an earlier definition, which
+    /// must stay known until they are replaced.
+    EarlierDefinitionRuns { service: String, containers: usize },
     /// A Swarm service has the name the connector would give a service's,
     /// without its labels: someone else's, never touched.
     ForeignSwarmService { swarm_name: String, service: String },
@@ -100,6 +103,7 @@ impl Error {
             Error::ServiceExists(_)
             | Error::OutOfBounds { .. }
             | Error::NothingToRollBack(_)
+            | Error::EarlierDefinitionRuns { .. }
             | Error::ForeignSwarmService { .. } => Status::Conflict,
             Error::PreconditionFailed { .. } => Status::PreconditionFailed,
             Error::DockerUnavailable(_) => Status::ServiceUnavailable,
@@ -151,6 +155,16 @@ impl std::fmt::Display for Error {
                 f,
                 "If-Match: service '{service}' does not exist, so no entity tag matches; \
                  nothing was changed"
+            ),
+            Error::EarlierDefinitionRuns {
+                service,
+                containers,
+            } => write!(
+                f,
+                "{containers} container(s) of service '{service}' still run an earlier \
+                 definition, which is kept to replace them if they die while the rollout \
+                 goes on; forget the earlier definitions once GET \
+                 /service/{service}/status says rollout.state complete"
             ),
             Error::NothingToRollBack(name) => write!(
                 f,

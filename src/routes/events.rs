@@ -1,5 +1,7 @@
-//! `GET /events`, the change feed as server-sent events, and
-//! `GET /service/<name>/history`, the changes a service keeps.
+//! `GET /events`, the change feed as server-sent events,
+//! `GET /service/<name>/history`, the changes a service keeps, and
+//! `DELETE /service/<name>/earlier-definitions`, which drops the earlier
+//! definitions it keeps.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use serde_json::{json, Value};
 use super::conditional::{LastEventId, Tagged};
 use super::gate::Access;
 use super::known_name;
+use crate::backend::Backend;
 use crate::domain::ServiceName;
 use crate::error::Error;
 use crate::feed::{Batch, Feed};
@@ -31,7 +34,7 @@ const STREAM_CHUNK: usize = 512;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub fn routes() -> Vec<Route> {
-    rocket::routes![events, history]
+    rocket::routes![events, history, forget_earlier_definitions]
 }
 
 /// Streams every change after `Last-Event-ID` (or from now), of one
@@ -116,5 +119,33 @@ fn history(store: &State<Arc<Store>>, name: &str) -> Result<Tagged<Json<Value>>,
     Ok(Tagged::new(
         Json(json!({"service": name.as_str(), "changes": stored.changes})),
         stored.revision,
+    ))
+}
+
+/// Drops the earlier definitions a service keeps for rollbacks, and with
+/// them, from the data files, the environment values they held: after a
+/// secret is rotated by a PUT, the old one stays in them until then. Refused
+/// while containers of an earlier definition still run.
+#[rocket::delete("/service/<name>/earlier-definitions")]
+async fn forget_earlier_definitions(
+    store: &State<Arc<Store>>,
+    backend: &State<Arc<dyn Backend>>,
+    name: &str,
+) -> Result<Json<Value>, Error> {
+    let name = known_name(name)?;
+    if !store.contains(&name) {
+        return Err(Error::ServiceNotFound(name.to_string()));
+    }
+    let status = backend.status(&name).await?;
+    let earlier = status.containers.iter().filter(|c| !c.current).count();
+    if earlier > 0 {
+        return Err(Error::EarlierDefinitionRuns {
+            service: name.to_string(),
+            containers: earlier,
+        });
+    }
+    let forgotten = store.forget_earlier_definitions(&name).await?;
+    Ok(Json(
+        json!({"service": name.as_str(), "forgotten": forgotten}),
     ))
 }

@@ -194,6 +194,11 @@ impl Disk {
         Some(self.begin())
     }
 
+    /// Whether a compaction runs.
+    pub fn compacting(&self) -> bool {
+        self.compacting.is_some()
+    }
+
     /// Starts a compaction whatever the journal's size (at start, or to
     /// drop values from the files at once).
     pub fn begin(&mut self) -> CompactionJob {
@@ -342,11 +347,6 @@ fn restrict(path: &Path) {
 
 #[cfg(test)]
 impl Disk {
-    /// Whether a compaction runs.
-    pub fn compacting(&self) -> bool {
-        self.compacting.is_some()
-    }
-
     /// Swaps the journal for a read-only handle of it, on which the next
     /// append fails; the one after reopens it.
     pub fn break_for_test(&mut self) {

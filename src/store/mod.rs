@@ -826,13 +826,71 @@ impl Store {
     }
 
     /// Folds the journal into the snapshot now, with the map as it stands,
-    /// holding the disk for the whole of it.
+    /// holding the disk for the whole of it (at start, and in tests).
     fn compact_now(&self) -> Result<(), String> {
-        let mut disk = self.disk.lock().expect("disk lock poisoned");
-        let job = disk.begin();
-        let snapshot = job.write_snapshot(self.revision.load(Ordering::SeqCst), &self.all());
-        disk.finish_compaction(snapshot)
+        fold(
+            &self.disk,
+            self.revision.load(Ordering::SeqCst),
+            &self.all(),
+        )
     }
+
+    /// Drops the earlier definitions of `name` (which a rollback, and a
+    /// failing roll's replacements, would use), then folds the journal into
+    /// the data file at once, so the values they held, secrets included, are
+    /// in neither file any more. Answers how many were dropped; changes no
+    /// revision.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`]; [`Error::Storage`] if a file could not be
+    /// written (the definitions may then be dropped from the map and the
+    /// journal's newest record, but older records still hold them).
+    pub async fn forget_earlier_definitions(&self, name: &ServiceName) -> Result<usize, Error> {
+        let forgotten = self
+            .change(|edit| {
+                if edit
+                    .services
+                    .get(name)
+                    .is_some_and(|s| s.history.is_empty())
+                {
+                    return Ok(0);
+                }
+                let stored = edit.service(name, None)?;
+                Ok(std::mem::take(&mut stored.history).len())
+            })
+            .await?;
+        // No write may start a compaction of its own meanwhile.
+        let _writing = self.writer.lock().await;
+        loop {
+            if !self.disk.lock().expect("disk lock poisoned").compacting() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let (disk, services) = (self.disk.clone(), self.all());
+        let revision = self.revision.load(Ordering::SeqCst);
+        tokio::task::spawn_blocking(move || fold(&disk, revision, &services))
+            .await
+            .map_err(|e| Error::Storage(format!("the writer task failed: {e}")))?
+            .map_err(|e| {
+                log::error!("cannot fold the journal into the data file: {e}");
+                Error::Storage(
+                    "the earlier definitions are dropped, but the journal that still holds them \
+                     could not be folded into the data file; try again"
+                        .into(),
+                )
+            })?;
+        Ok(forgotten)
+    }
+}
+
+/// Writes `services` as the snapshot and empties the journal, holding the
+/// disk throughout.
+fn fold(disk: &Mutex<Disk>, revision: u64, services: &Services) -> Result<(), String> {
+    let mut disk = disk.lock().expect("disk lock poisoned");
+    let job = disk.begin();
+    let snapshot = job.write_snapshot(revision, services);
+    disk.finish_compaction(snapshot)
 }
 
 /// The writes the unit tests make: by the connector, without `If-Match`.

@@ -38,7 +38,7 @@ const PROBED_METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPT
 /// where a rollback has nothing to go back to and where a count leaves its
 /// bounds, 412 where If-Match is honoured, 500 where the definitions file
 /// is written, 502/503/504 where docker runs.
-const STATUSES: [(&str, &str, &[u16]); 13] = [
+const STATUSES: [(&str, &str, &[u16]); 14] = [
     ("GET", "/service", &[200, 401, 403, 429]),
     (
         "POST",
@@ -74,6 +74,11 @@ const STATUSES: [(&str, &str, &[u16]); 13] = [
         &[200, 400, 401, 403, 404, 409, 429, 502, 503, 504],
     ),
     ("GET", "/service/{name}/history", &[200, 401, 403, 404, 429]),
+    (
+        "DELETE",
+        "/service/{name}/earlier-definitions",
+        &[200, 401, 403, 404, 409, 429, 500, 502, 503, 504],
+    ),
     ("GET", "/events", &[200, 400, 401, 403, 429]),
     ("GET", "/health", &[200, 503]),
     ("GET", "/metrics", &[200, 401, 403, 429]),

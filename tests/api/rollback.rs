@@ -167,3 +167,64 @@ async fn a_roll_whose_new_containers_exit_at_once_goes_back_by_itself() {
     assert_eq!(body["rollout"]["error"], Value::Null, "{body:#}");
     assert_eq!(versions(&app), ["3", "3"]);
 }
+
+/// The bytes of the data file and its journal, as one text.
+fn files_text(app: &TestApp) -> String {
+    let journal = crate::support::store::journal_of(&app.data_file());
+    let mut text = std::fs::read_to_string(app.data_file()).unwrap();
+    text.push_str(&std::fs::read_to_string(journal).unwrap_or_default());
+    text
+}
+
+#[tokio::test]
+async fn forgetting_earlier_definitions_drops_a_rotated_secret_from_the_files() {
+    // Reconciling off: the container of the first definition keeps running
+    // after the PUT, as it would during a roll.
+    let app = TestApp::spawn_with(AppOptions::new().env("ROCKET_RECONCILE", "false")).await;
+    let path = "/service/vault/earlier-definitions";
+    app.create_service(
+        "vault",
+        json!({"command": "sleep 600", "environment": {"TOKEN": "old-secret-4711"}}),
+    )
+    .await;
+    assert_eq!(app.scale("vault", json!(1)).await.status, 200);
+    let rotated = json!({"name": "vault", "image": TEST_IMAGE, "command": "sleep 600",
+                         "environment": {"TOKEN": "new-secret-0815"}});
+    assert_eq!(app.put("vault", rotated).await.status, 200);
+    assert!(
+        files_text(&app).contains("old-secret-4711"),
+        "the replaced definition is kept, value and all"
+    );
+
+    let refused = app.send("DELETE", path, None).await;
+    assert_eq!(refused.status, 409, "{refused:?}");
+    assert!(refused.error().contains("1 container(s)"), "{refused:?}");
+    assert!(
+        files_text(&app).contains("old-secret-4711"),
+        "nothing changed"
+    );
+
+    assert_eq!(app.scale("vault", json!(0)).await.status, 200);
+    let forgotten = app.send("DELETE", path, None).await;
+    assert_eq!(forgotten.status, 200, "{forgotten:?}");
+    assert_eq!(forgotten.body, json!({"service": "vault", "forgotten": 1}));
+    let files = files_text(&app);
+    assert!(!files.contains("old-secret-4711"), "{files}");
+    assert!(
+        files.contains("new-secret-0815"),
+        "the current definition stays"
+    );
+    assert_eq!(
+        roll_back(&app, "vault").await.status,
+        409,
+        "nothing to go back to"
+    );
+    let again = app.send("DELETE", path, None).await;
+    assert_eq!(again.body["forgotten"], 0, "{again:?}");
+    assert_eq!(
+        app.send("DELETE", "/service/nobody/earlier-definitions", None)
+            .await
+            .status,
+        404
+    );
+}
