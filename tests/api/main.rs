@@ -7,6 +7,7 @@ mod support;
 
 mod access;
 mod auth;
+mod browser_rules;
 mod cli;
 mod concurrency;
 mod contract;
