@@ -20,6 +20,9 @@ pub enum Error {
     MalformedBody(String),
     /// The body is larger than the connector accepts.
     BodyTooLarge { limit: u64 },
+    /// A body that does not say it is JSON (its `Content-Type`, if any):
+    /// refused before it is read.
+    UnsupportedMediaType(Option<String>),
     /// No service has that name.
     ServiceNotFound(String),
     /// A service with that name already exists.
@@ -99,6 +102,7 @@ impl Error {
         match self {
             Error::Invalid { .. } | Error::MalformedBody(_) => Status::BadRequest,
             Error::BodyTooLarge { .. } => Status::PayloadTooLarge,
+            Error::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             Error::ServiceNotFound(_) => Status::NotFound,
             Error::ServiceExists(_)
             | Error::OutOfBounds { .. }
@@ -117,6 +121,7 @@ impl Error {
                 Status::Unauthorized
             }
             Error::AccessDenied(AuthFailure::Throttled(_)) => Status::TooManyRequests,
+            Error::AccessDenied(AuthFailure::NoHost) => Status::BadRequest,
             Error::AccessDenied(
                 AuthFailure::Browser(_)
                 | AuthFailure::MissingScope { .. }
@@ -134,6 +139,16 @@ impl std::fmt::Display for Error {
             Error::MalformedBody(reason) => write!(f, "request body: {reason}"),
             Error::BodyTooLarge { limit } => {
                 write!(f, "request body: larger than the limit of {limit} bytes")
+            }
+            Error::UnsupportedMediaType(given) => {
+                write!(
+                    f,
+                    "Content-Type: a request body must be sent as application/json, "
+                )?;
+                match given {
+                    Some(given) => write!(f, "not {given:?}"),
+                    None => write!(f, "and this one does not say what it is"),
+                }
             }
             Error::ServiceNotFound(name) => write!(f, "service '{name}' does not exist"),
             Error::ServiceExists(name) => write!(f, "service '{name}' already exists"),
@@ -249,6 +264,10 @@ impl std::fmt::Display for Error {
                 "forbidden: {what} covers every service, and this token may touch only some"
             ),
             Error::AccessDenied(AuthFailure::Browser(reason)) => write!(f, "forbidden: {reason}"),
+            Error::AccessDenied(AuthFailure::NoHost) => write!(
+                f,
+                "Host: the request has no Host header, which HTTP/1.1 requires"
+            ),
         }
     }
 }

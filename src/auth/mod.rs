@@ -2,8 +2,8 @@
 //! may do everything, and the named, scoped ones of `tokens`), sent as a
 //! bearer token or as the password of HTTP Basic auth and compared in
 //! constant time; a bounded slow-down of guessing; no web page in a browser
-//! (refused by `Origin` and `Host`); and the rule that a connector reachable
-//! from other hosts needs a token and TLS.
+//! (refused by `Host`, `Origin` and `Sec-Fetch-Site`); and the rule that a
+//! connector reachable from other hosts needs a token and TLS.
 
 mod throttle;
 mod tokens;
@@ -69,9 +69,13 @@ pub enum AuthFailure {
     /// The token may touch only some services, and this answer (named)
     /// covers them all.
     CoversEveryService(String),
-    /// A web page on another site (its `Origin`) or reached through a
-    /// rebound DNS name (its `Host`): a browser, not a client of this API.
+    /// A web page on another site (its `Origin`, its `Sec-Fetch-Site`) or
+    /// reached through a rebound DNS name (its `Host`): a browser, not a
+    /// client of this API.
     Browser(String),
+    /// No `Host` header (nor HTTP/2's `:authority`): HTTP/1.1 requires one,
+    /// and without it the browser rules could not be applied.
+    NoHost,
 }
 
 /// A refused request: why, and which token it presented, if a known one
@@ -98,7 +102,13 @@ pub struct Credentials<'a> {
     pub path: &'a str,
     pub authorization: Option<&'a str>,
     pub origin: Option<&'a str>,
+    /// The `Host` header.
     pub host: Option<&'a str>,
+    /// The host the request target names, where the server keeps it apart
+    /// from `Host`: HTTP/2's `:authority`. (An HTTP/1.1 absolute-form
+    /// target's host never gets here: Rocket 0.5.2 keeps only its path and
+    /// query, and answers for the `Host` header.)
+    pub target_host: Option<&'a str>,
     /// `Sec-Fetch-Site`, which browsers send on every request.
     pub fetch_site: Option<&'a str>,
     /// Whether `Host` or `Origin` came more than once: no browser does
@@ -189,12 +199,16 @@ impl AccessPolicy {
         self.tokens.len()
     }
 
-    /// Checks one request: the browser rules, then its token, its scope and
-    /// the service its path names.
+    /// Checks one request: that it names a host, the browser rules, then its
+    /// token, its scope and the service its path names.
     ///
     /// # Errors
     /// Why the request must be refused.
     pub fn check(&self, request: &Credentials<'_>) -> Result<Grant, Refusal> {
+        // HTTP/1.1 requires a Host on every request, the open paths too.
+        if request.host.is_none() && request.target_host.is_none() {
+            return Err(AuthFailure::NoHost.into());
+        }
         if OPEN_PATHS.contains(&request.path) {
             return Ok(Grant::anyone());
         }
@@ -274,48 +288,69 @@ impl AccessPolicy {
     /// A page on another site can make a browser send simple requests here
     /// (a form's POST needs no permission), and a page whose DNS name is
     /// rebound to 127.0.0.1 can even read the answers. Clients of this API
-    /// (curl, httpie, the autoscaler) send no `Origin`; browsers always do on
-    /// a cross-site request, and a rebound page still names its own host.
+    /// (curl, httpie, the autoscaler) send no `Origin` and no
+    /// `Sec-Fetch-Site`; browsers label every request with `Sec-Fetch-Site`
+    /// and a cross-site one with `Origin`, and a rebound page still names
+    /// its own host.
     fn check_browser(&self, request: &Credentials<'_>) -> Result<(), AuthFailure> {
         if request.repeated_headers {
             return Err(AuthFailure::Browser(
                 "Host or Origin is given more than once".into(),
             ));
         }
-        // Browsers label every request with it, also those that carry no
-        // Origin (a cross-site GET from a link or an image); "none" is a user
-        // typing the URL.
-        if let Some(site) = request
-            .fetch_site
-            .filter(|site| !matches!(*site, "same-origin" | "none"))
-        {
-            return Err(AuthFailure::Browser(format!(
-                "requests from web pages of another site (Sec-Fetch-Site: {site}) are refused"
-            )));
+        let host = match (request.host, request.target_host) {
+            (None, None) => return Err(AuthFailure::NoHost),
+            (Some(host), Some(target)) if !host.eq_ignore_ascii_case(target) => {
+                return Err(AuthFailure::Browser(format!(
+                    "the request target names the host {target:?} and Host names {host:?}; \
+                     they must agree"
+                )));
+            }
+            (Some(host), _) | (None, Some(host)) => host,
+        };
+        // "none" is a navigation the user made (a typed URL, a bookmark),
+        // which browsers make only with GET: a page to look at, never a
+        // change.
+        if let Some(site) = request.fetch_site {
+            let allowed = match site {
+                "same-origin" => true,
+                "none" => matches!(request.method, "GET" | "HEAD"),
+                _ => false,
+            };
+            if !allowed {
+                return Err(AuthFailure::Browser(if site == "none" {
+                    format!(
+                        "a {} request a browser made by itself (Sec-Fetch-Site: none) is \
+                         refused; only GET and HEAD may come that way",
+                        request.method
+                    )
+                } else {
+                    format!(
+                        "requests from web pages of another site (Sec-Fetch-Site: {site}) \
+                         are refused"
+                    )
+                }));
+            }
         }
         if let Some(origin) = request.origin {
-            let same_origin = request.host.is_some_and(|host| {
-                origin
-                    .strip_prefix("http://")
-                    .or_else(|| origin.strip_prefix("https://"))
-                    .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host))
-            });
+            let same_origin = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host));
             if !same_origin {
                 return Err(AuthFailure::Browser(format!(
                     "requests from web pages of another origin ({origin}) are refused"
                 )));
             }
         }
-        // Without a token, Host must be an IP address or a localhost name:
-        // no DNS rebinding can produce those.
-        if !self.requires_token() {
-            if let Some(host) = request.host.filter(|host| !is_literal_host(host)) {
-                return Err(AuthFailure::Browser(format!(
-                    "Host {host:?} is a DNS name, and without a token only an IP \
-                     address or localhost is accepted, so that no DNS name pointed at \
-                     this machine (DNS rebinding) can reach the API"
-                )));
-            }
+        // Without a token, Host must be an IP address or localhost: no DNS
+        // rebinding can produce those.
+        if !self.requires_token() && !is_literal_host(host) {
+            return Err(AuthFailure::Browser(format!(
+                "Host {host:?} is a DNS name, and without a token only an IP \
+                 address or localhost is accepted, so that no DNS name pointed at \
+                 this machine (DNS rebinding) can reach the API"
+            )));
         }
         Ok(())
     }
@@ -357,24 +392,25 @@ fn presented_token(authorization: Option<&str>) -> Option<String> {
     None
 }
 
-/// Whether a `Host` header (with or without a port) is an IP address or a
-/// localhost name (`localhost`, `*.localhost`), which resolve without DNS.
+/// Whether a `Host` header (with or without a port) is an IPv4 address, an
+/// IPv6 address in brackets, or `localhost`: names no DNS answer can point
+/// elsewhere. `localhost.` (with the root's dot) is a DNS query, and
+/// `*.localhost` is resolved by some systems and not others, so neither is.
 fn is_literal_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(bracketed) => match bracketed.split_once(']') {
+    if let Some(bracketed) = host.strip_prefix('[') {
+        return match bracketed.split_once(']') {
             Some((address, rest)) if is_port_suffix(rest) => {
-                return address.parse::<std::net::Ipv6Addr>().is_ok();
+                address.parse::<std::net::Ipv6Addr>().is_ok()
             }
-            _ => return false,
-        },
-        None => match host.rsplit_once(':') {
-            Some((name, port)) if is_port_suffix(&format!(":{port}")) => name,
-            Some(_) => return false,
-            None => host,
-        },
+            _ => false,
+        };
+    }
+    let name = match host.split_once(':') {
+        Some((name, port)) if is_port_suffix(&format!(":{port}")) => name,
+        Some(_) => return false,
+        None => host,
     };
-    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-    name == "localhost" || name.ends_with(".localhost") || name.parse::<IpAddr>().is_ok()
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Nothing, or `:` and a port number.
@@ -459,16 +495,14 @@ mod tests {
     fn without_a_token_clients_are_allowed() {
         let open = AccessPolicy::new(None);
         assert_eq!(open.admits(&request("/service", None)), Ok(()));
-        // Addresses and localhost names, which no DNS answer can redirect;
-        // any address, since a connector on 0.0.0.0 is reached by several.
+        // Addresses and localhost, which no DNS answer can redirect; any
+        // address, since a connector on 0.0.0.0 is reached by several.
         for host in [
             "localhost:7051",
             "LOCALHOST",
-            "localhost.",
             "127.0.0.2",
             "[::1]:7051",
             "[::ffff:127.0.0.1]",
-            "a.localhost",
             "10.0.0.1:7051",
         ] {
             let req = Credentials {
@@ -477,11 +511,115 @@ mod tests {
             };
             assert_eq!(open.admits(&req), Ok(()), "{host}");
         }
-        let no_host = Credentials {
+    }
+
+    #[test]
+    fn without_a_token_only_literal_hosts_pass() {
+        let open = AccessPolicy::new(None);
+        for host in [
+            "localhost.",
+            "localhost.:7051",
+            "a.localhost",
+            "evil.localhost:7051",
+            "::1",
+            "::1:7051",
+            "[::1",
+            "127.0.0.1:",
+            "127.0.0.1:80:80",
+            "",
+        ] {
+            let req = Credentials {
+                host: Some(host),
+                ..request("/service", None)
+            };
+            match open.admits(&req) {
+                Err(AuthFailure::Browser(reason)) => assert!(reason.contains("Host"), "{reason}"),
+                other => panic!("{host:?}: {other:?}"),
+            }
+        }
+        // A token makes a DNS name fine: a rebound page has no token.
+        let guarded = policy("s3cret-token-0123456789");
+        let by_name = Credentials {
+            host: Some("evil.localhost"),
+            ..request("/service", Some("Bearer s3cret-token-0123456789"))
+        };
+        assert_eq!(guarded.admits(&by_name), Ok(()));
+    }
+
+    #[test]
+    fn a_request_without_a_host_is_a_bad_request_token_or_not() {
+        let guarded = policy("s3cret-token-0123456789");
+        for (policy, authorization) in [
+            (AccessPolicy::new(None), None),
+            (guarded, Some("Bearer s3cret-token-0123456789")),
+        ] {
+            for path in ["/service", "/health"] {
+                let req = Credentials {
+                    host: None,
+                    ..request(path, authorization)
+                };
+                assert_eq!(policy.admits(&req), Err(AuthFailure::NoHost), "{path}");
+            }
+        }
+        // HTTP/2 names the host in :authority and may send no Host.
+        let http2 = Credentials {
             host: None,
+            target_host: Some("127.0.0.1:7051"),
             ..request("/service", None)
         };
-        assert_eq!(open.admits(&no_host), Ok(()));
+        assert_eq!(AccessPolicy::new(None).admits(&http2), Ok(()));
+    }
+
+    #[test]
+    fn a_target_host_must_agree_with_host_and_be_literal_without_a_token() {
+        let open = AccessPolicy::new(None);
+        let guarded = policy("s3cret-token-0123456789");
+        let with = |host, target, authorization| Credentials {
+            host,
+            target_host: Some(target),
+            ..request("/service", authorization)
+        };
+        let token = Some("Bearer s3cret-token-0123456789");
+        assert_eq!(
+            open.admits(&with(Some("127.0.0.1:7051"), "127.0.0.1:7051", None)),
+            Ok(())
+        );
+        assert_eq!(
+            open.admits(&with(Some("LOCALHOST"), "localhost", None)),
+            Ok(())
+        );
+        for refused in [
+            open.admits(&with(Some("127.0.0.1:7051"), "evil.example:7051", None)),
+            open.admits(&with(None, "evil.example:7051", None)),
+            guarded.admits(&with(Some("box.internal"), "evil.example", token)),
+        ] {
+            assert!(
+                matches!(refused, Err(AuthFailure::Browser(_))),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(guarded.admits(&with(None, "box.internal", token)), Ok(()));
+    }
+
+    #[test]
+    fn a_navigation_the_user_made_may_only_read() {
+        let open = AccessPolicy::new(None);
+        let navigation = |method| Credentials {
+            method,
+            fetch_site: Some("none"),
+            ..request("/service", None)
+        };
+        for method in ["GET", "HEAD"] {
+            assert_eq!(open.admits(&navigation(method)), Ok(()), "{method}");
+        }
+        for method in ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+            match open.admits(&navigation(method)) {
+                Err(AuthFailure::Browser(reason)) => {
+                    assert!(reason.contains("Sec-Fetch-Site: none"), "{reason}")
+                }
+                other => panic!("{method}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -547,12 +685,13 @@ mod tests {
         ] {
             assert!(refused(browser_only), "{browser_only:?}");
         }
-        for typed_or_same in ["none", "same-origin"] {
+        for method in ["GET", "POST", "PUT", "DELETE"] {
             let req = Credentials {
-                fetch_site: Some(typed_or_same),
+                method,
+                fetch_site: Some("same-origin"),
                 ..request("/service", None)
             };
-            assert_eq!(open.admits(&req), Ok(()), "{typed_or_same}");
+            assert_eq!(open.admits(&req), Ok(()), "{method}");
         }
     }
 

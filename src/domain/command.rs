@@ -15,7 +15,9 @@ pub struct Command {
 }
 
 impl Command {
-    /// Parses the `command` field (not null).
+    /// Parses the `command` field (not null). It must name a program: an
+    /// empty argv or an empty first word is refused, since docker cannot
+    /// start it.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming `command` or `command[i]`.
@@ -50,13 +52,28 @@ impl Command {
                 "must not contain a NUL character",
             ));
         }
+        // docker would take an empty argv, or an empty program name, only
+        // to fail at every start; refused here, a definition that cannot
+        // run is never stored.
+        let unrunnable = match argv.first() {
+            None => Some("is empty (a blank string, only a # comment, or [])"),
+            Some(program) if program.is_empty() => Some("starts with an empty word"),
+            Some(_) => None,
+        };
+        if let Some(what) = unrunnable {
+            return Err(Error::invalid(
+                "command",
+                format!("{what}; to run the image's own command, leave `command` out or null"),
+            ));
+        }
         Ok(Command {
             as_given: raw.clone(),
             argv,
         })
     }
 
-    /// The arguments passed after the image; empty means the image's default.
+    /// The arguments passed after the image: never empty, and the first
+    /// (the program) never an empty string.
     pub fn argv(&self) -> &[String] {
         &self.argv
     }
@@ -99,5 +116,32 @@ mod tests {
         ] {
             assert!(Command::parse(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_command_must_name_a_program() {
+        for empty in [
+            json!(""),
+            json!(" "),
+            json!("\t\n"),
+            json!("#x"),
+            json!("  # only a comment"),
+            json!("'' arg"),
+            json!([]),
+            json!([""]),
+            json!(["", "arg"]),
+        ] {
+            match Command::parse(&empty) {
+                Err(Error::Invalid { field, reason }) => {
+                    assert_eq!(field, "command", "{empty}");
+                    assert!(reason.contains("leave `command` out"), "{empty}: {reason}");
+                }
+                other => panic!("{empty}: {other:?}"),
+            }
+        }
+        // Only the program must be a word; its arguments may be empty.
+        let cmd = Command::parse(&json!(["echo", ""])).unwrap();
+        assert_eq!(cmd.argv(), ["echo", ""]);
+        assert_eq!(Command::parse(&json!("x #y")).unwrap().argv(), ["x"]);
     }
 }

@@ -93,8 +93,16 @@ impl PortSpec {
     }
 }
 
+/// The most ports one definition may publish: our own choice, well above
+/// what a service publishes in practice. Each published port is a
+/// `docker-proxy` process per replica, and a replica's start grows with
+/// them (in issue 19, 100 ports took 2.9 s and 200 proxy processes for one
+/// replica), so a definition with thousands (a 64 KiB body holds them)
+/// would make every scale crawl.
+pub const MAX_PORTS: usize = 64;
+
 /// The `ports` of a definition: the list as the client gave it, and its
-/// parsed, duplicate-free specs.
+/// parsed, duplicate-free specs, at most [`MAX_PORTS`] of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ports {
     as_given: Value,
@@ -102,7 +110,8 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Parses the `ports` field (not null).
+    /// Parses the `ports` field (not null): at most [`MAX_PORTS`] ports,
+    /// none twice (docker refuses a port/protocol published twice).
     ///
     /// # Errors
     /// [`Error::Invalid`] naming `ports` or `ports[i]`.
@@ -113,6 +122,16 @@ impl Ports {
                 format!("must be an array of ports or null, not {}", json_type(raw)),
             ));
         };
+        if items.len() > MAX_PORTS {
+            return Err(Error::invalid(
+                "ports",
+                format!(
+                    "lists {} ports; at most {MAX_PORTS} may be published, since each \
+                     one is a docker-proxy process in every replica",
+                    items.len()
+                ),
+            ));
+        }
         let mut specs: Vec<PortSpec> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let field = format!("ports[{i}]");
@@ -173,6 +192,22 @@ mod tests {
             json!(["000080"]),
         ] {
             assert!(Ports::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn at_most_max_ports_are_published() {
+        let ports = |count: usize| json!((1..=count).collect::<Vec<_>>());
+        assert_eq!(
+            Ports::parse(&ports(MAX_PORTS)).unwrap().specs().len(),
+            MAX_PORTS
+        );
+        match Ports::parse(&ports(MAX_PORTS + 1)) {
+            Err(Error::Invalid { field, reason }) => {
+                assert_eq!(field, "ports");
+                assert!(reason.contains("at most 64"), "{reason}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Reading a request body as JSON: bounded, and strict about keys given twice.
+//! Reading a request body as JSON: labelled as JSON, bounded, and strict
+//! about keys given twice.
 
 use rocket::data::{Data, ToByteUnit};
 use serde_json::Value;
@@ -8,8 +9,9 @@ use crate::error::Error;
 /// Largest request body accepted; larger ones answer 413.
 pub const BODY_LIMIT: u64 = 64 * 1024;
 
-/// Reads a JSON request body of at most [`BODY_LIMIT`] bytes. The content type
-/// is not checked: curl and scripts often omit it.
+/// Reads a JSON request body of at most [`BODY_LIMIT`] bytes. Its content
+/// type was checked by the gate ([`check_content_type`]) before any route
+/// ran.
 ///
 /// # Errors
 /// [`Error::BodyTooLarge`]; [`Error::MalformedBody`] for an empty body or one
@@ -24,6 +26,30 @@ pub async fn read_json(data: Data<'_>) -> Result<Value, Error> {
         return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
     }
     parse_json(&body)
+}
+
+/// Whether a request body's `Content-Type` says JSON: `application/json`,
+/// with any parameters (`; charset=utf-8`), in any case. A web page can make
+/// a browser send `text/plain`, a form or multipart body, or none, to
+/// another site without asking it first (a "simple request"); a JSON body
+/// needs the browser to ask, and this API never says yes.
+///
+/// # Errors
+/// [`Error::UnsupportedMediaType`] with the type given, if any.
+pub fn check_content_type(content_type: Option<&str>) -> Result<(), Error> {
+    let is_json = content_type.is_some_and(|given| {
+        given
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("application/json")
+    });
+    if is_json {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(content_type.map(str::to_owned)))
+    }
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, Error> {
@@ -72,6 +98,34 @@ mod tests {
             "environment.A"
         );
         assert_eq!(refused_key(r#"[{"x": 1}, {"y": 1, "y": 2}]"#), "[1].y");
+    }
+
+    #[test]
+    fn only_a_body_labelled_json_is_read() {
+        for json in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON;charset=UTF-8",
+            " application/json ",
+        ] {
+            assert!(check_content_type(Some(json)).is_ok(), "{json}");
+        }
+        for other in [
+            None,
+            Some(""),
+            Some("text/plain"),
+            Some("text/plain; charset=utf-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonx"),
+            Some("application/json-patch+json"),
+            Some("text/json"),
+        ] {
+            assert!(
+                matches!(check_content_type(other), Err(Error::UnsupportedMediaType(given)) if given.as_deref() == other),
+                "{other:?}"
+            );
+        }
     }
 
     #[test]

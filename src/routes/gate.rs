@@ -1,12 +1,14 @@
-//! The access check in front of every route: a request without a token
-//! (when tokens are set) is answered 401, one whose token lacks the scope
-//! or the service its path names 403, one from a web page 403, before any
-//! route, body read or catcher sees it, so no endpoint (present or future)
-//! can forget to check. What it decided stays in the request's local cache:
+//! The access check in front of every route: a request without a Host is
+//! answered 400, one without a token (when tokens are set) 401, one whose
+//! token lacks the scope or the service its path names 403, one from a web
+//! page 403, and an admitted one whose body is not labelled JSON 415,
+//! before any route, body read or catcher sees it, so no endpoint (present
+//! or future) can forget to check. What it decided stays in the request's local cache:
 //! routes whose service is not in the path (a create's body, the list, the
 //! event stream) check or filter by it through [`Access`], and the audit
 //! log reads it.
 
+use rocket::http::uri::Host;
 use rocket::http::{Method, Status};
 use rocket::request::{self, FromRequest};
 use rocket::route::{Handler, Outcome, Route};
@@ -14,6 +16,8 @@ use rocket::{Data, Request};
 
 use crate::auth::{AccessPolicy, AuthFailure, Credentials, Grant, Refusal, ServiceLimit};
 use crate::error::Error;
+
+use super::body::check_content_type;
 
 /// Name of the gate's routes, so listings of the real routes can skip them.
 pub const GATE_ROUTE_NAME: &str = "auth gate";
@@ -28,7 +32,7 @@ struct AuthGate;
 
 #[rocket::async_trait]
 impl Handler for AuthGate {
-    async fn handle<'r>(&self, request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r> {
+    async fn handle<'r>(&self, request: &'r Request<'_>, mut data: Data<'r>) -> Outcome<'r> {
         let Some(policy) = request.rocket().state::<AccessPolicy>() else {
             // Not managed: a wiring bug. Refusing beats serving unchecked.
             return Outcome::from(request, Status::InternalServerError);
@@ -36,7 +40,10 @@ impl Handler for AuthGate {
         match policy.check(&credentials(request)) {
             Ok(grant) => {
                 request.local_cache(|| Verdict::Admitted(grant));
-                Outcome::forward(data, Status::NotFound)
+                match check_body_type(request, &mut data).await {
+                    Ok(()) => Outcome::forward(data, Status::NotFound),
+                    Err(error) => Outcome::from(request, error),
+                }
             }
             Err(refusal) => {
                 let failure = refusal.failure.clone();
@@ -46,6 +53,29 @@ impl Handler for AuthGate {
         }
     }
 }
+
+/// Refuses a body not labelled as JSON on a method that carries one, before
+/// it is read: what a web page can send to another site unasked. A request
+/// without a body (a rollback, an httpie POST with no fields) needs no type.
+async fn check_body_type(request: &Request<'_>, data: &mut Data<'_>) -> Result<(), Error> {
+    if !matches!(request.method(), Method::Post | Method::Put | Method::Patch) {
+        return Ok(());
+    }
+    let content_type = request.headers().get_one("Content-Type");
+    if check_content_type(content_type).is_ok() {
+        return Ok(());
+    }
+    // Only a body that is not labelled JSON is waited for, one byte of it.
+    if data.peek(1).await.is_empty() && data.peek_complete() {
+        return Ok(());
+    }
+    check_content_type(content_type)
+}
+
+/// The host the request target names when it is not the `Host` header:
+/// HTTP/2's `:authority` (Rocket's [`Request::host`]), kept for
+/// [`credentials`]. Under HTTP/1.1, Rocket takes the host from `Host` itself.
+struct TargetHost(Option<String>);
 
 /// What the gate decided about a request.
 #[derive(Debug)]
@@ -149,12 +179,24 @@ fn shorten<'r>(request: &'r Request<'_>) -> &'r Request<'r> {
 /// What the access check needs from `request`.
 pub(super) fn credentials<'r>(request: &'r Request<'_>) -> Credentials<'r> {
     let headers = request.headers();
+    let host = headers.get_one("Host");
+    let TargetHost(target_host) = request.local_cache(|| {
+        let same = |a: &Host<'_>, b: &Host<'_>| a.domain() == b.domain() && a.port() == b.port();
+        let from_header = host.and_then(|host| Host::parse(host).ok());
+        TargetHost(
+            request
+                .host()
+                .filter(|target| !from_header.as_ref().is_some_and(|h| same(h, target)))
+                .map(ToString::to_string),
+        )
+    });
     Credentials {
         method: request.method().as_str(),
         path: request.uri().path().as_str(),
         authorization: headers.get_one("Authorization"),
         origin: headers.get_one("Origin"),
-        host: headers.get_one("Host"),
+        host,
+        target_host: target_host.as_deref(),
         fetch_site: headers.get_one("Sec-Fetch-Site"),
         repeated_headers: headers.get("Host").nth(1).is_some()
             || headers.get("Origin").nth(1).is_some(),

@@ -32,7 +32,8 @@ const PROBED_METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPT
 /// The statuses each operation can answer, from its handler and the error
 /// mapping in src/error.rs: 401 and 403 on everything but /health (the
 /// access gate: auth_token, and requests from web pages), 400
-/// and 413 where a body is read (400 also for a bad query or header), 404
+/// and 413 where a body is read (400 also for a bad query or header), 415
+/// on every POST and PUT (the gate refuses a body not sent as JSON), 404
 /// where a service is looked up, 409 where a name is taken (by a service, or
 /// on the swarm backend by a Swarm service that is not the connector's),
 /// where a rollback has nothing to go back to and where a count leaves its
@@ -43,14 +44,14 @@ const STATUSES: [(&str, &str, &[u16]); 14] = [
     (
         "POST",
         "/service",
-        &[201, 400, 401, 403, 409, 413, 429, 500],
+        &[201, 400, 401, 403, 409, 413, 415, 429, 500],
     ),
     ("GET", "/service/{name}", &[200, 401, 403, 404, 429]),
     (
         "PUT",
         "/service/{name}",
         &[
-            200, 201, 400, 401, 403, 409, 412, 413, 429, 500, 502, 503, 504,
+            200, 201, 400, 401, 403, 409, 412, 413, 415, 429, 500, 502, 503, 504,
         ],
     ),
     (
@@ -61,12 +62,16 @@ const STATUSES: [(&str, &str, &[u16]); 14] = [
     (
         "POST",
         "/service/{name}/rollback",
-        &[200, 400, 401, 403, 404, 409, 412, 429, 500, 502, 503, 504],
+        &[
+            200, 400, 401, 403, 404, 409, 412, 415, 429, 500, 502, 503, 504,
+        ],
     ),
     (
         "POST",
         "/service/{name}/scale",
-        &[200, 400, 401, 403, 404, 409, 412, 413, 429, 502, 503, 504],
+        &[
+            200, 400, 401, 403, 404, 409, 412, 413, 415, 429, 502, 503, 504,
+        ],
     ),
     (
         "GET",

@@ -7,10 +7,12 @@ mod support;
 
 mod access;
 mod auth;
+mod browser_rules;
 mod cli;
 mod concurrency;
 mod contract;
 mod controller;
+mod definitions;
 mod durability;
 mod events;
 mod faults;
