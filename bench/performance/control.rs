@@ -53,11 +53,28 @@ impl Connector {
         Self::spawn_serving(instance, log_path, owned_instances, Some(ca))
     }
 
+    /// [`Connector::spawn`] running `docker` as its docker CLI, with
+    /// reconciling off, for measurements of the connector's own work (its
+    /// store's writes) that the engine's time would drown.
+    pub fn spawn_with_docker(instance: &str, log_path: &Path, docker: &Path) -> Connector {
+        Self::spawn_configured(instance, log_path, Vec::new(), None, Some(docker))
+    }
+
     fn spawn_serving(
         instance: &str,
         log_path: &Path,
         owned_instances: Vec<String>,
         tls: Option<&TestCa>,
+    ) -> Connector {
+        Self::spawn_configured(instance, log_path, owned_instances, tls, None)
+    }
+
+    fn spawn_configured(
+        instance: &str,
+        log_path: &Path,
+        owned_instances: Vec<String>,
+        tls: Option<&TestCa>,
+        docker: Option<&Path>,
     ) -> Connector {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         let mut command = ConnectorCommand::new(data_dir.path(), instance)
@@ -66,6 +83,12 @@ impl Connector {
             .env("ROCKET_SCALE_CONCURRENCY", PARALLEL_RUNS.to_string());
         if let Some(ca) = tls {
             command = command.env("ROCKET_TLS", ca.rocket_tls(ClientCertificates::Off));
+        }
+        if let Some(docker) = docker {
+            // A stand-in engine has nothing to heal.
+            command = command
+                .env("ROCKET_DOCKER", docker)
+                .env("ROCKET_RECONCILE", "false");
         }
         let process = command.spawn_logging_to(log_path);
         let endpoint = match tls {
@@ -135,7 +158,7 @@ impl Connector {
 
     /// One control request on a connection of its own, so that no keep-alive
     /// expiry between phases can break it. Panics if nothing answers.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> HttpAnswer {
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> HttpAnswer {
         let body = body.map(Value::to_string);
         let request = request_bytes(self.port(), method, path, body.as_deref());
         HttpConnection::open(&self.endpoint, CONTROL_TIMEOUT)

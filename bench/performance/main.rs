@@ -29,7 +29,11 @@
 //!   connector's event stream and a status request blocked on its index,
 //!   each against the bench's own `docker events` reading the same event;
 //!   and the connector's memory and status p99 over 64 connections with
-//!   1,000 event streams open, against the same load without them.
+//!   1,000 event streams open, against the same load without them;
+//! * store (issue 19): the median create and scale latency with 10 and with
+//!   2,000 services defined, on two connectors whose docker CLI is a
+//!   stand-in that answers at once, so that the store's writes are what is
+//!   timed; against a bare synced append on the same disk.
 //!
 //! ```sh
 //! cargo bench --bench performance              # the full run, about 8 minutes
@@ -39,7 +43,7 @@
 //!
 //! `--only` takes the sections `startup`, `scale`, `status`, `freshness`
 //! (which runs on the status section's service, so brings it along),
-//! `health`, `growth` (which includes memory) and `watch`; the table then
+//! `health`, `growth` (which includes memory), `watch` and `store`; the table then
 //! has only their rows.
 //!
 //! It needs a Docker engine and a static busybox, from which the tests' image
@@ -67,7 +71,7 @@
 //! * `load`: status requests back to back over kept connections, and what
 //!   one round of them saw;
 //! * `measure_startup_scale`, `measure_status`, `measure_freshness`,
-//!   `measure_health`, `measure_growth`, `measure_watch`: one family of
+//!   `measure_health`, `measure_growth`, `measure_watch`, `measure_store`: one family of
 //!   measurements each;
 //! * `machine`: what /proc says about the host and the connector's memory;
 //! * `report`: medians, rows, verdicts and the table.
@@ -99,6 +103,7 @@ mod measure_growth;
 mod measure_health;
 mod measure_startup_scale;
 mod measure_status;
+mod measure_store;
 mod measure_watch;
 mod report;
 
@@ -117,6 +122,7 @@ use measure_growth::measure_growth;
 use measure_health::measure_health;
 use measure_startup_scale::{measure_scale, measure_startup};
 use measure_status::measure_status;
+use measure_store::measure_store;
 use measure_watch::measure_watch;
 use report::{build_table, rounds_note, Results};
 
@@ -214,6 +220,9 @@ fn main() -> ExitCode {
         .runs(Section::Watch)
         .then(|| measure_watch(&plan, &connector));
     drop(connector);
+    let store = plan
+        .runs(Section::Store)
+        .then(|| measure_store(&plan, &log_dir, &instance));
     report_leftovers(&[&instance, &raw_instance, &ballast_instance, &tls_instance]);
 
     let results = Results {
@@ -225,6 +234,7 @@ fn main() -> ExitCode {
         growth,
         memory,
         watch,
+        store,
     };
     let table = build_table(&results);
     println!();
@@ -260,10 +270,11 @@ enum Section {
     Health,
     Growth,
     Watch,
+    Store,
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::Startup,
         Section::Scale,
         Section::Status,
@@ -271,6 +282,7 @@ impl Section {
         Section::Health,
         Section::Growth,
         Section::Watch,
+        Section::Store,
     ];
 
     fn parse(name: &str) -> Option<Section> {
@@ -300,6 +312,9 @@ struct Plan {
     /// Event streams held open while the connector's memory and status
     /// latency are measured.
     watch_streams: usize,
+    /// Rounds of the store section, and the creates and scales of each.
+    store_rounds: usize,
+    store_writes: usize,
 }
 
 impl Plan {
@@ -350,6 +365,8 @@ impl Plan {
                 health_replicas: 4,
                 watch_kills: 5,
                 watch_streams: 100,
+                store_rounds: 2,
+                store_writes: 10,
             }
         } else {
             Plan {
@@ -366,6 +383,8 @@ impl Plan {
                 health_replicas: 20,
                 watch_kills: 30,
                 watch_streams: 1000,
+                store_rounds: 5,
+                store_writes: 30,
             }
         }
     }

@@ -9,6 +9,7 @@ use crate::measure_growth::{GrowthFigures, GROWTH_PROBES, GROWTH_SERVICES};
 use crate::measure_health::HealthFigures;
 use crate::measure_startup_scale::{ScaleFigures, UpDown};
 use crate::measure_status::StatusFigures;
+use crate::measure_store::{StoreFigures, LARGE_STORE, SMALL_STORE};
 use crate::measure_watch::{Latency, StreamsFigures, WatchFigures};
 use crate::{Plan, Section, BUSY_CONNECTIONS};
 
@@ -29,6 +30,8 @@ const HEALTH_RATIO_LIMIT: f64 = 1.2;
 /// stream's reader or to a blocked status request, at p99.
 const WATCH_ADDED_P99_LIMIT: f64 = 0.005;
 const STREAMS_RSS_LIMIT_MIB: f64 = 40.0;
+/// A write with 2,000 services at most this times one with 10.
+const STORE_GROWTH_LIMIT: f64 = 1.5;
 
 /// Every figure of the run, as the measurements return them; `None` for a
 /// section `--only` left out.
@@ -41,6 +44,7 @@ pub struct Results {
     pub growth: Option<GrowthFigures>,
     pub memory: Option<Memory>,
     pub watch: Option<WatchFigures>,
+    pub store: Option<StoreFigures>,
 }
 
 impl Results {
@@ -262,7 +266,42 @@ pub fn build_table(results: &Results) -> Table {
     if let Some(watch) = &results.watch {
         add_watch_rows(&mut table, watch);
     }
+    if let Some(store) = &results.store {
+        add_store_rows(&mut table, store);
+    }
     table
+}
+
+/// Create and scale latency with 10 services and with 2,000: each size's
+/// row against the bare synced append, and the growth rows against the
+/// issue's 1.5 ×.
+fn add_store_rows(table: &mut Table, store: &StoreFigures) {
+    let raw = median(store.raw_append.clone());
+    let writes = [
+        ("create", &store.small.create, &store.large.create),
+        ("scale", &store.small.scale, &store.large.scale),
+    ];
+    for (what, small, large) in writes {
+        let (small, large) = (median(small.clone()), median(large.clone()));
+        for (services, latency) in [(SMALL_STORE, small), (LARGE_STORE, large)] {
+            table.add(
+                Row::new(
+                    &format!("store: {what} with {services} services, p50"),
+                    format_seconds(latency),
+                    "info",
+                    Verdict::Info,
+                )
+                .against(format_seconds(raw), latency / raw),
+            );
+        }
+        let growth = large / small;
+        table.add(Row::new(
+            &format!("store: {what} with {LARGE_STORE} services / with {SMALL_STORE}"),
+            format!("{growth:.2} ×"),
+            &format!("≤ {STORE_GROWTH_LIMIT} ×"),
+            Verdict::of(growth <= STORE_GROWTH_LIMIT),
+        ));
+    }
 }
 
 /// p50 and p99 of some latencies, and how many there are.
@@ -704,6 +743,17 @@ pub fn rounds_note(plan: &Plan) -> String {
             plan.watch_streams,
             rounds(plan.status_rounds),
             plan.busy_duration
+        ));
+    }
+    if plan.runs(Section::Store) {
+        notes.push(format!(
+            "Store: each size's figure is the median over {} of each round's median of {} \
+             creates and {} scales (count 0 ↔ 1), the two connectors alternating which goes \
+             first, their docker CLI a stand-in that answers at once; raw is the median synced \
+             append of a create-sized line on the same disk.",
+            rounds(plan.store_rounds),
+            plan.store_writes,
+            plan.store_writes
         ));
     }
     if plan.runs(Section::Health) {
