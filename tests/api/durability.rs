@@ -452,7 +452,7 @@ fn refuses_new_files(dir: &Path) -> bool {
 }
 
 /// A directory made read-only, how, and the OS error a write into it gives.
-struct ReadOnly {
+pub(crate) struct ReadOnly {
     how: &'static str,
     cause: &'static str,
     _undo: Undo,
@@ -462,7 +462,7 @@ struct ReadOnly {
 /// ignores permission bits, so root gets the immutable flag (or, on a
 /// filesystem without one, a read-only bind mount); any other user gets mode
 /// 0555. Fails loudly if nothing works.
-fn make_read_only(dir: &Path) -> ReadOnly {
+pub(crate) fn make_read_only(dir: &Path) -> ReadOnly {
     let path = dir.to_str().unwrap().to_owned();
     let mut tried = Vec::new();
 

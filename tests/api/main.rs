@@ -11,6 +11,7 @@ mod cli;
 mod concurrency;
 mod contract;
 mod controller;
+mod delete;
 mod durability;
 mod events;
 mod faults;
