@@ -17,6 +17,7 @@ mod events;
 mod faults;
 mod freshness;
 mod health;
+mod http_errors;
 mod injection;
 mod observability;
 mod ports;
