@@ -96,7 +96,11 @@ pub fn measure_store(plan: &Plan, log_dir: &Path, instance: &str) -> StoreFigure
     ));
     let mut raw_append = Vec::new();
     for round in 0..plan.store_rounds {
-        let order: Vec<usize> = if round % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
+        let order: Vec<usize> = if round % 2 == 0 {
+            vec![0, 1]
+        } else {
+            vec![1, 0]
+        };
         for index in order {
             let sized = &mut sizes[index];
             let (create, scale) = write_round(plan, &sized.connector, round);

@@ -62,9 +62,14 @@ pub trait Backend: Send + Sync {
     /// [`Error::ServiceNotFound`], or the docker failure.
     async fn status(&self, service: &ServiceName) -> Result<ServiceStatus, Error>;
 
-    /// Removes everything `service` runs, then its definition; if the
-    /// service meets `precondition` when the delete begins (a PUT that
-    /// lands while it runs is deleted with it, as without `If-Match`).
+    /// Records 0 as the desired count of `service` (whatever its bounds),
+    /// removes everything it runs, then its definition, all under the
+    /// service's lock; if the service meets `precondition` when the delete
+    /// begins (a PUT that lands while it runs is deleted with it, as
+    /// without `If-Match`). Each step needs the one before: a delete that
+    /// fails leaves the service as it was (the count could not be
+    /// recorded) or at count 0, never to be started again by itself, and a
+    /// retry finishes it.
     ///
     /// # Errors
     /// [`Error::ServiceNotFound`], [`Error::PreconditionFailed`], the

@@ -1,13 +1,14 @@
 //! The HTTP surface: one module per resource (`events` has the event
 //! stream and the history), the JSON catchers, reading request bodies, the
-//! headers of compare-and-set (`conditional`), the access gate, the
-//! request log and the audit trail.
+//! headers of compare-and-set (`conditional`), the limits on a request's
+//! head, the access gate, the request log and the audit trail.
 
 mod audit;
 mod body;
 mod conditional;
 mod events;
 mod gate;
+mod limits;
 mod meta;
 mod request_log;
 mod scale;
@@ -24,9 +25,10 @@ use body::read_json;
 pub use gate::GATE_ROUTE_NAME;
 pub(crate) use request_log::RequestLogger;
 
-/// Every route the connector serves, behind the access gate.
+/// Every route the connector serves, behind the access gate, which checks
+/// the limits on a request's head first.
 pub(crate) fn routes() -> Vec<Route> {
-    let mut all = gate::routes();
+    let mut all = limits::checked_first(gate::routes());
     all.extend(service::routes());
     all.extend(scale::routes());
     all.extend(events::routes());

@@ -758,6 +758,31 @@ impl Store {
         .await
     }
 
+    /// Records 0 as the desired count of `name`, whatever its definition's
+    /// bounds say (a `scaling.min` must not block a delete): the first step
+    /// of a delete, so that containers the delete removes are not started
+    /// again should the definition itself fail to go. Recorded as a scale
+    /// is, in the history and as `service.scaled`; a count of 0 already
+    /// writes nothing.
+    ///
+    /// # Errors
+    /// [`Error::ServiceNotFound`], [`Error::Storage`] if the file could not
+    /// be written.
+    pub async fn retire(&self, name: &ServiceName, origin: &Origin) -> Result<(), Error> {
+        let idle = |stored: &StoredService| stored.desired == Some(0);
+        if self.all().get(name).is_some_and(|stored| idle(stored)) {
+            return Ok(());
+        }
+        self.change(|edit| {
+            let from = edit.service(name, None)?.desired;
+            if from != Some(0) {
+                Self::record_count(edit, name, from, 0, origin);
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Applies `edit` to a copy of the map, appends the services it changed
     /// to the journal, and only then makes the copy the current map and
     /// publishes its events. The copy shares every service it did not

@@ -373,7 +373,7 @@ async fn acknowledged_writes_survive_kill_9_at_random_moments() {
 
 /// Undoes a mount or a file attribute when dropped, so a failing test leaves
 /// neither behind.
-struct Undo(Option<Box<dyn FnOnce() + Send>>);
+pub(crate) struct Undo(Option<Box<dyn FnOnce() + Send>>);
 
 impl Undo {
     fn new(undo: impl FnOnce() + Send + 'static) -> Self {
@@ -454,8 +454,23 @@ fn refuses_new_files(dir: &Path) -> bool {
     }
 }
 
+/// Makes the journal beside `data_file` immutable (`chattr +i`), so that
+/// every write of the store fails, appends through the descriptor it holds
+/// open included (ext4 refuses them with EPERM), and so does replacing the
+/// file. Needs root, as `.ci/run` has; fails loudly without it.
+pub(crate) fn make_journal_immutable(data_file: &Path) -> Undo {
+    let journal = journal_of(data_file);
+    let path = journal.to_str().unwrap().to_owned();
+    if let Err(e) = run("chattr", &["+i", &path]) {
+        panic!("making the journal {path} immutable needs root and chattr: {e}");
+    }
+    Undo::new(move || {
+        let _ = run("chattr", &["-i", &path]);
+    })
+}
+
 /// A directory made read-only, and how.
-struct ReadOnly {
+pub(crate) struct ReadOnly {
     how: &'static str,
     _undo: Undo,
 }
@@ -464,7 +479,7 @@ struct ReadOnly {
 /// ignores permission bits, so root gets the immutable flag (or, on a
 /// filesystem without one, a read-only bind mount); any other user gets mode
 /// 0555. Fails loudly if nothing works.
-fn make_read_only(dir: &Path) -> ReadOnly {
+pub(crate) fn make_read_only(dir: &Path) -> ReadOnly {
     let path = dir.to_str().unwrap().to_owned();
     let mut tried = Vec::new();
 

@@ -558,14 +558,14 @@ fn cases() -> Vec<Case> {
 }
 
 /// An answer read straight off the socket.
-struct RawReply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct RawReply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl RawReply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -614,7 +614,7 @@ fn send_raw(
     parse_answer(&answer)
 }
 
-fn parse_answer(answer: &[u8]) -> Result<RawReply, String> {
+pub(crate) fn parse_answer(answer: &[u8]) -> Result<RawReply, String> {
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

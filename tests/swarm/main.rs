@@ -44,6 +44,14 @@ mod events;
 #[path = "../api/controller.rs"]
 mod controller;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../api/delete.rs"]
+mod delete;
+
+#[allow(dead_code, unused_imports)] // lends `delete` its read-only directory
+#[path = "../api/durability.rs"]
+mod durability;
+
 mod feed;
 mod lifecycle;
 mod workloads;
@@ -144,6 +152,7 @@ fn main() -> ExitCode {
         ("api_workloads", api_workloads::suite()),
         ("events", events::suite()),
         ("controller", controller::suite()),
+        ("delete", delete::suite()),
         ("lifecycle", lifecycle::suite()),
         ("workloads", workloads::suite()),
         ("feed", feed::suite()),

@@ -435,25 +435,46 @@ impl Scaler {
         )))
     }
 
-    /// Removes every container of `service`, in any state, then its
-    /// definition. If docker fails the definition stays, so nothing
-    /// half-deleted is hidden.
+    /// Deletes `service` in three steps, all under its lock, so that no
+    /// failure leaves it to be started again: records its desired count
+    /// as 0, removes every container of it (in any state), then removes
+    /// its definition. A step that fails ends the delete; what the earlier
+    /// ones did stands, and a retry finishes the job.
     ///
     /// # Errors
-    /// [`Error::ServiceNotFound`], [`Error::PreconditionFailed`], the
-    /// docker failure, or [`Error::Storage`].
+    /// [`Error::ServiceNotFound`], [`Error::PreconditionFailed`] (nothing
+    /// was changed); [`Error::Storage`] from the first step (nothing was
+    /// changed, the containers run on) or the last (the service stays, at
+    /// count 0 and with no containers); the docker failure (the service
+    /// stays at count 0, and the reconciler, if on, keeps removing what is
+    /// left).
     pub async fn delete(
         &self,
         service: &ServiceName,
         origin: &Origin,
         precondition: Option<&Precondition>,
     ) -> Result<(), Error> {
-        let (held, _) = self.lock(service).await?;
+        let (held, stored) = self.lock(service).await?;
         self.store.check(service, precondition)?;
-        // Asked of docker, not the index: a delete is final, and a container
-        // created a moment ago may not have reached the index yet.
-        let containers = self.engine.list(service).await?;
-        self.remove(service, &containers).await?;
+        self.store.retire(service, origin).await?;
+        let removed = async {
+            // Asked of docker, not the index: a delete is final, and a
+            // container created a moment ago may not have reached the index
+            // yet.
+            let containers = self.engine.list(service).await?;
+            self.remove(service, &containers).await
+        }
+        .await;
+        if let Err(e) = removed {
+            // The history then says why the count 0 was not reached; the
+            // retire wrote an entry only if the count was not 0 already.
+            if stored.desired != Some(0) {
+                if let Some(revision) = self.store.revision(service) {
+                    settle_scale(&self.store, service, revision, &Err::<(), _>(e.clone())).await;
+                }
+            }
+            return Err(e);
+        }
         self.store.remove(service, origin).await?;
         // A service created later under this name starts afresh, even if a
         // request still waits on this lock and so keeps it in the table.
@@ -481,6 +502,9 @@ pub(super) mod tests {
         failing_starts: Option<String>,
         /// Each stop asked for: the ids, and the grace it allowed for.
         stops: Mutex<Vec<(Vec<String>, Duration)>>,
+        /// While set, every stop of a running container fails with this
+        /// docker error.
+        failing_stops: Mutex<Option<String>>,
     }
 
     /// An event stream on which nothing ever happens.
@@ -544,6 +568,9 @@ pub(super) mod tests {
         async fn stop(&self, ids: &[String], longest_grace: Duration) -> Result<(), Error> {
             if ids.is_empty() {
                 return Ok(());
+            }
+            if let Some(why) = self.failing_stops.lock().unwrap().clone() {
+                return Err(Error::DockerFailed(why));
             }
             for c in self.containers.lock().unwrap().iter_mut() {
                 if ids.contains(&c.id) {
@@ -865,6 +892,41 @@ pub(super) mod tests {
             .unwrap();
         let stops = engine.stops.lock().unwrap().clone();
         assert_eq!(stops, [(vec!["up".to_owned()], DOCKER_STOP_GRACE)]);
+        assert!(engine.containers.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_delete_docker_fails_leaves_the_service_at_count_0_whatever_its_minimum() {
+        let (scaler, engine, _dir) = scaler_with(FakeEngine::default(), &[]).await;
+        let bounded = ServiceDefinition::from_create_body(&serde_json::json!({
+            "name": "web", "image": "app:1", "scaling": {"min": 1}
+        }))
+        .unwrap();
+        scaler.store.create_for_test(bounded).await.unwrap();
+        let web = name("web");
+        let origin = Origin::connector("test");
+        scaler.scale(&web, &count(2), &origin, None).await.unwrap();
+
+        *engine.failing_stops.lock().unwrap() = Some("the engine is wedged".into());
+        let failed = scaler.delete(&web, &origin, None).await;
+        assert!(
+            matches!(failed, Err(Error::DockerFailed(ref why)) if why == "the engine is wedged"),
+            "{failed:?}"
+        );
+        let stored = scaler.store.service(&web).expect("the definition stays");
+        assert_eq!(stored.desired, Some(0));
+        let last = &stored.changes[0];
+        assert_eq!(
+            (&last.from, &last.to),
+            (&serde_json::json!(2), &serde_json::json!(0))
+        );
+        assert_eq!(last.outcome, "failed: docker failed: the engine is wedged");
+        assert_eq!(engine.containers.lock().unwrap().len(), 2);
+
+        // Once docker works again, a retry finishes the job.
+        *engine.failing_stops.lock().unwrap() = None;
+        scaler.delete(&web, &origin, None).await.unwrap();
+        assert!(scaler.store.service(&web).is_none());
         assert!(engine.containers.lock().unwrap().is_empty());
     }
 

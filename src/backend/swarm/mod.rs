@@ -382,19 +382,16 @@ impl SwarmBackend {
             let running = match self.cli.running_tasks(service).await {
                 Ok(running) => running,
                 Err(e) => {
-                    // A delete removes the Swarm service and then the
-                    // definition, both under the service's lock: once that
-                    // lock is free, the store tells whether the failure was
-                    // the delete's doing (docker's "not found" comes between
-                    // the two).
-                    drop(self.locks.lock(service).await);
-                    if !self.store.contains(service) {
-                        return Err(Error::ServiceNotFound(service.to_string()));
-                    }
+                    // Docker's "not found" may be a delete's doing: it
+                    // removes the Swarm service before the definition.
+                    self.deleted_meanwhile(service).await?;
                     return Err(e);
                 }
             };
             let superseded = desired.filter(|&desired| desired != target);
+            if superseded == Some(0) {
+                self.deleted_meanwhile(service).await?;
+            }
             if running == target as usize || superseded.is_some() {
                 return Ok(ScaleReport {
                     running_resources: running,
@@ -412,6 +409,20 @@ impl SwarmBackend {
                 });
             }
             tokio::time::sleep(SCALE_POLL).await;
+        }
+    }
+
+    /// [`Error::ServiceNotFound`] if `service` is gone once its lock is
+    /// free. A delete records the count 0, removes the Swarm service, then
+    /// the definition, all under the lock (see [`Backend::delete`]): a wait
+    /// that sees the count drop to 0, or the Swarm service vanish, asks
+    /// that way whether the service is being deleted.
+    async fn deleted_meanwhile(&self, service: &ServiceName) -> Result<(), Error> {
+        drop(self.locks.lock(service).await);
+        if self.store.contains(service) {
+            Ok(())
+        } else {
+            Err(Error::ServiceNotFound(service.to_string()))
         }
     }
 
@@ -497,6 +508,9 @@ impl Backend for SwarmBackend {
             let desired = stored.desired;
             let running = self.cli.running_tasks(service).await?;
             let superseded = desired.filter(|&desired| desired != target);
+            if superseded == Some(0) {
+                self.deleted_meanwhile(service).await?;
+            }
             if running == target as usize || superseded.is_some() {
                 return Ok(ScaleReport {
                     running_resources: running,
@@ -626,6 +640,13 @@ impl Backend for SwarmBackend {
         Ok((definition, revision))
     }
 
+    /// Records the count 0, removes the Swarm service (Swarm then stops its
+    /// tasks), then the definition, as the containers backend does: a
+    /// failure leaves the service at count 0, or as it was when the count
+    /// could not be recorded, and a retry finishes. A service at count 0
+    /// whose Swarm service is gone is one that was never scaled: status
+    /// sees no problem in it, and only a scale creates its Swarm service
+    /// again.
     async fn delete(
         &self,
         service: &ServiceName,
@@ -634,6 +655,7 @@ impl Backend for SwarmBackend {
     ) -> Result<(), Error> {
         let _lock = self.locks.lock(service).await;
         self.store.check(service, precondition)?;
+        self.store.retire(service, origin).await?;
         // A Swarm service of that name that is not ours ran nothing of
         // this service: the definition goes, the service stays.
         if let Lookup::Ours(current) = self.cli.look_up(service).await? {
