@@ -406,7 +406,7 @@ fn unmount(dir: &Path) {
     }
 }
 
-/// Mounts a 64 KiB tmpfs on `dir`: a disk that fills in milliseconds and
+/// Mounts a 256 KiB tmpfs on `dir`: a disk that fills in milliseconds and
 /// never touches the host's. Mounting needs root (or CAP_SYS_ADMIN), as
 /// `.ci/run` has; there is no other honest way to get ENOSPC, so without it
 /// the test fails rather than skipping.
@@ -414,9 +414,9 @@ fn mount_tiny_filesystem(dir: &Path) -> Undo {
     let path = dir.to_str().unwrap();
     if let Err(e) = run(
         "mount",
-        &["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", path],
+        &["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", path],
     ) {
-        panic!("the full-disk check needs to mount a 64 KiB tmpfs on {path} (run as root): {e}");
+        panic!("the full-disk check needs to mount a 256 KiB tmpfs on {path} (run as root): {e}");
     }
     let dir = dir.to_path_buf();
     Undo::new(move || unmount(&dir))
@@ -548,7 +548,8 @@ fn padding() -> String {
     "p".repeat(6 * 1024)
 }
 
-/// A connector keeping its definitions in `data_file`, holding `web` and `db`.
+/// A connector keeping its definitions in `data_file`, holding `web` and
+/// `db` (one container).
 async fn app_with_definitions(data_file: &Path) -> TestApp {
     let app =
         TestApp::spawn_with(AppOptions::new().env("ROCKET_DATA_FILE", data_file.to_str().unwrap()))
@@ -560,6 +561,10 @@ async fn app_with_definitions(data_file: &Path) -> TestApp {
     .await;
     app.create_service("db", json!({"environment": {"PAD": padding()}}))
         .await;
+    // Running, so that a DELETE's first write (the count 0) has something
+    // to record: a delete of a service at count 0 writes only a short line.
+    let reply = app.scale("db", json!(1)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
     app
 }
 
@@ -714,7 +719,7 @@ async fn a_write_the_disk_refuses_answers_500_and_changes_nothing() {
         "failing-writes",
         &[
             (
-                "full disk (64 KiB tmpfs): writes answered 500, files and served definitions unchanged",
+                "full disk (256 KiB tmpfs): writes answered 500, files and served definitions unchanged",
                 format!("{full_refused} of {full_refused}"),
             ),
             (

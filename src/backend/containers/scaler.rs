@@ -198,9 +198,8 @@ impl Scaler {
     ///
     /// # Errors
     /// [`Error::ServiceNotFound`]; [`Error::PreconditionFailed`] and
-    /// [`Error::OutOfBounds`] (nothing was changed); [`Error::Storage`] (nothing was changed
-    /// then, unless only the final directory sync failed: the store then
-    /// serves the new count, and the reconciler works towards it); the
+    /// [`Error::OutOfBounds`] (nothing was changed); [`Error::Storage`]
+    /// (nothing was changed then either); the
     /// docker failure, or [`Error::DockerFailed`] when the count that runs
     /// afterwards is not `target`. The desired count stays recorded, and the
     /// reconciler (if on) keeps working towards it.
