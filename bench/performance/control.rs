@@ -53,9 +53,9 @@ impl Connector {
         Self::spawn_serving(instance, log_path, owned_instances, Some(ca))
     }
 
-    /// [`Connector::spawn`] running `docker` as its docker CLI, with
-    /// reconciling off, for measurements of the connector's own work (its
-    /// store's writes) that the engine's time would drown.
+    /// [`Connector::spawn`] running `docker` as its docker CLI, for
+    /// measurements of the connector's own work (its store's writes) that
+    /// the engine's time would drown.
     pub fn spawn_with_docker(instance: &str, log_path: &Path, docker: &Path) -> Connector {
         Self::spawn_configured(instance, log_path, Vec::new(), None, Some(docker))
     }
@@ -85,10 +85,7 @@ impl Connector {
             command = command.env("ROCKET_TLS", ca.rocket_tls(ClientCertificates::Off));
         }
         if let Some(docker) = docker {
-            // A stand-in engine has nothing to heal.
-            command = command
-                .env("ROCKET_DOCKER", docker)
-                .env("ROCKET_RECONCILE", "false");
+            command = command.env("ROCKET_DOCKER", docker);
         }
         let process = command.spawn_logging_to(log_path);
         let endpoint = match tls {

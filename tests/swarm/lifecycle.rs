@@ -369,8 +369,7 @@ pub async fn a_scale_swarm_cannot_fulfil_answers_504_with_what_runs(backend: Bac
     let problem = status["problem"].as_str().unwrap_or_default();
     assert!(problem.contains("docker-connector-missing:1"), "{status:#}");
     // The desired count is kept, as on the containers backend.
-    let stored: Value =
-        serde_json::from_str(&std::fs::read_to_string(app.data_file()).unwrap()).unwrap();
+    let stored = app.stored_state();
     assert_eq!(stored["services"]["ghost"]["desired"], 2, "{stored:#}");
 }
 
