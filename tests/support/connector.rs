@@ -126,6 +126,13 @@ impl ConnectorCommand {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before the port is handed over, so that a test
+                // reading the log once the start returns sees this line.
+                {
+                    let mut log = sink.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 // "docker-connector listening on ADDRESS:PORT (...)"
                 if let Some(announced) = line.split(ANNOUNCE).nth(1) {
                     let address = announced.split_whitespace().next().unwrap_or_default();
@@ -133,9 +140,6 @@ impl ConnectorCommand {
                         let _ = port_tx.send(port);
                     }
                 }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         // Disconnected as soon as the drain ends: the connector exited.
