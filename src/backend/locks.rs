@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::domain::ServiceName;
+use crate::error::Error;
 use crate::store::Store;
 
 /// The lock of one service and what its backend keeps beside it.
@@ -111,6 +112,21 @@ impl<T: Default> ServiceLocks<T> {
         };
         hold.turn = Some(turn.lock_owned().await);
         hold
+    }
+
+    /// [`Error::ServiceNotFound`] if `service` is gone once its lock is
+    /// free. A delete, on either backend, records the count 0, removes the
+    /// containers (or the Swarm service), then the definition, all under
+    /// the lock: a wait that sees the count drop to 0, or the Swarm service
+    /// vanish, asks this way whether the service is being deleted rather
+    /// than scaled down.
+    pub(crate) async fn deleted_meanwhile(&self, service: &ServiceName) -> Result<(), Error> {
+        drop(self.lock(service).await);
+        if self.store.contains(service) {
+            Ok(())
+        } else {
+            Err(Error::ServiceNotFound(service.to_string()))
+        }
     }
 }
 

@@ -152,7 +152,7 @@ impl Scaler {
             let healthy = containers.iter().filter(|c| c.is_healthy()).count();
             let superseded = desired.filter(|&desired| desired != target);
             if superseded == Some(0) {
-                self.deleted_meanwhile(service).await?;
+                self.locks.deleted_meanwhile(service).await?;
             }
             if healthy == target as usize || superseded.is_some() {
                 return Ok(ScaleReport {
@@ -170,20 +170,6 @@ impl Scaler {
                 });
             }
             tokio::time::sleep(HEALTH_POLL).await;
-        }
-    }
-
-    /// [`Error::ServiceNotFound`] if `service` is gone once its lock is
-    /// free. A count of 0 is what a delete records first (see
-    /// [`Scaler::delete`]), and the delete holds the lock to its end: a
-    /// wait that sees the count drop to 0 asks that way whether the
-    /// service is being deleted rather than scaled down.
-    async fn deleted_meanwhile(&self, service: &ServiceName) -> Result<(), Error> {
-        drop(self.locks.lock(service).await);
-        if self.store.contains(service) {
-            Ok(())
-        } else {
-            Err(Error::ServiceNotFound(service.to_string()))
         }
     }
 }

@@ -384,13 +384,13 @@ impl SwarmBackend {
                 Err(e) => {
                     // Docker's "not found" may be a delete's doing: it
                     // removes the Swarm service before the definition.
-                    self.deleted_meanwhile(service).await?;
+                    self.locks.deleted_meanwhile(service).await?;
                     return Err(e);
                 }
             };
             let superseded = desired.filter(|&desired| desired != target);
             if superseded == Some(0) {
-                self.deleted_meanwhile(service).await?;
+                self.locks.deleted_meanwhile(service).await?;
             }
             if running == target as usize || superseded.is_some() {
                 return Ok(ScaleReport {
@@ -409,20 +409,6 @@ impl SwarmBackend {
                 });
             }
             tokio::time::sleep(SCALE_POLL).await;
-        }
-    }
-
-    /// [`Error::ServiceNotFound`] if `service` is gone once its lock is
-    /// free. A delete records the count 0, removes the Swarm service, then
-    /// the definition, all under the lock (see [`Backend::delete`]): a wait
-    /// that sees the count drop to 0, or the Swarm service vanish, asks
-    /// that way whether the service is being deleted.
-    async fn deleted_meanwhile(&self, service: &ServiceName) -> Result<(), Error> {
-        drop(self.locks.lock(service).await);
-        if self.store.contains(service) {
-            Ok(())
-        } else {
-            Err(Error::ServiceNotFound(service.to_string()))
         }
     }
 
@@ -509,7 +495,7 @@ impl Backend for SwarmBackend {
             let running = self.cli.running_tasks(service).await?;
             let superseded = desired.filter(|&desired| desired != target);
             if superseded == Some(0) {
-                self.deleted_meanwhile(service).await?;
+                self.locks.deleted_meanwhile(service).await?;
             }
             if running == target as usize || superseded.is_some() {
                 return Ok(ScaleReport {
