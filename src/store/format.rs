@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::changes::{Change, CHANGES_KEPT};
-use super::{Services, StoredService, HISTORY_LEN};
+use super::service::{Services, StoredService, HISTORY_LEN};
 use crate::domain::{ServiceDefinition, ServiceName};
 
 /// Version of the snapshot's layout, written into it so a later layout can

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::files::{self, Paths, WriteFailure};
 use super::format::{self, Record, Snapshot};
-use super::Services;
+use super::service::Services;
 
 /// When the journal is folded into the snapshot.
 #[derive(Debug, Clone, Copy)]

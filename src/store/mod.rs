@@ -20,6 +20,7 @@ mod changes;
 mod files;
 mod format;
 mod journal;
+mod service;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -35,85 +36,7 @@ use changes::ChangeKind;
 pub use changes::{Change, Origin, DONE, PENDING};
 pub use journal::Compaction;
 use journal::Disk;
-
-/// What the store keeps of one service.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredService {
-    pub definition: ServiceDefinition,
-    /// How many containers should run, as the last scale asked. `None` only
-    /// for a service read from a version 1 file, which never recorded it: the
-    /// reconciler then adopts the number running rather than guess.
-    pub desired: Option<u32>,
-    /// Earlier definitions, newest first, each with a config hash of its
-    /// own, at most [`HISTORY_LEN`]: while a roll of the current definition
-    /// fails, containers that die are replaced with the earlier definition
-    /// the service still runs, so the old containers keep serving.
-    pub history: Vec<ServiceDefinition>,
-    /// Changed with every change of the definition or desired count.
-    pub revision: u64,
-    /// What changed the service, newest first (see [`changes`]).
-    pub changes: Vec<Change>,
-}
-
-/// How many earlier definitions a service keeps.
-pub const HISTORY_LEN: usize = 5;
-
-impl StoredService {
-    fn new(definition: ServiceDefinition, revision: u64) -> Self {
-        StoredService {
-            definition,
-            desired: Some(0),
-            history: Vec::new(),
-            revision,
-            changes: Vec::new(),
-        }
-    }
-
-    /// Makes `definition` the current one; the one it replaces goes into
-    /// the history if it ran something else. Returns whether it did.
-    fn replace(&mut self, definition: ServiceDefinition) -> bool {
-        let previous = std::mem::replace(&mut self.definition, definition);
-        let (current, before) = (self.definition.config_hash(), previous.config_hash());
-        if before == current {
-            return false;
-        }
-        self.history
-            .retain(|old| old.config_hash() != current && old.config_hash() != before);
-        self.history.insert(0, previous);
-        self.history.truncate(HISTORY_LEN);
-        true
-    }
-
-    /// Makes `definition` current (see [`StoredService::replace`]) at
-    /// `revision`, and records that as a change of `kind`; whether it runs
-    /// something else. A definition that runs the same is done at once:
-    /// no container changes for it.
-    fn change_definition(
-        &mut self,
-        definition: ServiceDefinition,
-        kind: ChangeKind,
-        revision: u64,
-        origin: &Origin,
-    ) -> bool {
-        let from = changes::summary(&self.definition);
-        let to = changes::summary(&definition);
-        let runs_differently = self.replace(definition);
-        self.revision = revision;
-        let outcome = if runs_differently { PENDING } else { DONE };
-        changes::record(
-            &mut self.changes,
-            Change::new(kind, revision, from, to, origin, outcome),
-        );
-        runs_differently
-    }
-}
-
-/// The map: a persistent ordered map (`imbl`), whose copy shares all its
-/// nodes with the original and whose change copies only the path to the
-/// entry changed, with each service behind an `Arc`. A writer edits a copy
-/// while readers keep the current map, and the copy costs the same with 10
-/// services or 2,000; a `BTreeMap` copy would clone every name.
-pub type Services = imbl::OrdMap<ServiceName, Arc<StoredService>>;
+pub use service::{Services, StoredService};
 
 /// What a scale did to the desired count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -994,6 +917,7 @@ impl Store {
 mod tests {
     use std::fs;
 
+    use super::service::HISTORY_LEN;
     use super::*;
     use crate::domain::ScaleRequest;
 
