@@ -633,9 +633,36 @@ impl SwarmCli {
 
     /// Every task of the service Swarm still holds, its history included.
     ///
+    /// Listed, then inspected: two calls, between which a start-first
+    /// update may start a task and shut an old one down. So when the
+    /// inspect shows a running task Swarm is shutting down, the service is
+    /// listed again and any task new to the list inspected too; a snapshot
+    /// holding the old task's shutdown without its replacement would count
+    /// one running task too few.
+    ///
     /// # Errors
     /// The docker failure.
     pub async fn tasks(&self, service: &ServiceName) -> Result<Vec<Task>, Error> {
+        let mut nodes = self.task_nodes(service).await?;
+        let mut tasks = self.inspect_listed(service, &nodes, nodes.keys()).await?;
+        let handing_over = tasks
+            .iter()
+            .any(|task| task.is_running() && !task.is_live());
+        if handing_over {
+            let listed = self.task_nodes(service).await?;
+            let new: Vec<String> = listed
+                .keys()
+                .filter(|id| !nodes.contains_key(*id))
+                .cloned()
+                .collect();
+            nodes.extend(listed);
+            tasks.extend(self.inspect_listed(service, &nodes, new.iter()).await?);
+        }
+        Ok(tasks)
+    }
+
+    /// The service's tasks as `docker service ps` lists them: id → node.
+    async fn task_nodes(&self, service: &ServiceName) -> Result<HashMap<String, String>, Error> {
         let args = [
             arg("service"),
             arg("ps"),
@@ -652,16 +679,30 @@ impl SwarmCli {
             })?;
             nodes.insert(id, node);
         }
-        // A task Swarm dropped from its history meanwhile is simply left out.
+        Ok(nodes)
+    }
+
+    /// The tasks `ids` inspected; one Swarm dropped from its history
+    /// meanwhile is simply left out.
+    async fn inspect_listed<'a>(
+        &self,
+        service: &ServiceName,
+        nodes: &HashMap<String, String>,
+        ids: impl Iterator<Item = &'a String>,
+    ) -> Result<Vec<Task>, Error> {
+        let ids: Vec<String> = ids.cloned().collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let inspected = self
             .runner
-            .inspect_existing("task", "{{json .}}", nodes.keys().cloned())
+            .inspect_existing("task", "{{json .}}", ids)
             .await?;
         let name = self.service_name(service);
         inspected
             .lines()
             .filter(|line| !line.trim().is_empty())
-            .map(|line| parse_task(line, &name, &nodes))
+            .map(|line| parse_task(line, &name, nodes))
             .collect()
     }
 
