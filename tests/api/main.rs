@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod contract;
 mod controller;
+mod data_files;
 mod definitions;
 mod delete;
 mod durability;
