@@ -22,6 +22,14 @@ pub(crate) use json::{SwarmService, Task, TaskState, UpdateState};
 pub(crate) use tasks::ListedTask;
 use tasks::{read_listing, TaskId};
 
+/// Swarm updates a service only at the version the update was read at,
+/// and Swarm itself bumps the version while it rolls (its update status):
+/// `docker service update`, which reads and writes in one call, then fails
+/// with "update out of sequence" though nobody else changed the spec. The
+/// same update is tried again, this many times in all, after these pauses
+/// doubling.
+const OUT_OF_SEQUENCE_ATTEMPTS: u32 = 4;
+const OUT_OF_SEQUENCE_PAUSE: Duration = Duration::from_millis(100);
 /// Longest name Swarm accepts for a service (a DNS label).
 const MAX_SERVICE_NAME: usize = 63;
 
@@ -478,10 +486,18 @@ impl SwarmCli {
             }
             None => None,
         };
-        self.runner
-            .run(&self.update_args(current, handover.as_ref(), replicas))
-            .await
-            .map(drop)
+        let args = self.update_args(current, handover.as_ref(), replicas);
+        let mut pause = OUT_OF_SEQUENCE_PAUSE;
+        for _ in 1..OUT_OF_SEQUENCE_ATTEMPTS {
+            match self.runner.run(&args).await {
+                Err(Error::DockerFailed(why)) if why.contains("update out of sequence") => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                other => return other.map(drop),
+            }
+        }
+        self.runner.run(&args).await.map(drop)
     }
 
     /// The networks of `definition` as the engine has them; no docker call
