@@ -117,11 +117,8 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         store_settings,
     )?);
     let metrics = Arc::new(Metrics::new());
-    let runner = DockerRunner::new(
-        &config.docker,
-        Duration::from_secs(config.docker_timeout),
-        metrics.clone(),
-    );
+    let docker_timeout = Duration::from_secs(config.docker_timeout);
+    let runner = DockerRunner::new(&config.docker, docker_timeout, metrics.clone());
     let bind_policy = BindPolicy::new(&config.allowed_bind_paths)?;
     let networks = NetworkCheck::new(runner.clone(), config.backend == BackendKind::Swarm);
     let mut docker_cli =
@@ -221,7 +218,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(health)
         .manage(inventory)
         .manage(metrics)
-        .mount("/", routes::routes())
+        .mount("/", routes::routes(docker_timeout))
         .register("/", routes::catchers())
         .attach(routes::RequestLogger)
         .attach(routes::AuditTrail)

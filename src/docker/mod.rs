@@ -1,7 +1,8 @@
 //! Everything that knows the docker CLI, one file per job; this file only
 //! names them and what the rest of the connector may use.
 //!
-//! - `runner`: the process runner, the only code that spawns processes.
+//! - `runner`: the process runner, the only code that spawns processes;
+//!   `deadline`: the docker time one request's calls share.
 //! - `labels`: the ownership labels.
 //! - `container`: one container and its state; `events`: docker's events.
 //! - `engine`: what the containers backend needs of an engine (list,
@@ -12,6 +13,7 @@
 
 mod cli;
 mod container;
+pub(crate) mod deadline;
 mod engine;
 mod events;
 mod labels;

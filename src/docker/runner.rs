@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::deadline::{self, CallDeadline};
 use crate::error::Error;
 use crate::metrics::{CallOutcome, Metrics};
 
@@ -116,9 +117,12 @@ impl DockerRunner {
         extra: Duration,
     ) -> Result<String, Error> {
         let mut call = CallRecord::begin(&self.metrics, args);
-        let result = self
-            .execute(args, tolerated, self.timeout.saturating_add(extra))
-            .await;
+        // The request's budget grows by what this call honestly waits out.
+        deadline::lengthen(extra);
+        let result = match CallDeadline::starting_now(self.timeout.saturating_add(extra)) {
+            Ok(deadline) => self.execute(args, tolerated, &deadline).await,
+            Err(spent) => Err(spent),
+        };
         call.finish(CallOutcome::of(&result));
         result
     }
@@ -152,7 +156,7 @@ impl DockerRunner {
         &self,
         args: &[String],
         tolerated: impl Fn(&str) -> bool,
-        deadline: Duration,
+        deadline: &CallDeadline,
     ) -> Result<String, Error> {
         let program = self.program()?;
         log::debug!("running {} {}", program.display(), masked(args).join(" "));
@@ -179,10 +183,10 @@ impl DockerRunner {
                 stderr: err,
             })
         };
-        let output = tokio::time::timeout(deadline, finished)
+        let output = tokio::time::timeout(deadline.limit, finished)
             .await
             .map_err(|_| Error::DockerTimeout {
-                seconds: deadline.as_secs(),
+                seconds: deadline.seconds,
             })?
             .map_err(|e| Error::DockerUnavailable(format!("waiting for docker: {e}")))?;
         // It exited by itself and closed its output: leave its group alone.
@@ -204,9 +208,8 @@ impl DockerRunner {
 
     /// Starts `docker ARGS...` for as long as the returned stream lives, and
     /// hands out what it prints line by line. Dropping the stream kills the
-    /// child and its process group. The child also dies with the connector,
-    /// even when the connector is SIGKILLed and runs no code of its own, so
-    /// no docker CLI connection outlives it.
+    /// child and its process group. Like every docker child, it also dies
+    /// with the connector (see [`command`]).
     ///
     /// # Errors
     /// [`Error::DockerUnavailable`] when the CLI is missing or cannot start.
@@ -226,19 +229,7 @@ impl DockerRunner {
     async fn start_stream(&self, args: &[String]) -> Result<OutputStream, Error> {
         let program = self.program()?;
         log::debug!("following {} {}", program.display(), masked(args).join(" "));
-        let mut command = command(program, args);
-        // SAFETY: the closure runs in the forked child before exec and only
-        // makes one async-signal-safe system call. PR_SET_PDEATHSIG survives
-        // the exec of the docker CLI (it is not set-user-id).
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = spawn(&mut command).await?;
+        let mut child = spawn(&mut command(program, args)).await?;
         let group = ProcessGroup::new(child.id().expect("a child not yet waited for has an id"));
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -407,6 +398,24 @@ impl OutputStream {
 /// `docker ARGS...` with nothing on stdin, both outputs captured, and a
 /// process group of its own, so that killing the group also kills whatever it
 /// started (CLI plugins, or a wrapper script's children).
+///
+/// The docker CLI dies with the connector, even when the connector is
+/// SIGKILLed and runs no code of its own: otherwise a hung call would live
+/// on, and such calls would pile up across restarts. That is right for
+/// every kind of call. A listing, an inspect or the events stream has no
+/// reader any more. A call that changes something (`run`, `stop`, `rm`,
+/// `service update`) has no one to answer either, and whatever it leaves
+/// half done, the engine or the next connector finishes: the engine
+/// carries out a stop it was asked for by itself, grace period included;
+/// a container created but never started carries the connector's labels,
+/// and the reconciler removes it like any container that does not run; a
+/// Swarm update either reached the engine or did not, and the stored
+/// definition says what was asked.
+///
+/// The signal comes when the thread that started the child ends, not only
+/// the process: children are started from the runtime's worker threads,
+/// which live as long as the connector (never from `spawn_blocking`
+/// threads, which end when idle).
 fn command(program: &Path, args: &[String]) -> Command {
     let mut command = Command::new(program);
     command
@@ -416,6 +425,23 @@ fn command(program: &Path, args: &[String]) -> Command {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    let connector = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only async-signal-safe system calls. PR_SET_PDEATHSIG survives the
+    // exec of the docker CLI (it is not set-user-id).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The connector died between the fork and the prctl: the
+            // signal was missed, so go now.
+            if libc::getppid() as u32 != connector {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
     command
 }
 

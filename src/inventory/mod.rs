@@ -21,7 +21,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use serde_json::json;
 
 use crate::docker::{
-    Container, ContainerEvent, Engine, EventStream, EventTime, PublishedPorts, Transition,
+    deadline, Container, ContainerEvent, Engine, EventStream, EventTime, PublishedPorts, Transition,
 };
 use crate::domain::ServiceName;
 use crate::error::Error;
@@ -214,7 +214,9 @@ impl Inventory {
                 }
                 slot.get_or_insert_with(|| self.spawn_listing()).clone()
             };
-            let result = listing.result.await;
+            // Another request's listing, or one with no request at all:
+            // this request waits for it out of its own docker budget.
+            let result = deadline::waiting_on(listing.result).await;
             // A failure answers at once, even from an older listing: a new
             // one would wait for the same failing docker and overrun the
             // caller's deadline.

@@ -1,11 +1,13 @@
 //! The HTTP surface: one module per resource (`events` has the event
 //! stream and the history), the JSON catchers, reading request bodies, the
 //! headers of compare-and-set (`conditional`), the limits on a request's
-//! head, the access gate, the request log and the audit trail.
+//! head, the access gate, the docker time a request's calls share
+//! (`docker_budget`), the request log and the audit trail.
 
 mod audit;
 mod body;
 mod conditional;
+mod docker_budget;
 mod events;
 mod gate;
 mod limits;
@@ -13,6 +15,8 @@ mod meta;
 mod request_log;
 mod scale;
 mod service;
+
+use std::time::Duration;
 
 use rocket::http::{Header, Method, Status};
 use rocket::{Catcher, Request, Route};
@@ -26,13 +30,18 @@ pub use gate::GATE_ROUTE_NAME;
 pub(crate) use request_log::RequestLogger;
 
 /// Every route the connector serves, behind the access gate, which checks
-/// the limits on a request's head first.
-pub(crate) fn routes() -> Vec<Route> {
+/// the limits on a request's head first. The docker calls of one request
+/// share `docker_timeout` (see `docker::deadline`).
+pub(crate) fn routes(docker_timeout: Duration) -> Vec<Route> {
+    let mut served = service::routes();
+    served.extend(scale::routes());
+    served.extend(events::routes());
+    served.extend(meta::routes());
     let mut all = limits::checked_first(gate::routes());
-    all.extend(service::routes());
-    all.extend(scale::routes());
-    all.extend(events::routes());
-    all.extend(meta::routes());
+    all.extend(docker_budget::shared_by_each_request(
+        served,
+        docker_timeout,
+    ));
     all
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::freshness::wait_until_live;
-use crate::support::app::{AppOptions, TestApp};
+use crate::support::app::{poll_until, AppOptions, TestApp};
 use crate::support::docker::{unique_instance, TEST_IMAGE};
 use crate::support::figures::record_figures;
 use crate::support::process::{real_docker, Process};
@@ -380,4 +380,94 @@ async fn the_connector_recovers_by_itself_when_docker_works_again() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body["status"], "pass");
     tally(&[answer, health], 0);
+}
+
+/// The docker calls of one request share `docker_timeout`: a scale whose
+/// listing is slow and whose start then hangs answers within one deadline,
+/// not the listing's time plus a whole deadline more.
+#[tokio::test]
+async fn the_docker_calls_of_one_request_share_one_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = real_docker();
+    // The events stream fails, so the index is never live and the scale
+    // lists its service first: slowly, two thirds of the deadline. Then
+    // `docker run` hangs.
+    let script = format!(
+        "case \"$1\" in\n  events) exit 1 ;;\n  ps) sleep 2 ;;\n  run) exec sleep 60 ;;\nesac\nexec {real} \"$@\""
+    );
+    let timeout = Duration::from_secs(3);
+    let app = TestApp::spawn_with(
+        AppOptions::new()
+            .fake_docker(dir.path(), &script)
+            .env("ROCKET_DOCKER_TIMEOUT", "3"),
+    )
+    .await;
+    app.create_service("web", json!({})).await;
+
+    let started = Instant::now();
+    let reply = app.scale("web", json!(1)).await;
+    let answer = Answer {
+        elapsed: started.elapsed(),
+        deadline: deadline(timeout),
+    };
+    assert_eq!(reply.status, 504, "{reply:?}");
+    assert!(
+        reply.error().contains("within 3 s"),
+        "the error names the request's deadline: {reply:?}"
+    );
+    // Each call on its own deadline took 2 s + 3 s.
+    assert!(
+        answer.elapsed < answer.deadline,
+        "the scale answered after {:?}; its docker calls must share {timeout:?}",
+        answer.elapsed
+    );
+    tally(&[answer], 0);
+}
+
+/// A docker call in flight when the connector is SIGKILLed dies with it,
+/// rather than live on (a hung one for ever) beside the next connector.
+#[tokio::test]
+async fn a_docker_call_in_flight_dies_with_a_killed_connector() {
+    let dir = tempfile::tempdir().unwrap();
+    let started_run = dir.path().join("run-pid");
+    let real = real_docker();
+    let script = format!(
+        "if [ \"$1\" = run ]; then echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 60; fi\nexec {real} \"$@\"",
+        started_run.display()
+    );
+    let mut app = TestApp::spawn_with(
+        AppOptions::new()
+            .fake_docker(dir.path(), &script)
+            .env("ROCKET_DOCKER_TIMEOUT", "30"),
+    )
+    .await;
+    app.create_service("web", json!({})).await;
+
+    let scale = app.scale("web", json!(1));
+    let hung_run = async {
+        let pid = poll_until(Duration::from_secs(20), || async {
+            let pid = std::fs::read_to_string(&started_run)
+                .ok()
+                .and_then(|pid| pid.trim().parse::<u32>().ok());
+            (pid.is_some(), pid)
+        })
+        .await;
+        pid.expect("docker run was never called")
+    };
+    let pid = tokio::select! {
+        reply = scale => panic!("the scale answered while docker run hung: {reply:?}"),
+        pid = hung_run => pid,
+    };
+    assert!(Process::read(pid).is_some_and(|p| p.is_running()));
+    app.stop();
+
+    let killed_at = Instant::now();
+    while Process::read(pid).is_some_and(|p| p.is_running()) {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(5),
+            "docker run (pid {pid}) still runs {:?} after the connector was killed",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

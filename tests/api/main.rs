@@ -21,6 +21,7 @@ mod faults;
 mod freshness;
 mod health;
 mod http_errors;
+mod image_refs;
 mod injection;
 mod observability;
 mod ports;

@@ -10,7 +10,7 @@
 //! ([`crate::backend::locks`]), which also keeps the service's progress.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -19,7 +19,7 @@ use super::plan::{removable_ids, unix_now, Filling, NameAllocator, Plan};
 use super::progress::{Progress, Tracker};
 use crate::backend::locks::{ServiceHold, ServiceLocks};
 use crate::backend::{settle_scale, ScaleReport};
-use crate::docker::{Container, ContainerState, Engine, Health, StartOutcome};
+use crate::docker::{deadline, Container, ContainerState, Engine, Health, StartOutcome};
 use crate::domain::{Precondition, ScaleRequest, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::feed::Feed;
@@ -325,8 +325,29 @@ impl Scaler {
         .await?;
 
         let names = NameAllocator::new(format!("{}-{}-", self.instance, service), containers);
+        // Starts run `concurrency` at a time: each round after the first is
+        // one more docker deadline of honest work for the request.
+        let rounds = plan.start.div_ceil(self.concurrency.max(1));
+        deadline::lengthen_by_calls(u32::try_from(rounds.saturating_sub(1)).unwrap_or(u32::MAX));
+        // Once docker is hung or gone, the starts not yet begun would only
+        // meet it again, one deadline per round: they give up at once.
+        let engine_failure: Mutex<Option<Error>> = Mutex::new(None);
         let started: Vec<Result<String, Error>> = stream::iter(0..plan.start)
-            .map(|_| self.start_one(filling.start, &names, caller))
+            .map(|_| async {
+                if let Some(e) = engine_failure.lock().expect("poisoned").clone() {
+                    return Err(e);
+                }
+                let result = self.start_one(filling.start, &names, caller).await;
+                if let Err(e @ (Error::DockerTimeout { .. } | Error::DockerUnavailable(_))) =
+                    &result
+                {
+                    engine_failure
+                        .lock()
+                        .expect("poisoned")
+                        .get_or_insert_with(|| e.clone());
+                }
+                result
+            })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::plan::name_number;
 use super::scaler::Scaler;
 use crate::backend::{ContainerStatus, Rollout, RolloutState, ScaleReport, ServiceStatus};
-use crate::docker::{Container, ContainerState, PublishedPorts};
+use crate::docker::{deadline, Container, ContainerState, PublishedPorts};
 use crate::domain::ServiceName;
 use crate::error::Error;
 
@@ -140,6 +140,9 @@ impl Scaler {
         target: u32,
         timeout: Duration,
     ) -> Result<ScaleReport, Error> {
+        // Listings while the index is not live are part of the wait the
+        // client asked for, not of the request's docker deadline.
+        deadline::lengthen(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let stored = self

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 use crate::backend::locks::ServiceLocks;
 use crate::backend::{settle_scale, Backend, Rollout, RolloutState, ScaleReport, ServiceStatus};
-use crate::docker::ListedTask;
+use crate::docker::{deadline, ListedTask};
 use crate::docker::{Lookup, SwarmCli, SwarmService, Task};
 use crate::domain::{Precondition, ScaleRequest, ServiceDefinition, ServiceName};
 use crate::error::Error;
@@ -297,6 +297,8 @@ impl SwarmBackend {
         origin: &Origin,
         precondition: Option<&Precondition>,
     ) -> Result<Scaled, Error> {
+        // The polls of this wait are Swarm's time, not one docker answer.
+        deadline::lengthen(self.scale_timeout);
         let deadline = Instant::now() + self.scale_timeout;
         loop {
             let applied = {
@@ -371,6 +373,7 @@ impl SwarmBackend {
     /// the answer then carries that count. A delete ends it with
     /// [`Error::ServiceNotFound`].
     async fn wait_for(&self, service: &ServiceName, target: u32) -> Result<ScaleReport, Error> {
+        deadline::lengthen(self.scale_timeout);
         let deadline = Instant::now() + self.scale_timeout;
         loop {
             let (desired, revision) = self
