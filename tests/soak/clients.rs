@@ -107,12 +107,34 @@ fn transition(op: Op, version: u32) -> impl Fn(State) -> Vec<State> {
     }
 }
 
+/// Before the warm-up, brings each of client `index`'s services to the
+/// size it keeps at steady state: created, then replaced (at count 0, so
+/// nothing rolls) until its earlier definitions and its history of
+/// changes are full, so that the connector's memory measured later is not
+/// those bounded lists filling up.
+pub async fn prefill(storm: Arc<Storm>, index: usize, mut rng: Rng) {
+    for service in 0..SERVICES_PER_CLIENT {
+        let name = service_name(index, service);
+        operate_with(&storm, &name, &mut rng, Some(Op::Create)).await;
+        for _ in 0..PREFILL_REPLACES {
+            operate_with(&storm, &name, &mut rng, Some(Op::Replace)).await;
+        }
+    }
+}
+
+/// More than the 50 changes and 5 earlier definitions a service keeps.
+const PREFILL_REPLACES: usize = 55;
+
 async fn operate(storm: &Storm, name: &str, rng: &mut Rng) {
+    operate_with(storm, name, rng, None).await;
+}
+
+async fn operate_with(storm: &Storm, name: &str, rng: &mut Rng, forced: Option<Op>) {
     let model = storm.models.get(name);
     let (op, version, next) = {
         let mut m = model.lock().unwrap();
         let exists = m.possible.iter().any(Option::is_some);
-        let op = pick(rng, exists);
+        let op = forced.unwrap_or_else(|| pick(rng, exists));
         let version = m.next_version;
         if matches!(op, Op::Create | Op::Replace) {
             m.next_version += 1;

@@ -60,8 +60,10 @@ pub async fn container_faults(storm: Arc<Storm>, mut rng: Rng) {
     }
 }
 
-/// One fault at a time, each lasting 2-6 s, 1-4 s apart.
+/// One fault at a time, each lasting 2-6 s, 1-4 s apart: first each kind
+/// once, in a random order, then at random.
 pub async fn faults(storm: Arc<Storm>, mut rng: Rng) {
+    let mut first_round = vec![0, 1, 2, 3];
     loop {
         tokio::time::sleep(pause(&mut rng, 1000, 4000)).await;
         let _turn = storm.gate.read().await;
@@ -69,8 +71,13 @@ pub async fn faults(storm: Arc<Storm>, mut rng: Rng) {
             break;
         }
         let hold = pause(&mut rng, 2000, 6000);
-        let kills = Instant::now() < storm.kills_until;
-        match rng.below(if kills { 4 } else { 3 }) {
+        let kills = storm.kills_allowed();
+        let kind = if first_round.is_empty() {
+            rng.below(if kills { 4 } else { 3 })
+        } else {
+            first_round.remove(rng.below(first_round.len() as u64) as usize)
+        };
+        match kind {
             0 => engine(&storm, Mode::Cut, hold).await,
             1 => engine(&storm, Mode::Hung, hold).await,
             2 => full_disk(&storm, hold).await,

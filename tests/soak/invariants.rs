@@ -399,30 +399,40 @@ pub async fn check_convergence(
     hashes: &Hashes,
 ) -> Duration {
     let started = Instant::now();
-    let mut desired = BTreeMap::new();
-    for name in models.names() {
-        let state = resolve(connector, doc, violations, figures, models, name).await;
-        desired.insert(name.clone(), state);
-    }
+    // Read all at once: the clock runs.
+    let names: Vec<String> = models.names().cloned().collect();
+    let states = futures::future::join_all(
+        names
+            .iter()
+            .map(|name| resolve(connector, doc, violations, figures, models, name)),
+    )
+    .await;
+    let mut desired: BTreeMap<String, State> = names.into_iter().zip(states).collect();
     let mut last = Vec::new();
     let mut resolved = Instant::now();
-    loop {
+    let took = loop {
+        // Converged as of when the listing was asked for.
+        let polled_at = started.elapsed();
         let now = departures(instance, &desired, hashes).await;
         if now.is_empty() {
-            break;
+            break polled_at;
         }
         // The connector may go back to an earlier definition by itself
         // meanwhile (a roll that failed): what it serves is read again.
         if resolved.elapsed() > Duration::from_secs(1) {
             resolved = Instant::now();
-            let names: std::collections::BTreeSet<&String> =
-                now.iter().map(|(name, _)| name).collect();
-            for name in names {
-                if models.contains(name) {
-                    let state = resolve(connector, doc, violations, figures, models, name).await;
-                    desired.insert(name.clone(), state);
-                }
-            }
+            let names: std::collections::BTreeSet<String> = now
+                .iter()
+                .map(|(name, _)| name.clone())
+                .filter(|name| models.contains(name))
+                .collect();
+            let states = futures::future::join_all(
+                names
+                    .iter()
+                    .map(|name| resolve(connector, doc, violations, figures, models, name)),
+            )
+            .await;
+            desired.extend(names.into_iter().zip(states));
         }
         last = now.into_iter().map(|(_, message)| message).collect();
         if started.elapsed() > CONVERGENCE_WATCH {
@@ -435,9 +445,8 @@ pub async fn check_convergence(
             );
             return started.elapsed();
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let took = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     if took > CONVERGENCE_BOUND {
         violations.add(
             "convergence",

@@ -133,8 +133,6 @@ async fn soak(
     let connector = Connector::start(root, instance, settings, &logs)
         .unwrap_or_else(|log| panic!("the connector did not start:\n{log}"));
     let doc = support::openapi::document();
-    let storm_started = Instant::now() + WARM_UP;
-    let kills_until = storm_started + Duration::from_secs(seconds / 3);
     let storm = Arc::new(Storm::new(
         connector,
         proxy,
@@ -143,10 +141,23 @@ async fn soak(
         instance.to_owned(),
         data_dir.to_owned(),
         data_file.clone(),
-        kills_until,
     ));
     storm.figures.connector_started();
     let hashes = Hashes::default();
+
+    let prefill: Vec<_> = (0..clients::CLIENTS)
+        .map(|index| {
+            tokio::spawn(clients::prefill(
+                storm.clone(),
+                index,
+                Rng::new(seed_rng.next()),
+            ))
+        })
+        .collect();
+    for task in prefill {
+        task.await.expect("the prefill runs");
+    }
+    eprintln!("soak: services created and their histories filled");
 
     let mut tasks = Vec::new();
     for index in 0..clients::CLIENTS {
@@ -166,6 +177,7 @@ async fn soak(
     // runs to the end) is measured after a quiet spell, the resources'
     // baseline.
     eprintln!("soak: the storm begins");
+    storm.allow_kills_until(Instant::now() + Duration::from_secs(seconds / 3));
     tasks.push(tokio::spawn(faults::faults(
         storm.clone(),
         Rng::new(seed_rng.next()),

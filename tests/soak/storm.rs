@@ -38,11 +38,10 @@ pub struct Storm {
     pub disk_full: AtomicBool,
     /// Until when connector kills may happen: the last part of the storm
     /// has none, so the connector measured at the end has lived through it.
-    pub kills_until: Instant,
+    kills_until: std::sync::Mutex<Instant>,
 }
 
 impl Storm {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         connector: Connector,
         proxy: EngineProxy,
@@ -51,7 +50,6 @@ impl Storm {
         instance: String,
         data_dir: PathBuf,
         data_file: PathBuf,
-        kills_until: Instant,
     ) -> Storm {
         Storm {
             connector,
@@ -66,7 +64,7 @@ impl Storm {
             gate: RwLock::new(()),
             stopping: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
-            kills_until,
+            kills_until: std::sync::Mutex::new(Instant::now()),
         }
     }
 
@@ -76,6 +74,15 @@ impl Storm {
 
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the connector may be killed now.
+    pub fn kills_allowed(&self) -> bool {
+        Instant::now() < *self.kills_until.lock().unwrap()
+    }
+
+    pub fn allow_kills_until(&self, until: Instant) {
+        *self.kills_until.lock().unwrap() = until;
     }
 
     pub fn disk_is_full(&self) -> bool {
