@@ -103,6 +103,14 @@ impl Figures {
             .filter(|word| !(word.len() >= 12 && word.chars().all(|c| c.is_ascii_hexdigit())))
             .collect::<Vec<_>>()
             .join(" ");
+        // Docker's messages name the proxy's socket and URLs: the start says
+        // enough.
+        let reason: String = reason
+            .split(['"', '('])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         *self.0.lock().unwrap().rollbacks.entry(reason).or_default() += 1;
     }
 
