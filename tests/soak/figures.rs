@@ -33,6 +33,40 @@ impl Resources {
         })
     }
 
+    /// Each thread of `pid` as `name (kernel wait, user+system ticks)`, for
+    /// a message about threads that stayed.
+    pub fn threads_of(pid: u32) -> String {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return String::new();
+        };
+        let mut out: Vec<String> = tasks
+            .map_while(Result::ok)
+            .map(|task| {
+                let path = task.path();
+                let read = |file: &str| {
+                    std::fs::read_to_string(path.join(file))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                };
+                let stat = read("stat");
+                let ticks: u64 = stat
+                    .rsplit_once(')')
+                    .map(|(_, rest)| {
+                        rest.split_whitespace()
+                            .skip(11)
+                            .take(2)
+                            .filter_map(|t| t.parse::<u64>().ok())
+                            .sum()
+                    })
+                    .unwrap_or_default();
+                format!("{} ({}, {ticks})", read("comm"), read("wchan"))
+            })
+            .collect();
+        out.sort();
+        out.join(", ")
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "RSS {} KiB, {} fds, {} threads",

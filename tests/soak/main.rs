@@ -250,6 +250,14 @@ async fn soak(
         storm.figures.end(end);
         if let Some(warm) = storm.figures.warm_resources() {
             check_resources(&storm.violations, warm, end);
+            if end.threads > warm.threads {
+                if let Some(pid) = storm.connector.pid() {
+                    storm.violations.add(
+                        "resources",
+                        format!("the threads at the end: {}", Resources::threads_of(pid)),
+                    );
+                }
+            }
         }
     } else {
         storm
