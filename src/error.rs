@@ -98,6 +98,17 @@ impl Error {
     }
 
     /// The status code each kind of failure is answered with.
+    /// Docker could not be reached or did not answer: a fault of the engine
+    /// (or of the way to it), not of what was asked. It says nothing about
+    /// a service's definition, so it neither fails a roll nor earns a
+    /// service a longer backoff.
+    pub fn is_engine_fault(&self) -> bool {
+        matches!(
+            self,
+            Error::DockerTimeout { .. } | Error::DockerUnavailable(_)
+        )
+    }
+
     pub fn status(&self) -> Status {
         match self {
             Error::Invalid { .. } | Error::MalformedBody(_) => Status::BadRequest,

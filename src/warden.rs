@@ -65,7 +65,7 @@ use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -184,30 +184,32 @@ impl Fairing for Warden {
             known: HashMap::new(),
             reserve_warned: None,
         };
-        let mut shutdown = rocket.shutdown();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(SCAN_INTERVAL);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = ticks.tick() => {}
-                }
-                // A few thousand system calls: off the request workers.
-                scanner = match tokio::task::spawn_blocking(move || {
-                    scanner.scan();
-                    scanner
-                })
-                .await
-                {
-                    Ok(scanner) => scanner,
-                    Err(e) => {
-                        log::error!("connection warden stopped: {e}");
-                        break;
-                    }
-                };
+        // A thread of its own, not the runtime's blocking pool: a scan every
+        // half second would keep a pool thread busy, and pool threads woken
+        // in turn stay alive, so the connector's thread count would drift
+        // with whatever else used the pool (the soak saw 5 become 6).
+        let stop = Arc::new(AtomicBool::new(false));
+        let shutdown = rocket.shutdown();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                stop.store(true, Ordering::Relaxed);
             }
         });
+        let started = std::thread::Builder::new()
+            .name("connection-warden".to_owned())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let began = Instant::now();
+                    // A few thousand system calls: off the request workers.
+                    scanner.scan();
+                    std::thread::sleep(SCAN_INTERVAL.saturating_sub(began.elapsed()));
+                }
+            });
+        if let Err(e) = started {
+            log::error!("connection warden did not start: {e}");
+        }
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {

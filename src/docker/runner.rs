@@ -28,12 +28,17 @@ const STREAM_BUFFER_LINES: usize = 1024;
 const STREAM_EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// What docker prints when it cannot reach the engine at all, as opposed to
-/// the engine refusing a request.
-const UNREACHABLE_MARKERS: [&str; 4] = [
+/// the engine refusing a request. The last: a CLI newer than the engine
+/// that could not reach it to agree on an API version falls back to its
+/// own newest; when the engine answers again, it refuses that version. Seen
+/// with CLI 28 and engine 20.10 during the soak's outages; with the engine
+/// reachable the CLI agrees on a version and never sends this.
+const UNREACHABLE_MARKERS: [&str; 5] = [
     "Cannot connect to the Docker daemon",
     "error during connect",
     "permission denied while trying to connect",
     "Is the docker daemon running",
+    "is too new. Maximum supported API version is",
 ];
 
 /// Runs docker commands with a deadline.
@@ -572,6 +577,23 @@ mod tests {
         assert_eq!(verb(&argv(&["service", "ps", "x"])), "service ps");
         assert_eq!(verb(&argv(&["service", "scale"])), "service");
         assert_eq!(verb(&[]), "");
+    }
+
+    #[test]
+    fn failures_to_reach_the_engine_are_told_from_the_engine_refusing() {
+        use std::os::unix::process::ExitStatusExt;
+        let exit_1 = ExitStatus::from_raw(1 << 8);
+        for unreachable in [
+            "Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?",
+            "Error response from daemon: client version 1.50 is too new. Maximum supported API version is 1.41",
+        ] {
+            let error = failure(unreachable.as_bytes(), exit_1);
+            assert!(matches!(error, Error::DockerUnavailable(_)), "{unreachable}: {error:?}");
+            assert!(error.is_engine_fault());
+        }
+        let refused = failure(b"Unable to find image 'app:1' locally", exit_1);
+        assert!(matches!(refused, Error::DockerFailed(_)));
+        assert!(!refused.is_engine_fault());
     }
 
     #[test]

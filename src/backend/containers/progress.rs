@@ -28,7 +28,17 @@ impl Attempts {
         *self = Attempts::default();
     }
 
+    /// A failed attempt. One that met a hung or unreachable engine is tried
+    /// again after the first wait, without doubling it: the service is not
+    /// at fault, and once docker answers again every service should be
+    /// fixed within a second, not after the minute a long outage would
+    /// otherwise have built up.
     pub(super) fn failed(&mut self, error: &Error) {
+        if error.is_engine_fault() {
+            self.last_error = Some(error.to_string());
+            self.retry_at = Some(Instant::now() + RETRY_FIRST);
+            return;
+        }
         self.failed_because(error.to_string());
     }
 
@@ -111,5 +121,18 @@ mod tests {
         attempts.succeeded();
         assert!(!attempts.waiting());
         assert_eq!(attempts.failures, 0);
+    }
+
+    #[test]
+    fn a_hung_or_unreachable_engine_is_tried_again_after_a_second_however_long_it_lasts() {
+        let mut attempts = Attempts::default();
+        for _ in 0..6 {
+            attempts.failed(&Error::DockerUnavailable("cannot connect".into()));
+            attempts.failed(&Error::DockerTimeout { seconds: 3 });
+        }
+        let wait = attempts.retry_at.unwrap() - Instant::now();
+        assert!(wait <= RETRY_FIRST, "{wait:?}");
+        assert_eq!(attempts.failures, 0);
+        assert!(attempts.last_error.unwrap().contains("did not answer"));
     }
 }

@@ -73,6 +73,14 @@ impl Scaler {
         if replaced {
             return result;
         }
+        // A hung or unreachable engine says nothing of the new definition:
+        // the roll is neither failed nor rolled back, only tried again soon.
+        if let Err(e) = &result {
+            if e.is_engine_fault() {
+                progress.get().roll.failed(e);
+                return result;
+            }
+        }
         {
             let mut progress = progress.get();
             progress.roll.record(&result);

@@ -238,7 +238,9 @@ impl Scaler {
     /// Records how fixing the count went. A failure to start the current
     /// definition while containers of an earlier one still run is also a
     /// failed roll of it: the next attempts fill from the earlier one (see
-    /// [`Scaler::filling`]), and the roll waits out its own backoff.
+    /// [`Scaler::filling`]), and the roll waits out its own backoff. Not
+    /// when the engine was hung or unreachable: that failed nothing of the
+    /// definition's.
     pub(super) fn record_count<T>(
         &self,
         progress: &Tracker,
@@ -252,6 +254,9 @@ impl Scaler {
             .iter()
             .any(|c| c.is_running() && c.config_hash != filling.current_hash);
         if let (Err(e), false, true) = (result, filling.falling_back, older_running) {
+            if e.is_engine_fault() {
+                return;
+            }
             progress.roll.failed(e);
             progress.failed_roll = Some((filling.current_hash.to_owned(), e.to_string()));
         }
@@ -338,13 +343,13 @@ impl Scaler {
                     return Err(e);
                 }
                 let result = self.start_one(filling.start, &names, caller).await;
-                if let Err(e @ (Error::DockerTimeout { .. } | Error::DockerUnavailable(_))) =
-                    &result
-                {
-                    engine_failure
-                        .lock()
-                        .expect("poisoned")
-                        .get_or_insert_with(|| e.clone());
+                if let Err(e) = result.as_ref() {
+                    if e.is_engine_fault() {
+                        engine_failure
+                            .lock()
+                            .expect("poisoned")
+                            .get_or_insert_with(|| e.clone());
+                    }
                 }
                 result
             })
@@ -360,9 +365,7 @@ impl Scaler {
         // after another full deadline, and the reconciler cleans up once
         // docker answers again.
         let after = match &start_error {
-            Some(e @ (Error::DockerTimeout { .. } | Error::DockerUnavailable(_))) => {
-                return Err(e.clone())
-            }
+            Some(e) if e.is_engine_fault() => return Err(e.clone()),
             Some(_) => self.engine.list(service).await?,
             None => self.inventory.containers(service).await?,
         };
