@@ -231,6 +231,19 @@ async fn an_unreachable_daemon_answers_503() {
     assert_fault_answers_503(("DOCKER_HOST", "unix:///nonexistent/docker.sock")).await;
 }
 
+/// A connector whose docker is `script` (see `AppOptions::fake_docker`),
+/// with a `docker_timeout` of `seconds`, and a service `web` defined.
+async fn app_with_web(dir: &Path, script: &str, seconds: u64) -> TestApp {
+    let app = TestApp::spawn_with(
+        AppOptions::new()
+            .fake_docker(dir, script)
+            .env("ROCKET_DOCKER_TIMEOUT", &seconds.to_string()),
+    )
+    .await;
+    app.create_service("web", json!({})).await;
+    app
+}
+
 /// Running processes of this test's hang: those whose command line names the
 /// wrapper, or whose environment carries `marker`. The check by content, not
 /// only by recorded pid, also finds a child started just before the deadline
@@ -261,13 +274,7 @@ async fn a_hung_docker_cli_is_killed_with_its_children_and_answers_504_within_th
     // Short, but long enough for the definition requests that must finish
     // while docker hangs, on a loaded machine.
     let timeout = Duration::from_secs(3);
-    let app = TestApp::spawn_with(
-        AppOptions::new()
-            .fake_docker(dir.path(), &script)
-            .env("ROCKET_DOCKER_TIMEOUT", "3"),
-    )
-    .await;
-    app.create_service("web", json!({})).await;
+    let app = app_with_web(dir.path(), &script, 3).await;
     let answers = assert_docker_requests_fail(&app, 504, timeout, true).await;
 
     let recorded = std::fs::read_to_string(&pids).unwrap();
@@ -344,13 +351,7 @@ async fn the_connector_recovers_by_itself_when_docker_works_again() {
     );
     // Long enough for real docker commands on a loaded machine.
     let timeout = Duration::from_secs(10);
-    let app = TestApp::spawn_with(
-        AppOptions::new()
-            .fake_docker(dir.path(), &script)
-            .env("ROCKET_DOCKER_TIMEOUT", "10"),
-    )
-    .await;
-    app.create_service("web", json!({})).await;
+    let app = app_with_web(dir.path(), &script, 10).await;
     // With the index live the scale reaches `docker run` without a listing
     // first: the hung run must then be its only wait.
     wait_until_live(&app, Duration::from_secs(10)).await;
@@ -396,13 +397,7 @@ async fn the_docker_calls_of_one_request_share_one_deadline() {
         "case \"$1\" in\n  events) exit 1 ;;\n  ps) sleep 2 ;;\n  run) exec sleep 60 ;;\nesac\nexec {real} \"$@\""
     );
     let timeout = Duration::from_secs(3);
-    let app = TestApp::spawn_with(
-        AppOptions::new()
-            .fake_docker(dir.path(), &script)
-            .env("ROCKET_DOCKER_TIMEOUT", "3"),
-    )
-    .await;
-    app.create_service("web", json!({})).await;
+    let app = app_with_web(dir.path(), &script, 3).await;
 
     let started = Instant::now();
     let reply = app.scale("web", json!(1)).await;
@@ -435,13 +430,7 @@ async fn a_docker_call_in_flight_dies_with_a_killed_connector() {
         "if [ \"$1\" = run ]; then echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 60; fi\nexec {real} \"$@\"",
         started_run.display()
     );
-    let mut app = TestApp::spawn_with(
-        AppOptions::new()
-            .fake_docker(dir.path(), &script)
-            .env("ROCKET_DOCKER_TIMEOUT", "30"),
-    )
-    .await;
-    app.create_service("web", json!({})).await;
+    let mut app = app_with_web(dir.path(), &script, 30).await;
 
     let scale = app.scale("web", json!(1));
     let hung_run = async {
