@@ -409,6 +409,7 @@ pub async fn check_convergence(
     .await;
     let mut desired: BTreeMap<String, State> = names.into_iter().zip(states).collect();
     let mut last = Vec::new();
+    let mut believed: Vec<String> = Vec::new();
     let mut resolved = Instant::now();
     let took = loop {
         // Converged as of when the listing was asked for.
@@ -434,13 +435,30 @@ pub async fn check_convergence(
             .await;
             desired.extend(names.into_iter().zip(states));
         }
+        // Once over the bound, what the connector itself believes of each
+        // service still wrong, once: tells a stale index (it believes all
+        // is well) from a reconciler that knows and does not act.
+        if started.elapsed() > CONVERGENCE_BOUND && believed.is_empty() {
+            for (name, _) in &now {
+                let status = match connector
+                    .send("GET", &format!("/service/{name}/status"), None)
+                    .await
+                {
+                    Outcome::Answered(reply) => reply.body.to_string(),
+                    Outcome::Lost(why) => format!("no answer: {why}"),
+                };
+                believed.push(format!("{name}: {status}"));
+            }
+        }
         last = now.into_iter().map(|(_, message)| message).collect();
         if started.elapsed() > CONVERGENCE_WATCH {
             violations.add(
                 "convergence",
                 format!(
-                    "not converged {CONVERGENCE_WATCH:?} after the last fault: {}",
-                    last.join("; ")
+                    "not converged {CONVERGENCE_WATCH:?} after the last fault: {}; \
+                     the connector's status at {CONVERGENCE_BOUND:?}: {}",
+                    last.join("; "),
+                    believed.join("; ")
                 ),
             );
             return started.elapsed();
@@ -451,10 +469,12 @@ pub async fn check_convergence(
         violations.add(
             "convergence",
             format!(
-                "took {:.1} s after the last fault (bound {CONVERGENCE_BOUND:?}); still wrong {:.1} s in: {}",
+                "took {:.1} s after the last fault (bound {CONVERGENCE_BOUND:?}); still wrong {:.1} s in: {}; \
+                 the connector's status then: {}",
                 took.as_secs_f64(),
                 CONVERGENCE_BOUND.as_secs_f64(),
-                last.join("; ")
+                last.join("; "),
+                believed.join("; ")
             ),
         );
     }
