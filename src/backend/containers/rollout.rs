@@ -143,6 +143,12 @@ impl Scaler {
                 None => tokio::time::sleep(self.update.settle).await,
             }
         }
+        // A hung or unreachable engine proves nothing about the definition,
+        // and a listing would only meet it again: the caller tries again
+        // soon, and the pass then cleans up what the failed start left.
+        if let Some(e) = start_error.as_ref().filter(|e| e.is_engine_fault()) {
+            return Err(e.clone());
+        }
         let after = match start_error {
             Some(_) => self.engine.list(service).await?,
             None => self.inventory.containers(service).await?,

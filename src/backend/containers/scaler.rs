@@ -521,8 +521,8 @@ pub(super) mod tests {
         foreign_names: Vec<String>,
         /// How often one service's containers were listed.
         service_listings: std::sync::atomic::AtomicUsize,
-        /// Every start fails with this docker error.
-        failing_starts: Option<String>,
+        /// Every start fails with this error.
+        failing_starts: Option<Error>,
         /// Each stop asked for: the ids, and the grace it allowed for.
         stops: Mutex<Vec<(Vec<String>, Duration)>>,
         /// While set, every stop of a running container fails with this
@@ -557,8 +557,8 @@ pub(super) mod tests {
         }
 
         async fn start(&self, def: &ServiceDefinition, name: &str) -> Result<StartOutcome, Error> {
-            if let Some(why) = &self.failing_starts {
-                return Err(Error::DockerFailed(why.clone()));
+            if let Some(error) = &self.failing_starts {
+                return Err(error.clone());
             }
             let mut containers = self.containers.lock().unwrap();
             if self.foreign_names.iter().any(|n| n == name)
@@ -776,10 +776,50 @@ pub(super) mod tests {
         assert_eq!(scaler.locks.len(), 0);
     }
 
+    #[tokio::test]
+    async fn an_engine_outage_during_a_roll_neither_fails_nor_rolls_it_back() {
+        let one = ServiceDefinition::from_create_body(
+            &serde_json::json!({"name": "web", "image": "app:1"}),
+        )
+        .unwrap();
+        let old = [
+            container("a", "running", one.config_hash(), 1),
+            container("b", "running", one.config_hash(), 2),
+        ];
+        let engine = FakeEngine {
+            containers: Mutex::new(old.to_vec()),
+            failing_starts: Some(Error::DockerUnavailable("cannot connect".into())),
+            ..FakeEngine::default()
+        };
+        let (scaler, _engine, _dir) = scaler_with(engine, &["web"]).await;
+        let two = ServiceDefinition::from_create_body(
+            &serde_json::json!({"name": "web", "image": "app:2"}),
+        )
+        .unwrap();
+        scaler.store.replace_for_test(two).await.unwrap();
+        let stored = scaler.store.service(&name("web")).unwrap();
+        let progress = Tracker::default();
+        let filling = scaler.filling(&stored, &progress, &old);
+        let result = scaler
+            .roll_outdated(&name("web"), &progress, &stored, &old, &filling, 2)
+            .await;
+        assert!(
+            matches!(result, Err(Error::DockerUnavailable(_))),
+            "{result:?}"
+        );
+        let now = scaler.store.service(&name("web")).unwrap();
+        assert_eq!(now.definition.image().as_str(), "app:2", "not rolled back");
+        let progress = progress.get();
+        assert!(progress.failed_roll.is_none());
+        assert!(progress.rolled_back.is_none());
+        assert_eq!(progress.roll.failures, 0, "no backoff built up");
+        assert!(progress.roll.waiting(), "tried again after a second");
+    }
+
     /// A scaler of `web` whose engine (and live index) holds one healthy and
     /// one unhealthy container of its current definition.
     async fn web_with_an_unhealthy_container(
-        failing_starts: Option<String>,
+        failing_starts: Option<Error>,
     ) -> (Scaler, Arc<FakeEngine>, tempfile::TempDir) {
         let body = serde_json::json!({"name": "web", "image": "app:1"});
         let definition = ServiceDefinition::from_create_body(&body).unwrap();
@@ -848,7 +888,9 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn an_unhealthy_container_stays_when_its_replacement_cannot_start() {
-        let (scaler, _, _dir) = web_with_an_unhealthy_container(Some("no such image".into())).await;
+        let (scaler, _, _dir) =
+            web_with_an_unhealthy_container(Some(Error::DockerFailed("no such image".into())))
+                .await;
         let tracker = Tracker::default();
         let result = replace_unhealthy_once(&scaler, &tracker).await;
         assert!(matches!(result, Err(Error::DockerFailed(_))), "{result:?}");
