@@ -433,6 +433,54 @@ async fn a_roll_replaces_every_container_start_first_never_dropping_below_desire
     assert_eq!(all_settled(&app, 3).await, 3);
 }
 
+/// A new container stopped by someone else while its batch settles is no
+/// proof against the definition (the soak of issue 20 saw such rolls go
+/// back by themselves): the roll goes on, and nothing goes back.
+#[tokio::test]
+async fn a_roll_whose_new_container_is_stopped_from_outside_goes_on_and_does_not_go_back() {
+    let app = TestApp::spawn_with(AppOptions::new().env("ROCKET_UPDATE_SETTLE", "3")).await;
+    app.create_service("web", json!({"environment": {"VERSION": "1"}}))
+        .await;
+    assert_eq!(app.scale("web", json!(1)).await.status, 200);
+    let old = app.running("web");
+    replace_environment(&app, json!({"VERSION": "2"})).await;
+    // The batch's new container, found while it settles.
+    let new = poll_until(Duration::from_secs(10), || async {
+        let new: Vec<String> = app
+            .running("web")
+            .into_iter()
+            .filter(|id| !old.contains(id))
+            .collect();
+        (!new.is_empty(), new)
+    })
+    .await;
+    assert_eq!(new.len(), 1, "no new container settled:\n{}", app.log());
+    docker(&["stop", "-t", "0", &new[0]]);
+
+    let body = status_until(&app, "web", Duration::from_secs(30), |body| {
+        body["rollout"]["state"] != "rolling" && current_running(body) == 1
+    })
+    .await;
+    assert_eq!(
+        body["rollout"]["state"],
+        "complete",
+        "{body:#}\n{}",
+        app.log()
+    );
+    assert!(
+        !app.log().contains("went back by itself"),
+        "the roll went back:\n{}",
+        app.log()
+    );
+    let running = poll_until(Duration::from_secs(5), || async {
+        let running = app.running("web");
+        (running.len() == 1, running)
+    })
+    .await;
+    let env = docker(&["inspect", "--format", "{{json .Config.Env}}", &running[0]]);
+    assert!(env.contains("VERSION=2"), "{env}");
+}
+
 #[tokio::test]
 async fn a_roll_whose_new_definition_cannot_run_goes_back_and_the_old_containers_keep_serving() {
     let app = TestApp::spawn_with(rolling_options()).await;

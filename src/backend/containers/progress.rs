@@ -35,11 +35,18 @@ impl Attempts {
     /// otherwise have built up.
     pub(super) fn failed(&mut self, error: &Error) {
         if error.is_engine_fault() {
-            self.last_error = Some(error.to_string());
-            self.retry_at = Some(Instant::now() + RETRY_FIRST);
+            self.interrupted(error);
             return;
         }
         self.failed_because(error.to_string());
+    }
+
+    /// An attempt that failed for a reason that is not the service's (see
+    /// [`failed`](Self::failed)): tried again after the first wait, and
+    /// the failures in a row stay as they were.
+    pub(super) fn interrupted(&mut self, error: &Error) {
+        self.last_error = Some(error.to_string());
+        self.retry_at = Some(Instant::now() + RETRY_FIRST);
     }
 
     /// A failure that is no docker error (a container turned unhealthy),

@@ -14,10 +14,31 @@ use super::progress::Tracker;
 use super::scaler::{Caller, Scaler};
 use super::status::crash_loop;
 use crate::backend::RolloutState;
-use crate::docker::{Container, Health};
+use crate::docker::{Container, ContainerState, Health};
 use crate::domain::{HealthProbe, ServiceDefinition, ServiceName};
 use crate::error::Error;
 use crate::store::StoredService;
+
+/// Why a batch of a roll did not go through.
+enum BatchFailure {
+    /// The new definition's containers did not hold: the roll failed, and
+    /// may go back by itself.
+    OfTheDefinition(Error),
+    /// Nothing says the definition is at fault: the engine was hung or
+    /// unreachable, or a new container was stopped, paused or removed from
+    /// outside. The roll is tried again soon.
+    Interrupted(Error),
+}
+
+impl From<Error> for BatchFailure {
+    fn from(error: Error) -> Self {
+        if error.is_engine_fault() {
+            BatchFailure::Interrupted(error)
+        } else {
+            BatchFailure::OfTheDefinition(error)
+        }
+    }
+}
 
 impl Scaler {
     /// The rolling part of a reconcile pass, once the count is right:
@@ -70,16 +91,22 @@ impl Scaler {
             .store
             .get(service)
             .map_or(true, |now| now.config_hash() != hash);
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(BatchFailure::OfTheDefinition(e)) => Err(e),
+            // A hung or unreachable engine, or a new container stopped,
+            // paused or removed from outside, says nothing of the new
+            // definition: the roll is neither failed nor rolled back, only
+            // tried again soon.
+            Err(BatchFailure::Interrupted(e)) => {
+                if !replaced {
+                    progress.get().roll.interrupted(&e);
+                }
+                return Err(e);
+            }
+        };
         if replaced {
             return result;
-        }
-        // A hung or unreachable engine says nothing of the new definition:
-        // the roll is neither failed nor rolled back, only tried again soon.
-        if let Err(e) = &result {
-            if e.is_engine_fault() {
-                progress.get().roll.failed(e);
-                return result;
-            }
         }
         {
             let mut progress = progress.get();
@@ -118,14 +145,16 @@ impl Scaler {
     /// new ones and leaves the outdated ones serving.
     ///
     /// # Errors
-    /// [`Error::DockerFailed`] saying why the new containers did not hold.
+    /// [`BatchFailure::OfTheDefinition`] with an [`Error::DockerFailed`]
+    /// saying why the new containers did not hold; [`BatchFailure::Interrupted`]
+    /// when nothing says the definition is at fault.
     async fn roll_batch(
         &self,
         definition: &ServiceDefinition,
         containers: &[Container],
         outdated: &[Container],
         desired: u32,
-    ) -> Result<(), Error> {
+    ) -> Result<(), BatchFailure> {
         let service = definition.name();
         let names = NameAllocator::new(format!("{}-{}-", self.instance, service), containers);
         let started: Vec<Result<String, Error>> = stream::iter(0..outdated.len())
@@ -147,7 +176,7 @@ impl Scaler {
         // and a listing would only meet it again: the caller tries again
         // soon, and the pass then cleans up what the failed start left.
         if let Some(e) = start_error.as_ref().filter(|e| e.is_engine_fault()) {
-            return Err(e.clone());
+            return Err(BatchFailure::Interrupted(e.clone()));
         }
         let after = match start_error {
             Some(_) => self.engine.list(service).await?,
@@ -190,6 +219,35 @@ impl Scaler {
         let running = after.iter().filter(|c| c.is_running()).count();
         let spare = running.saturating_sub(desired as usize);
         failed.extend(new_running.iter().take(spare));
+        // Stopped, paused or removed by someone else during the settle: a
+        // container that exits by itself is restarted by its restart policy
+        // (the reconciler, the only one that rolls, starts every container
+        // with it), so one that stays exited was stopped on purpose.
+        let interference = match start_error {
+            Some(_) => None,
+            None => new_ids
+                .iter()
+                .filter(|id| !held(id))
+                .map(|id| match after.iter().find(|c| c.id == *id) {
+                    None => Some(format!("container {id:.12} was removed meanwhile")),
+                    Some(c) if c.state == ContainerState::Paused => {
+                        Some(format!("container {} was paused meanwhile", c.name))
+                    }
+                    Some(c) if c.state == ContainerState::Exited && c.restarts == 0 => {
+                        Some(format!("container {} was stopped meanwhile", c.name))
+                    }
+                    Some(_) => None,
+                })
+                .collect::<Option<Vec<String>>>()
+                .filter(|whys| !whys.is_empty()),
+        };
+        if let Some(whys) = interference {
+            self.remove(service, failed).await?;
+            return Err(BatchFailure::Interrupted(Error::DockerFailed(format!(
+                "the update of '{service}' was interrupted, and will go on: {}",
+                whys.join("; ")
+            ))));
+        }
         let why = match start_error {
             Some(e) => e.to_string(),
             None => after
@@ -214,10 +272,10 @@ impl Scaler {
             Some(deadline) => format!("become healthy within {deadline:?}"),
             None => format!("keep running for {:?}", self.update.settle),
         };
-        Err(Error::DockerFailed(format!(
+        Err(BatchFailure::OfTheDefinition(Error::DockerFailed(format!(
             "the update of '{service}' stopped and its older containers keep serving: \
              a container of the new definition did not {condition} ({why})"
-        )))
+        ))))
     }
 
     /// Waits until every container of `new_ids` is healthy, or one of them
