@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::freshness::wait_until_live;
-use crate::support::app::{poll_until, AppOptions, TestApp};
+use crate::support::app::{poll_until, AppOptions, Reply, TestApp};
 use crate::support::docker::{unique_instance, TEST_IMAGE};
 use crate::support::figures::record_figures;
 use crate::support::process::{real_docker, Process};
@@ -231,6 +231,19 @@ async fn an_unreachable_daemon_answers_503() {
     assert_fault_answers_503(("DOCKER_HOST", "unix:///nonexistent/docker.sock")).await;
 }
 
+/// Scales `web` to 1 with docker hung; asserts the 504 and returns the
+/// reply and how long it took.
+async fn scale_meeting_a_hung_docker(app: &TestApp, timeout: Duration) -> (Reply, Answer) {
+    let started = Instant::now();
+    let reply = app.scale("web", json!(1)).await;
+    let answer = Answer {
+        elapsed: started.elapsed(),
+        deadline: deadline(timeout),
+    };
+    assert_eq!(reply.status, 504, "{reply:?}");
+    (reply, answer)
+}
+
 /// A connector whose docker is `script` (see `AppOptions::fake_docker`),
 /// with a `docker_timeout` of `seconds`, and a service `web` defined.
 async fn app_with_web(dir: &Path, script: &str, seconds: u64) -> TestApp {
@@ -357,13 +370,7 @@ async fn the_connector_recovers_by_itself_when_docker_works_again() {
     wait_until_live(&app, Duration::from_secs(10)).await;
 
     std::fs::write(&switch, "").unwrap();
-    let started = Instant::now();
-    let reply = app.scale("web", json!(1)).await;
-    let answer = Answer {
-        elapsed: started.elapsed(),
-        deadline: deadline(timeout),
-    };
-    assert_eq!(reply.status, 504, "{reply:?}");
+    let (_, answer) = scale_meeting_a_hung_docker(&app, timeout).await;
     assert!(
         answer.elapsed < answer.deadline,
         "took {:?}",
@@ -399,13 +406,7 @@ async fn the_docker_calls_of_one_request_share_one_deadline() {
     let timeout = Duration::from_secs(3);
     let app = app_with_web(dir.path(), &script, 3).await;
 
-    let started = Instant::now();
-    let reply = app.scale("web", json!(1)).await;
-    let answer = Answer {
-        elapsed: started.elapsed(),
-        deadline: deadline(timeout),
-    };
-    assert_eq!(reply.status, 504, "{reply:?}");
+    let (reply, answer) = scale_meeting_a_hung_docker(&app, timeout).await;
     assert!(
         reply.error().contains("within 3 s"),
         "the error names the request's deadline: {reply:?}"
