@@ -38,13 +38,18 @@ const RELIST_INTERVAL: Duration = Duration::from_secs(30);
 /// whose effect the first listing already shows is harmless.
 const REPLAY_MARGIN: Duration = Duration::from_secs(2);
 
-/// First and longest wait before retrying a failed stream or listing.
+/// First and longest wait before retrying a failed stream or listing. The
+/// reconciler acts only on a live index, so the longest wait adds to how
+/// long services stay unhealed once docker answers again after an outage
+/// (the kubelet relists every second; half that here, since a whole
+/// backlog of rolls waits behind it). The price during an outage is two
+/// `docker events` a second that fail at once, about 15 ms each.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_LONGEST: Duration = Duration::from_secs(5);
+const RETRY_LONGEST: Duration = Duration::from_millis(500);
 
 /// A failure streak is logged as a warning at its first failure and then
 /// every this many (about a minute apart at [`RETRY_LONGEST`]).
-const FAILURES_PER_WARNING: u32 = 12;
+const FAILURES_PER_WARNING: u32 = 120;
 
 /// How long a new event stream must run before the follower lists: a
 /// `docker events` that fails at once (docker down) then costs no listing.
@@ -431,6 +436,6 @@ mod tests {
     fn retries_back_off_to_a_ceiling() {
         let mut backoff = Backoff::default();
         let delays: Vec<u128> = (0..9).map(|_| backoff.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(delays, [100, 200, 400, 500, 500, 500, 500, 500, 500]);
     }
 }
