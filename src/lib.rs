@@ -25,6 +25,7 @@
 //! - [`routes`]: the HTTP endpoints, the JSON catchers, the access gate and the request log.
 //! - `metrics`: the Prometheus metrics `/metrics` exposes.
 //! - [`logging`]: the fern logger, plain or JSON lines.
+//! - [`memory`]: glibc's malloc kept to two arenas, its free pages handed back now and then.
 //! - `shutdown`: on SIGTERM, lets requests in flight finish, and stops nothing else.
 //! - `warden`: ends connections that deliver no request head in time, caps them per address, and
 //!   keeps file descriptors in reserve (Rocket 0.5 has neither a header timeout nor a listener hook).
@@ -44,6 +45,7 @@ mod health;
 mod inventory;
 mod json;
 pub mod logging;
+pub mod memory;
 mod metrics;
 pub mod routes;
 mod shutdown;
@@ -225,6 +227,7 @@ pub fn rocket(figment: Figment) -> Result<Rocket<Build>, String> {
         .attach(warden)
         .attach(shutdown::DrainOnShutdown::default())
         .attach(background.fairing())
+        .attach(memory::trimmer())
         .attach(AdHoc::on_liftoff("announce", move |rocket| {
             Box::pin(async move {
                 let cfg = rocket.config();

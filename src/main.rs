@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use docker_connector::{config, logging};
+use docker_connector::{config, logging, memory};
 
 const USAGE: &str = "\
 Usage: docker-connector [--config PATH]
@@ -81,6 +81,8 @@ fn raise_open_file_limit() {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts.
+    memory::limit_arenas();
     let config_file = match parse_args(std::env::args().skip(1)) {
         Invocation::Run { config_file } => config_file,
         Invocation::Exit(code) => return code,
