@@ -36,6 +36,12 @@ pub fn settings(docker_host: &str, data_file: &Path) -> Vec<(String, String)> {
         // A small ring of events (bounded, not a leak) fills during the
         // warm-up, so the resources compared after it are not its growth.
         ("ROCKET_EVENT_RING", "64".into()),
+        // `SOAK_LOG_LEVEL=debug` logs every docker call, to see why a
+        // service converged late.
+        (
+            "ROCKET_LOG_LEVEL",
+            std::env::var("SOAK_LOG_LEVEL").unwrap_or_else(|_| "normal".into()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -144,6 +150,25 @@ impl Connector {
             .unwrap()
             .as_ref()
             .map_or_else(|| "(not running)".into(), |p| p.log_tail(lines))
+    }
+
+    /// The last `lines` lines the live connector logged about `service`,
+    /// other than reads (which say nothing of why it acts or not).
+    pub fn log_about(&self, service: &str, lines: usize) -> String {
+        let Some(log) = self.process.lock().unwrap().as_ref().map(|p| p.log()) else {
+            return "(not running)".into();
+        };
+        let (quoted, path) = (format!("'{service}'"), format!("/service/{service}"));
+        let about: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains(&quoted) || line.contains(&path))
+            .filter(|line| !line.contains(" GET ") && !line.contains("\"method\":\"GET\""))
+            .collect();
+        about[about.len().saturating_sub(lines)..]
+            .iter()
+            .map(|line| line.chars().take(240).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Stops it for good, keeping its log.

@@ -45,9 +45,10 @@ pub struct Violations(Mutex<BTreeMap<String, (u64, Vec<String>)>>);
 impl Violations {
     pub fn add(&self, invariant: &str, message: impl Into<String>) {
         let mut message = message.into();
-        // Docker argv holds the padded environment: kept short.
-        if message.len() > 700 {
-            let mut end = 700;
+        // Docker argv holds the padded environment: kept short, but long
+        // enough for a convergence failure's log lines.
+        if message.len() > 2000 {
+            let mut end = 2000;
             while !message.is_char_boundary(end) {
                 end -= 1;
             }
@@ -447,7 +448,12 @@ pub async fn check_convergence(
                     Outcome::Answered(reply) => reply.body.to_string(),
                     Outcome::Lost(why) => format!("no answer: {why}"),
                 };
-                believed.push(format!("{name}: {status}"));
+                // What it did about the service comes first: the status
+                // is long, and the message is cut short.
+                believed.push(format!(
+                    "{name}: its last log lines:\n{}\nits status: {status}",
+                    connector.log_about(name, 6)
+                ));
             }
         }
         last = now.into_iter().map(|(_, message)| message).collect();
