@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use rocket::fairing::AdHoc;
 
-/// How often free pages are handed back: a few milliseconds of work at
-/// most, with this connector's heaps.
+/// How often free pages are handed back: often enough that a busy minute
+/// does not linger, rarely enough that walking the free lists is no load.
 const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Caps glibc's malloc at two arenas, unless `MALLOC_ARENA_MAX` says
