@@ -159,14 +159,15 @@ impl Scaler {
     }
 
     /// One reconcile pass over `service`: adopt the running count of a
-    /// service from an old data file, fix the count, else replace unhealthy
-    /// containers, else roll one batch of outdated containers. Each kind of
+    /// service from an old data file, fix the count (with the roll's first
+    /// batch when the service is both short and outdated), else replace
+    /// unhealthy containers, else roll one batch of outdated containers. Each kind of
     /// work waits out its own backoff.
     ///
     /// # Errors
     /// [`Error::ServiceNotFound`] if it was deleted meanwhile; the failure
     /// of the pass, which also starts (or lengthens) that work's backoff.
-    async fn reconcile(&self, service: &ServiceName) -> Result<(), Error> {
+    pub(super) async fn reconcile(&self, service: &ServiceName) -> Result<(), Error> {
         // A service deleted meanwhile is not worth a warning.
         let (held, stored) = self.lock(service).await?;
         let result = self.reconcile_locked(service, &held, &stored).await;
@@ -197,9 +198,31 @@ impl Scaler {
             }
         };
         let filling = self.filling(stored, slot, &containers);
-        if !Plan::new(&containers, &filling, desired as usize).is_empty() {
+        let plan = Plan::new(&containers, &filling, desired as usize);
+        if !plan.is_empty() {
             if slot.get().count.waiting() {
                 return Ok(());
+            }
+            // Short, with nothing to remove, and outdated: the roll's batch
+            // starts the shortfall with its replacements (see
+            // `roll_outdated`). Once the roll waits out a backoff, or the
+            // service falls back to an earlier definition, the count is
+            // fixed alone.
+            let outdated = containers
+                .iter()
+                .any(|c| c.holds_a_place() && c.config_hash != filling.current_hash);
+            if plan.remove.is_empty()
+                && outdated
+                && !filling.falling_back
+                && !slot.get().roll.waiting()
+            {
+                let result = self
+                    .roll_outdated(service, slot, stored, &containers, &filling, desired)
+                    .await;
+                if result.is_ok() {
+                    slot.get().count.succeeded();
+                }
+                return result;
             }
             let result = self
                 .fix_count(service, &containers, &filling, desired, Caller::Reconciler)

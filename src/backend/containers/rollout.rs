@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
-use super::plan::{Filling, NameAllocator};
+use super::plan::{Filling, NameAllocator, Plan};
 use super::progress::Tracker;
 use super::scaler::{Caller, Scaler};
 use super::status::crash_loop;
@@ -41,9 +41,12 @@ impl From<Error> for BatchFailure {
 }
 
 impl Scaler {
-    /// The rolling part of a reconcile pass, once the count is right:
-    /// replaces one batch of outdated containers unless the roll waits out
-    /// its backoff, and records how it went.
+    /// The rolling part of a reconcile pass: replaces one batch of outdated
+    /// containers unless the roll waits out its backoff, and records how it
+    /// went. Should the service be short of `desired` too (a scale and a
+    /// new definition written while docker was away), the shortfall starts
+    /// with the batch's replacements: one round of starts and one settle,
+    /// rather than a round to fill and then another to roll.
     ///
     /// # Errors
     /// Why the batch did not hold, or the docker failure.
@@ -82,8 +85,9 @@ impl Scaler {
             .take(self.update.parallelism)
             .cloned()
             .collect();
+        let shortfall = Plan::new(containers, filling, desired as usize).start;
         let result = self
-            .roll_batch(&stored.definition, containers, &batch, desired)
+            .roll_batch(&stored.definition, containers, &batch, shortfall, desired)
             .await;
         // A PUT during the batch (it does not wait for the service's lock)
         // made this outcome moot, and cleared the progress for its own roll.
@@ -139,10 +143,11 @@ impl Scaler {
     }
 
     /// Replaces `outdated` start-first: starts as many containers of
-    /// `definition`, waits the settle time, and, only if every new one ran
-    /// all along, removes as many outdated ones as keep `desired` running
-    /// (one of the others may have died meanwhile). Otherwise removes the
-    /// new ones and leaves the outdated ones serving.
+    /// `definition` and `shortfall` more, waits the settle time, and, only
+    /// if every new one ran all along, removes as many outdated ones as keep
+    /// `desired` running (one of the others may have died meanwhile).
+    /// Otherwise removes the new ones that `desired` does not need, and
+    /// leaves the outdated ones serving.
     ///
     /// # Errors
     /// [`BatchFailure::OfTheDefinition`] with an [`Error::DockerFailed`]
@@ -153,11 +158,12 @@ impl Scaler {
         definition: &ServiceDefinition,
         containers: &[Container],
         outdated: &[Container],
+        shortfall: usize,
         desired: u32,
     ) -> Result<(), BatchFailure> {
         let service = definition.name();
         let names = NameAllocator::new(format!("{}-{}-", self.instance, service), containers);
-        let started: Vec<Result<String, Error>> = stream::iter(0..outdated.len())
+        let started: Vec<Result<String, Error>> = stream::iter(0..outdated.len() + shortfall)
             .map(|_| self.start_one(definition, &names, Caller::Reconciler))
             .buffer_unordered(self.concurrency)
             .collect()

@@ -816,6 +816,47 @@ pub(super) mod tests {
         assert!(progress.roll.waiting(), "tried again after a second");
     }
 
+    #[tokio::test]
+    async fn a_pass_that_finds_the_service_short_and_outdated_fills_and_rolls_at_once() {
+        let one = ServiceDefinition::from_create_body(
+            &serde_json::json!({"name": "web", "image": "app:1"}),
+        )
+        .unwrap();
+        let engine = FakeEngine {
+            containers: Mutex::new(vec![container("a", "running", one.config_hash(), 1)]),
+            ..FakeEngine::default()
+        };
+        let (scaler, engine, _dir) = scaler_with(engine, &["web"]).await;
+        let scaler = scaler.reconciling(UpdatePolicy {
+            parallelism: 1,
+            settle: Duration::from_millis(10),
+        });
+        // Scaled to 3 and given a new definition while docker was away.
+        scaler
+            .store
+            .scale(&name("web"), &count(3), &Origin::connector("test"), None)
+            .await
+            .unwrap();
+        let two = ServiceDefinition::from_create_body(
+            &serde_json::json!({"name": "web", "image": "app:2"}),
+        )
+        .unwrap();
+        scaler.store.replace_for_test(two.clone()).await.unwrap();
+        scaler.reconcile(&name("web")).await.unwrap();
+        let hashes: Vec<String> = engine
+            .containers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.config_hash.clone())
+            .collect();
+        assert_eq!(hashes, vec![two.config_hash().to_owned(); 3], "one pass");
+        let progress = scaler.locks.peek(&name("web")).unwrap();
+        let progress = progress.get();
+        assert_eq!(progress.count.failures, 0);
+        assert!(!progress.count.waiting());
+    }
+
     /// A scaler of `web` whose engine (and live index) holds one healthy and
     /// one unhealthy container of its current definition.
     async fn web_with_an_unhealthy_container(
