@@ -5,7 +5,8 @@
 //! One task follows `docker events` for the connector's whole life: it
 //! restarts the stream when it breaks (with `--since`, so nothing in between
 //! is missed, and with backoff), and lists every container when a stream
-//! starts and every [`RELIST_INTERVAL`] after, which re-seeds the index.
+//! starts, every second a few times after (see [`SETTLING_RELISTS`]), and
+//! every [`RELIST_INTERVAL`] after that, which re-seeds the index.
 //! While the index is not live, status requests share one listing at a
 //! time instead of each starting a `docker ps` of its own.
 
@@ -32,6 +33,22 @@ pub(crate) use index::IndexSummary;
 /// How often a live index is checked against a full listing anyway: a
 /// safety net for events the engine failed to deliver.
 const RELIST_INTERVAL: Duration = Duration::from_secs(30);
+
+/// After a stream's first listing, the index is listed again every
+/// [`SETTLING_INTERVAL`], [`SETTLING_RELISTS`] times, before
+/// [`RELIST_INTERVAL`] takes over. Around a stream's start, events and the
+/// first listing can disagree: events are replayed from before the start,
+/// and calls of a killed connector or of an outage still land in the
+/// engine. What the index learns from an event stands against a listing
+/// that began less than the index's listing lag after it (see
+/// `index::LISTING_LAG`), and a wrong entry then stands until the next
+/// listing. The soak once saw this after a connector restart: a container
+/// the engine no longer had stayed in the index as `restarting`, and held
+/// its service short of its count for 25 s, until a relisting. Which
+/// events put it there is not known. A few quick listings bound such a
+/// window to seconds, for a few `docker ps` per stream start.
+const SETTLING_RELISTS: u32 = 10;
+const SETTLING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How far back the first stream asks docker to replay events, so that a
 /// clock slightly ahead of the engine's misses nothing. Replaying events
@@ -314,6 +331,7 @@ impl Inventory {
         retry: &mut Backoff,
     ) -> String {
         let mut listing_retry = Backoff::default();
+        let mut settling = SETTLING_RELISTS;
         // Kept across events, so that no listing's outcome goes unseen.
         let mut listing = self.listing_at(Instant::now() + STREAM_GRACE);
         loop {
@@ -340,7 +358,7 @@ impl Inventory {
                             self.changed.notify_one();
                             listing_retry = Backoff::default();
                             *retry = Backoff::default();
-                            Instant::now() + RELIST_INTERVAL
+                            Instant::now() + next_relisting(&mut settling)
                         }
                         // A listing begun before this stream cannot make the
                         // index live; begin another now.
@@ -398,6 +416,19 @@ impl Inventory {
     }
 }
 
+/// How long after a listing that made the index live the next one begins:
+/// [`SETTLING_INTERVAL`] while `settling` relistings are left (counting one
+/// down), else [`RELIST_INTERVAL`].
+fn next_relisting(settling: &mut u32) -> Duration {
+    match settling.checked_sub(1) {
+        Some(left) => {
+            *settling = left;
+            SETTLING_INTERVAL
+        }
+        None => RELIST_INTERVAL,
+    }
+}
+
 /// Doubling waits between retries, from [`RETRY_FIRST`] to [`RETRY_LONGEST`].
 #[derive(Debug, Default)]
 struct Backoff {
@@ -431,6 +462,17 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_relists_quickly_a_few_times_then_every_30_s() {
+        let mut settling = SETTLING_RELISTS;
+        let waits: Vec<Duration> = (0..SETTLING_RELISTS + 2)
+            .map(|_| next_relisting(&mut settling))
+            .collect();
+        let mut expected = vec![SETTLING_INTERVAL; SETTLING_RELISTS as usize];
+        expected.extend([RELIST_INTERVAL, RELIST_INTERVAL]);
+        assert_eq!(waits, expected);
+    }
 
     #[test]
     fn retries_back_off_to_a_ceiling() {
