@@ -96,6 +96,13 @@ fn main() -> ExitCode {
         eprintln!("docker-connector: cannot set up logging: {e}");
     }
     raise_open_file_limit();
+    let code = serve(figment);
+    // Lines still queued for the log writer are written before the exit.
+    logging::flush();
+    code
+}
+
+fn serve(figment: rocket::figment::Figment) -> ExitCode {
     let server = match docker_connector::rocket(figment) {
         Ok(server) => server,
         Err(message) => {

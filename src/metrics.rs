@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::error::Error;
@@ -96,6 +96,7 @@ pub struct Metrics {
     connections_shed: IntCounterVec,
     index_live: IntGauge,
     services: IntGauge,
+    log_lines_dropped: IntCounter,
     /// Held while the per-service gauges are rebuilt and gathered, so two
     /// scrapes at once cannot see each other's half-rebuilt set.
     render: Mutex<()>,
@@ -171,6 +172,11 @@ impl Metrics {
         )
         .expect("valid metric");
         let services = IntGauge::new("services", "Defined services.").expect("valid metric");
+        let log_lines_dropped = IntCounter::new(
+            "log_lines_dropped_total",
+            "Log lines dropped because the log writer had fallen behind (see logging).",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "The connector's version; always 1."),
             &["version"],
@@ -188,6 +194,7 @@ impl Metrics {
             Box::new(connections_shed.clone()),
             Box::new(index_live.clone()),
             Box::new(services.clone()),
+            Box::new(log_lines_dropped.clone()),
             Box::new(build_info),
         ] {
             registry
@@ -204,6 +211,7 @@ impl Metrics {
             connections_shed,
             index_live,
             services,
+            log_lines_dropped,
             render: Mutex::new(()),
         }
     }
@@ -252,6 +260,10 @@ impl Metrics {
         self.services
             .set(i64::try_from(services).unwrap_or(i64::MAX));
         self.index_live.set(i64::from(running.is_some()));
+        // Counted by the logger, which has no metrics of its own.
+        let dropped = crate::logging::dropped_lines();
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         self.running.reset();
         for (service, count) in running.into_iter().flatten() {
             self.running
