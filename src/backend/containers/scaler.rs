@@ -150,7 +150,10 @@ impl Scaler {
     /// Removes these containers of `service` (all but those the engine is
     /// removing already) and records that they are gone: those that run are
     /// stopped gracefully first (see [`Engine::stop`]), so this returns once
-    /// they have exited, at most the longest grace period later.
+    /// they have exited, at most the longest grace period later. A service
+    /// that asks for no grace is not stopped first: its containers would get
+    /// SIGKILL at once, as the removal gives it, and the stop would only
+    /// cost one docker call more.
     pub(super) async fn remove<'a>(
         &self,
         service: &ServiceName,
@@ -163,9 +166,11 @@ impl Scaler {
             .map(|c| c.id.clone())
             .collect();
         let ids = removable_ids(containers);
-        self.engine
-            .stop(&running, self.longest_grace(service))
-            .await?;
+        if !self.asks_no_grace(service) {
+            self.engine
+                .stop(&running, self.longest_grace(service))
+                .await?;
+        }
         self.engine.remove(&ids).await?;
         self.inventory.record_removed(service, &ids);
         Ok(())
@@ -189,6 +194,16 @@ impl Scaler {
             // `docker run` rounds a fraction of a second up.
             .map(|grace| Duration::from_secs(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)))
             .fold(DOCKER_STOP_GRACE, Duration::max)
+    }
+
+    /// Whether every definition of `service` whose containers may still run
+    /// (the current one and its history) asks for no stop grace period.
+    fn asks_no_grace(&self, service: &ServiceName) -> bool {
+        self.store.service(service).is_some_and(|stored| {
+            std::iter::once(&stored.definition)
+                .chain(&stored.history)
+                .all(|definition| definition.stop_grace_period().is_zero())
+        })
     }
 
     /// Records `target` as the desired count of `service`, then makes
@@ -978,6 +993,29 @@ pub(super) mod tests {
             .collect();
         assert_eq!(left.len(), 1);
         assert!(stopped.iter().all(|id| !left.contains(id)), "{stopped:?}");
+    }
+
+    #[tokio::test]
+    async fn a_service_without_stop_grace_is_removed_without_a_stop_first() {
+        let body = serde_json::json!({"name": "web", "image": "app:1", "stop_grace_period": "0s"});
+        let definition = ServiceDefinition::from_create_body(&body).unwrap();
+        let hash = definition.config_hash().to_owned();
+        let engine = FakeEngine {
+            containers: Mutex::new(vec![
+                container("a", "running", &hash, 1),
+                container("b", "running", &hash, 2),
+            ]),
+            ..FakeEngine::default()
+        };
+        let (scaler, engine, _dir) = scaler_with(engine, &[]).await;
+        scaler.store.create_for_test(definition).await.unwrap();
+        let report = scaler
+            .scale(&name("web"), &count(0), &Origin::connector("test"), None)
+            .await
+            .unwrap();
+        assert_eq!(report.running_resources, 0);
+        assert!(engine.containers.lock().unwrap().is_empty());
+        assert!(engine.stops.lock().unwrap().is_empty(), "no docker stop");
     }
 
     #[tokio::test]
