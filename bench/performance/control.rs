@@ -2,6 +2,7 @@
 //! port with a fresh data file, in clear or over TLS, and the control calls
 //! the measurements make to it (create, scale, delete a service).
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
@@ -38,7 +39,25 @@ impl Connector {
     /// Returns at once, so that [`Connector::wait_for_first_answer`] can
     /// time the start from the spawn.
     pub fn spawn(instance: &str, log_path: &Path, owned_instances: Vec<String>) -> Connector {
-        Self::spawn_serving(instance, log_path, owned_instances, None)
+        Self::spawn_configured(instance, log_path, owned_instances, None, &[])
+    }
+
+    /// [`Connector::spawn`] with `log_level = "off"`: the status load's
+    /// logging costs (issue 21) are what it and a logging connector differ
+    /// in.
+    pub fn spawn_without_logging(
+        instance: &str,
+        log_path: &Path,
+        owned_instances: Vec<String>,
+    ) -> Connector {
+        let off = OsStr::new("off");
+        Self::spawn_configured(
+            instance,
+            log_path,
+            owned_instances,
+            None,
+            &[("ROCKET_LOG_LEVEL", off)],
+        )
     }
 
     /// [`Connector::spawn`] with Rocket's TLS listener serving the server
@@ -50,42 +69,38 @@ impl Connector {
         owned_instances: Vec<String>,
         ca: &TestCa,
     ) -> Connector {
-        Self::spawn_serving(instance, log_path, owned_instances, Some(ca))
+        Self::spawn_configured(instance, log_path, owned_instances, Some(ca), &[])
     }
 
     /// [`Connector::spawn`] running `docker` as its docker CLI, for
     /// measurements of the connector's own work (its store's writes) that
     /// the engine's time would drown.
     pub fn spawn_with_docker(instance: &str, log_path: &Path, docker: &Path) -> Connector {
-        Self::spawn_configured(instance, log_path, Vec::new(), None, Some(docker))
+        Self::spawn_configured(
+            instance,
+            log_path,
+            Vec::new(),
+            None,
+            &[("ROCKET_DOCKER", docker.as_os_str())],
+        )
     }
 
-    fn spawn_serving(
-        instance: &str,
-        log_path: &Path,
-        owned_instances: Vec<String>,
-        tls: Option<&TestCa>,
-    ) -> Connector {
-        Self::spawn_configured(instance, log_path, owned_instances, tls, None)
-    }
-
+    /// Spawns with the bench's settings, TLS if `tls`, and `settings` on top.
     fn spawn_configured(
         instance: &str,
         log_path: &Path,
         owned_instances: Vec<String>,
         tls: Option<&TestCa>,
-        docker: Option<&Path>,
+        settings: &[(&str, &OsStr)],
     ) -> Connector {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         let mut command = ConnectorCommand::new(data_dir.path(), instance)
             .env("ROCKET_DATA_FILE", data_dir.path().join("services.json"))
             .env("ROCKET_MAX_REPLICAS", "1000")
-            .env("ROCKET_SCALE_CONCURRENCY", PARALLEL_RUNS.to_string());
+            .env("ROCKET_SCALE_CONCURRENCY", PARALLEL_RUNS.to_string())
+            .envs(settings.iter().copied());
         if let Some(ca) = tls {
             command = command.env("ROCKET_TLS", ca.rocket_tls(ClientCertificates::Off));
-        }
-        if let Some(docker) = docker {
-            command = command.env("ROCKET_DOCKER", docker);
         }
         let process = command.spawn_logging_to(log_path);
         let endpoint = match tls {

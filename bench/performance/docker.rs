@@ -118,16 +118,6 @@ pub fn remove_raw_containers(ids: &[String]) {
     docker(&remove);
 }
 
-/// One `docker stop` of all `ids`, then one `docker rm` of them: a graceful
-/// end, as the connector's scale-down makes it.
-pub fn stop_raw_containers(ids: &[String]) {
-    for verb in ["stop", "rm"] {
-        let mut args = vec![verb];
-        args.extend(ids.iter().map(String::as_str));
-        docker(&args);
-    }
-}
-
 /// The full ids of the running containers of `service` of `instance`, as
 /// one `docker ps` lists them: what the connector's status answers.
 pub fn running_ids(instance: &str, service: &str) -> Vec<String> {

@@ -7,13 +7,16 @@
 //! ratios taken in the same run mean anything.
 //!
 //! * startup: from spawning the binary to the first answer of `GET /service`;
-//! * scale 0→20 and 20→0, against 20 `docker run -d` (8 in parallel) and one
-//!   `docker stop` plus one `docker rm` of the same 20 containers (every
-//!   container runs [`WORKLOAD`], which exits at SIGTERM);
+//! * scale 0→100 and 100→0 of a service that asks for no stop grace period
+//!   (issue 21), against 100 `docker run -d` (8 in parallel) and one
+//!   `docker rm -f` of the same 100 containers (every container runs
+//!   [`WORKLOAD`]);
 //! * status throughput and latency over 64 keep-alive connections and over
-//!   one, against sequential `docker ps --filter label=...`; and the
-//!   throughput over 64 TLS connections (issue 18) to a second connector
-//!   started with `tls.*`, against the plain one's in the same rounds;
+//!   one, against sequential `docker ps --filter label=...`; the throughput
+//!   over 64 connections of a second connector with logging off and of a
+//!   constant Rocket route answering the same body (issue 21: the floor),
+//!   and over 64 TLS connections (issue 18) to a connector started with
+//!   `tls.*`, all against the plain one's in the same rounds;
 //! * freshness: how soon a container removed or killed behind the
 //!   connector's back shows in status, and whether the status right after a
 //!   scale says what the scale answered;
@@ -51,7 +54,9 @@
 //! `openssl` CLI, which makes the TLS connector's certificates at run time
 //! (`tests/support/tls.rs`). The machine description and a markdown
 //! table go to stdout, progress to stderr, the connector's log to
-//! `target/bench/connector.log` (the TLS one's to `connector-tls.log`). It exits 1 if a target is missed; `--quick`
+//! `target/bench/connector.log` (the TLS one's to `connector-tls.log`, the
+//! logging-off one's to `connector-quiet.log`). It exits 1 if a target is
+//! missed; `--quick`
 //! exits 0 unless an operation failed, and then panics. Its containers carry
 //! their own instance labels and are removed when it ends, even on a panic.
 
@@ -64,6 +69,8 @@
 //!   in clear or over TLS;
 //! * `event_stream`: a client of the connector's event stream, reading its
 //!   chunked body event by event;
+//! * `floor`: the constant Rocket route the status load is held against,
+//!   served by this binary started again with `--constant-route`;
 //! * `control`: the connector process, started by the launcher the tests
 //!   share (`tests/support/connector.rs`), and its control calls (create,
 //!   scale, delete), which clean up its containers on drop;
@@ -95,6 +102,7 @@ mod test_tls;
 mod control;
 mod docker;
 mod event_stream;
+mod floor;
 mod http;
 mod load;
 mod machine;
@@ -162,6 +170,11 @@ const PARALLEL_RUNS: usize = 8;
 const BUSY_CONNECTIONS: usize = 64;
 
 fn main() -> ExitCode {
+    // The bench's binary started again to serve the status load's floor.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(floor::FLOOR_FLAG) {
+        return floor::serve(&args[1..]);
+    }
     let plan = Plan::from_args();
     progress(format_args!(
         "docker-connector performance bench ({})",
@@ -176,6 +189,7 @@ fn main() -> ExitCode {
     let raw_instance = format!("{instance}-raw");
     let ballast_instance = format!("{instance}-ballast");
     let tls_instance = format!("{instance}-tls");
+    let quiet_instance = format!("{instance}-quiet");
     let mut connector = Connector::spawn(
         &instance,
         &log_dir.join("connector.log"),
@@ -201,7 +215,7 @@ fn main() -> ExitCode {
         .then(|| measure_scale(&plan, &connector, &raw_instance));
     let status = plan
         .runs(Section::Status)
-        .then(|| measure_status(&plan, &connector, &tls_instance, &log_dir));
+        .then(|| measure_status(&plan, &connector, &quiet_instance, &tls_instance, &log_dir));
     let freshness = plan
         .runs(Section::Freshness)
         .then(|| measure_freshness(&plan, &connector));
@@ -223,7 +237,13 @@ fn main() -> ExitCode {
     let store = plan
         .runs(Section::Store)
         .then(|| measure_store(&plan, &log_dir, &instance));
-    report_leftovers(&[&instance, &raw_instance, &ballast_instance, &tls_instance]);
+    report_leftovers(&[
+        &instance,
+        &raw_instance,
+        &ballast_instance,
+        &tls_instance,
+        &quiet_instance,
+    ]);
 
     let results = Results {
         startup,

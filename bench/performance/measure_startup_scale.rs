@@ -1,6 +1,6 @@
 //! Startup and scale: how long the connector takes to answer after it is
-//! spawned, and to scale 0 → 20 → 0 next to the raw docker CLI doing the
-//! same, rounds alternating which side goes first.
+//! spawned, and to scale 0 → 100 → 0 next to the raw docker CLI doing the
+//! same at its best, rounds alternating which side goes first.
 
 use std::path::Path;
 use std::thread;
@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::control::Connector;
-use crate::docker::{run_raw_containers, stop_raw_containers};
+use crate::docker::{remove_raw_containers, run_raw_containers};
 use crate::report::{format_seconds, rounds};
 use crate::test_docker;
 use crate::{progress, workload_service, Plan};
 
 const SCALE_SERVICE: &str = "scale";
-const SCALE_REPLICAS: u64 = 20;
+pub const SCALE_REPLICAS: u64 = 100;
 /// The untimed pause between a scale up and the scale down, on both sides.
 /// A container's shell sets its SIGTERM trap a moment after `docker run`
 /// returns; a SIGTERM that comes sooner is lost (PID 1 ignores signals it
@@ -59,8 +59,11 @@ pub struct ScaleFigures {
     pub raw: Vec<UpDown>,
 }
 
-/// Scales one service 0 → 20 → 0 through the connector and the same
-/// through the raw CLI, each round, then deletes the service.
+/// Scales one service 0 → 100 → 0 through the connector and the same
+/// through the raw CLI, each round, then deletes the service. The service
+/// asks for no stop grace period (`"stop_grace_period": "0s"`), as a worker that
+/// keeps no state may: the connector then removes its containers at once,
+/// as one `docker rm -f` of them all does by hand.
 pub fn measure_scale(plan: &Plan, connector: &Connector, raw_instance: &str) -> ScaleFigures {
     progress(format_args!(
         "scale: {} of 0 → {SCALE_REPLICAS} → 0, connector and raw docker CLI alternating first",
@@ -68,7 +71,7 @@ pub fn measure_scale(plan: &Plan, connector: &Connector, raw_instance: &str) -> 
     ));
     connector.create_service(&workload_service(
         SCALE_SERVICE,
-        json!({"environment": {"A": "1", "B": "2"}}),
+        json!({"environment": {"A": "1", "B": "2"}, "stop_grace_period": "0s"}),
     ));
     let mut figures = ScaleFigures::default();
     for round in 0..plan.scale_rounds {
@@ -111,10 +114,10 @@ fn scale_through_connector(connector: &Connector) -> UpDown {
     UpDown { up, down }
 }
 
-/// What the connector does for a scale, done by hand: the same image,
-/// command, labels and environment, `PARALLEL_RUNS` starts in flight; then
-/// one `docker stop` and one `docker rm` of them all, the graceful stop the
-/// connector makes.
+/// What the connector does for a scale, done by hand at its best: the same
+/// image, command, labels and environment, `PARALLEL_RUNS` starts in
+/// flight; then one `docker rm -f` of them all, the end a service without a
+/// stop grace period asks for.
 fn scale_with_raw_cli(instance: &str, raw_instance: &str, round: usize) -> UpDown {
     let names: Vec<String> = (0..SCALE_REPLICAS)
         .map(|i| format!("{instance}-raw-{round}-{i}"))
@@ -124,7 +127,7 @@ fn scale_with_raw_cli(instance: &str, raw_instance: &str, round: usize) -> UpDow
     let up = started.elapsed().as_secs_f64();
     thread::sleep(SETTLE_BEFORE_DOWN);
     let started = Instant::now();
-    stop_raw_containers(&ids);
+    remove_raw_containers(&ids);
     let down = started.elapsed().as_secs_f64();
     UpDown { up, down }
 }
