@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::engine_pace::EnginePace;
+
 /// A process's resources as `/proc` shows them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Resources {
@@ -82,7 +84,9 @@ struct Counts {
     faults: BTreeMap<String, u64>,
     writes_in_doubt: u64,
     checkpoints: u64,
-    convergence: Vec<Duration>,
+    /// Each check's time, and its bound (5 s and the engine's allowance).
+    convergence: Vec<(Duration, Duration)>,
+    pace: Option<EnginePace>,
     warm: Option<Resources>,
     end: Option<Resources>,
     connector_starts: u64,
@@ -124,10 +128,19 @@ impl Figures {
         self.0.lock().unwrap().writes_in_doubt += 1;
     }
 
-    pub fn convergence(&self, took: Duration) {
+    pub fn convergence(&self, took: Duration, bound: Duration) {
         let mut counts = self.0.lock().unwrap();
         counts.checkpoints += 1;
-        counts.convergence.push(took);
+        counts.convergence.push((took, bound));
+    }
+
+    pub fn set_pace(&self, pace: EnginePace) {
+        self.0.lock().unwrap().pace = Some(pace);
+    }
+
+    /// The engine's pace, measured before the storm.
+    pub fn pace(&self) -> Option<EnginePace> {
+        self.0.lock().unwrap().pace
     }
 
     pub fn rollback(&self, reason: &str) {
@@ -206,11 +219,22 @@ impl Figures {
         for (reason, n) in &counts.rollbacks {
             out.push_str(&format!("  {n} x {reason}\n"));
         }
-        let worst = counts.convergence.iter().max().copied().unwrap_or_default();
+        if let Some(pace) = counts.pace {
+            out.push_str(&format!("the engine's pace: {}\n", pace.describe()));
+        }
+        let (worst, its_bound) = counts.convergence.iter().max().copied().unwrap_or_default();
+        let closest = counts
+            .convergence
+            .iter()
+            .map(|(took, bound)| took.as_secs_f64() / bound.as_secs_f64())
+            .fold(0.0, f64::max);
         out.push_str(&format!(
-            "convergence checks: {}, worst {:.2} s (bound 5 s)\n",
+            "convergence checks: {}, worst {:.2} s (its bound {:.2} s: 5 s and the engine's \
+             allowance), closest to its bound {:.0}%\n",
             counts.checkpoints,
-            worst.as_secs_f64()
+            worst.as_secs_f64(),
+            its_bound.as_secs_f64(),
+            closest * 100.0
         ));
         let describe = |r: &Option<Resources>| r.map_or("not measured".into(), |r| r.describe());
         out.push_str(&format!(

@@ -17,6 +17,7 @@ mod support;
 
 mod clients;
 mod connector;
+mod engine_pace;
 mod faults;
 mod figures;
 mod invariants;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connector::Connector;
+use engine_pace::EnginePace;
 use figures::{Figures, Resources};
 use invariants::{
     check_convergence, check_orphans, check_resources, check_store, resolve, Foreign, Hashes,
@@ -142,6 +144,9 @@ async fn soak(
         data_dir.to_owned(),
         data_file.clone(),
     ));
+    let pace = EnginePace::measure(&pace_instance(instance)).await;
+    eprintln!("soak: the engine's pace: {}", pace.describe());
+    storm.figures.set_pace(pace);
     storm.figures.connector_started();
     let hashes = Hashes::default();
 
@@ -309,7 +314,7 @@ async fn quiet_resources(storm: &Storm) -> Option<Resources> {
 /// Every client and fault paused (the caller holds the gate): convergence,
 /// foreign containers, orphans.
 async fn checkpoint(storm: &Storm, foreign: &[Foreign], hashes: &Hashes) {
-    let took = check_convergence(
+    let (took, bound) = check_convergence(
         &storm.connector,
         &storm.doc,
         &storm.violations,
@@ -319,8 +324,11 @@ async fn checkpoint(storm: &Storm, foreign: &[Foreign], hashes: &Hashes) {
         hashes,
     )
     .await;
-    eprintln!("soak: converged in {:.2} s", took.as_secs_f64());
-    storm.figures.convergence(took);
+    eprintln!(
+        "soak: converged in {:.2} s (bound {:.2} s)",
+        took.as_secs_f64(),
+        bound.as_secs_f64()
+    );
     for container in foreign {
         container.check(&storm.violations);
     }
@@ -355,6 +363,12 @@ fn mount_tmpfs(dir: &Path) {
 /// instance, and the tmpfs. (The connector, the proxy and the foreign
 /// containers go with their own values; the temporary directory after
 /// this.)
+/// The instance label of the containers that measure the engine's pace:
+/// not the soak's own, so neither the connector nor the checks see them.
+fn pace_instance(instance: &str) -> String {
+    format!("{instance}-pace")
+}
+
 struct Cleanup {
     instance: String,
     mount: Option<std::path::PathBuf>,
@@ -362,11 +376,15 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let filter = format!("label=docker-connector.instance={}", self.instance);
-        if let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &filter])
-            .output()
-        {
+        // The soak's containers, and those that measured the engine's pace.
+        for instance in [self.instance.clone(), pace_instance(&self.instance)] {
+            let filter = format!("label=docker-connector.instance={instance}");
+            let Ok(out) = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
+                .output()
+            else {
+                continue;
+            };
             let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
                 .split_whitespace()
                 .map(str::to_owned)
