@@ -19,9 +19,11 @@ impl Scaler {
     /// # Errors
     /// [`Error::ServiceNotFound`], or the docker failure of a listing.
     pub async fn status(&self, service: &ServiceName) -> Result<ServiceStatus, Error> {
-        let stored = self
-            .store
-            .service(service)
+        // Borrowed, not copied: a service's history and changes are far
+        // bigger than what a status reads of them.
+        let all = self.store.all();
+        let stored = all
+            .get(service)
             .ok_or_else(|| Error::ServiceNotFound(service.to_string()))?;
         let mut containers = self.inventory.snapshot(service).await?;
         containers.sort_by(|a, b| {
@@ -51,21 +53,6 @@ impl Scaler {
             }
             looked_up.as_ref()?.get(&c.id).cloned()
         };
-        let entries: Vec<ContainerStatus> = containers
-            .iter()
-            .map(|c| ContainerStatus {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                state: c.state.as_str().to_owned(),
-                created: c.created,
-                ports: ports_of(c),
-                node: None,
-                current: c.config_hash == current_hash,
-                restarts: c.restarts,
-                last_exit_code: c.last_exit_code,
-                health: c.health.filter(|_| c.is_running()),
-            })
-            .collect();
         let places: Vec<&Container> = containers.iter().filter(|c| c.holds_a_place()).collect();
         let updated = places
             .iter()
@@ -110,9 +97,27 @@ impl Scaler {
                     .map(|c| crash_loop(c))
             })
             .or_else(|| progress.and_then(|p| p.heal.last_error.clone()));
+        let running_resources = containers.iter().filter(|c| c.is_running()).count();
+        let healthy_resources = containers.iter().filter(|c| c.is_healthy()).count();
+        // Moved, not copied, into the answer.
+        let entries: Vec<ContainerStatus> = containers
+            .into_iter()
+            .map(|c| ContainerStatus {
+                ports: ports_of(&c),
+                current: c.config_hash == current_hash,
+                health: c.health.filter(|_| c.is_running()),
+                state: c.state.as_str().to_owned(),
+                id: c.id,
+                name: c.name,
+                created: c.created,
+                node: None,
+                restarts: c.restarts,
+                last_exit_code: c.last_exit_code,
+            })
+            .collect();
         Ok(ServiceStatus {
-            running_resources: containers.iter().filter(|c| c.is_running()).count(),
-            healthy_resources: containers.iter().filter(|c| c.is_healthy()).count(),
+            running_resources,
+            healthy_resources,
             desired_resources: stored.desired,
             containers: entries,
             rollout,
