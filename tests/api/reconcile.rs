@@ -292,8 +292,12 @@ async fn a_crash_loop_is_restarted_by_the_engine_with_backoff_and_reported() {
             == 0,
         "the connector fought the engine's restarts: {window:?}"
     );
+    // Listings are the index's own (ten a second apart after its event
+    // stream starts, which is when this window begins, then one every
+    // 30 s), not the connector acting on the crash loop.
+    let acting: Vec<&String> = window.iter().filter(|verb| *verb != "ps").collect();
     assert!(
-        window.len() <= 4,
+        acting.len() <= 4,
         "too many docker calls in 10 s: {window:?}"
     );
     // 0.1 s doubling: at most 7 restarts fit in 10 s (0.1 + ... + 6.4 s).
