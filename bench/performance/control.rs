@@ -98,6 +98,11 @@ impl Connector {
             .env("ROCKET_DATA_FILE", data_dir.path().join("services.json"))
             .env("ROCKET_MAX_REPLICAS", "1000")
             .env("ROCKET_SCALE_CONCURRENCY", PARALLEL_RUNS.to_string())
+            // Every client of the bench is 127.0.0.1, and the watch section
+            // holds 1,000 streams and 64 status connections at once: above
+            // the default cap of 256 a remote address, the warden (issue 18)
+            // would close the newest.
+            .env("ROCKET_MAX_CONNECTIONS_PER_ADDRESS", "4096")
             .envs(settings.iter().copied());
         if let Some(ca) = tls {
             command = command.env("ROCKET_TLS", ca.rocket_tls(ClientCertificates::Off));
